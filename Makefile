@@ -1,0 +1,46 @@
+# aunet developer commands. `make test` is the test command (CI runs it through .ci/run).
+#
+# The virtual environment is created on first use with the CPU build of torch installed first and pinned by
+# constraints-cpu.txt, so no later install can pull a multi-GB CUDA build. Elsewhere than this project's machines,
+# point TORCH_SPEC at a CPU index, e.g.
+#   make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.aunet-installed
+
+# Real corpora and benchmark files are read from a data directory, never committed. Default: ../shared/data.
+AUNET_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export AUNET_DATA_DIR
+
+PYTEST_ARGS ?=
+
+.PHONY: help install test bench-levels clean
+
+help:
+	@echo "make install       create $(VENV) (CPU torch) and install aunet with its test extras"
+	@echo "make test          run the test suite (creates $(VENV) when missing)"
+	@echo "make bench-levels  measure compute_levels throughput on English prose"
+	@echo "make clean         remove caches (keeps $(VENV))"
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_SPEC)
+	$(PIP) install -q -c constraints-cpu.txt -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench-levels: $(STAMP)
+	$(PY) -m aunet.bench.levels
+
+clean:
+	rm -rf .pytest_cache .hypothesis build dist src/*.egg-info
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

@@ -1,0 +1,117 @@
+"""Typed configuration from YAML: dataclasses filled from plain dicts, with errors that name the key.
+
+YAML is always read with ``yaml.safe_load``; no value is ever evaluated. Unknown keys are rejected with a
+did-you-mean suggestion, wrong types name the expected type, and every error is a :class:`~aunet.errors.ConfigError`
+carrying the dotted key (``model.caps[1]``) and, when loaded from a file, the file name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar, Union
+
+import yaml
+
+from aunet.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML file into a dict with ``safe_load``; a missing, unreadable or non-mapping file is a ConfigError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("", "no such file; give the path of a YAML config or a preset name", str(p))
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError("", f"not valid YAML ({detail}); fix the syntax", str(p)) from None
+    if not isinstance(data, dict):
+        raise ConfigError("", "expected a YAML mapping at the top level (e.g. 'model: {...}')", str(p))
+    return data
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return f"a list of {_type_name(inner)}"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (int, float, str, bool, None, list[...], unions).
+
+    Ints are accepted where floats are expected; floats with an integral value (``1.0e6`` written for a count) are
+    accepted where ints are expected. Booleans are never taken for numbers.
+    """
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return coerce(value, option, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
+        return [coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(key, f"expected null, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(key, f"expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(key, f"expected a string, got {value!r}")
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} for {key}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``: unknown keys, missing required keys and wrong types are ConfigErrors."""
+    if not isinstance(data, dict):
+        raise ConfigError(prefix.rstrip("."), f"expected a mapping of {cls.__name__} fields, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            hint = difflib.get_close_matches(str(key), fields, n=1)
+            suggestion = f"did you mean {hint[0]!r}? " if hint else ""
+            raise ConfigError(f"{prefix}{key}", f"unknown key; {suggestion}valid keys: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = coerce(data[name], hints[name], f"{prefix}{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{prefix}{name}", f"required key is missing; add '{name}:' to the section")
+    return cls(**kwargs)

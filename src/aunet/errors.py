@@ -1,0 +1,34 @@
+"""Errors that the command line reports as one line and exit code 2 (no traceback).
+
+Anything the user can fix (a config key, a file path, a split rule name) raises a subclass of :class:`UserError`.
+Library code raises these with a message that names the offending key or file and says how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input, reported by the CLI as ``error: <message>`` and exit code 2."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value that cannot work.
+
+    ``key`` is the dotted path of the offending entry (``model.caps[1]``); ``source`` is the file it came from,
+    when known. ``str(err)`` renders ``source: key: message``.
+    """
+
+    def __init__(self, key: str, message: str, source: str | None = None) -> None:
+        self.key = key
+        self.message = message
+        self.source = source
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = f"{self.key}: " if self.key else ""
+        prefix = f"{self.source}: " if self.source else ""
+        return f"{prefix}{where}{self.message}"
+
+    def with_source(self, source: str) -> "ConfigError":
+        """The same error, attributed to the file ``source``."""
+        return ConfigError(self.key, self.message, source)

@@ -1,0 +1,29 @@
+"""Where the project's data lives: the data directory setting (``AUNET_DATA_DIR``).
+
+Real corpora and benchmark files are read from it and never committed. The Makefile points it at
+``../shared/data`` when that folder exists.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from aunet.errors import UserError
+
+DATA_DIR_ENV = "AUNET_DATA_DIR"
+
+
+def data_dir(required: bool = True) -> Path | None:
+    """The data directory from ``AUNET_DATA_DIR``; a UserError (or None when not ``required``) if unset or missing."""
+    value = os.environ.get(DATA_DIR_ENV)
+    if not value:
+        if required:
+            raise UserError(f"{DATA_DIR_ENV} is not set; point it at a data directory (e.g. ../shared/data)")
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        if required:
+            raise UserError(f"{DATA_DIR_ENV}={value} is not a directory; point it at the data directory")
+        return None
+    return path

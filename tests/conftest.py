@@ -1,0 +1,49 @@
+"""Test-wide settings: offline hub libraries, headless plotting, a hypothesis profile, the data directory."""
+
+from __future__ import annotations
+
+import os
+
+# Read at import time by datasets / huggingface_hub: set before anything imports them.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "default", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+settings.register_profile("thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The data directory (``AUNET_DATA_DIR``; `make test` sets it). Tests that need real text skip without it."""
+    value = os.environ.get("AUNET_DATA_DIR")
+    if not value or not Path(value).is_dir():
+        pytest.skip("AUNET_DATA_DIR is not set to a data directory (make test sets it to ../shared/data)")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def english_text(data_dir: Path) -> bytes:
+    """About 200 KB of real English prose (Tiny Shakespeare)."""
+    return (data_dir / "corpora" / "tinyshakespeare" / "input.txt").read_bytes()[:200_000]
