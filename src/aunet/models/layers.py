@@ -1,0 +1,153 @@
+"""Transformer blocks shared by every AU-Net stage and the BPE baseline.
+
+Pre-norm RMSNorm, rotary position embeddings on stage-local positions, causal (optionally sliding-window) attention
+through ``scaled_dot_product_attention``, SwiGLU feed-forward. A stack has no final norm: the model applies one
+before its output head. Shapes: ``B`` batch, ``S`` sequence length of the stage, ``D`` width, ``H`` heads,
+``Dh`` head size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def rotary_tables(seq_len: int, head_dim: int, theta: float, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """Cosine and sine tables of rotary embeddings for positions ``0..seq_len-1``; each ``[S, Dh/2]``, float32."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float64) / head_dim))
+    angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float64), inv_freq)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate ``x`` ``[B, S, H, Dh]`` by position: pairs are (first half, second half) of each head."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    cos = cos[None, :, None, :].to(x.dtype)
+    sin = sin[None, :, None, :].to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+def sliding_window_mask(seq_len: int, window: int, device: torch.device | None = None) -> Tensor:
+    """``[S, S]`` bool, True where query ``i`` may attend key ``j``: ``0 <= i - j < window``."""
+    pos = torch.arange(seq_len, device=device)
+    delta = pos[:, None] - pos[None, :]
+    return (delta >= 0) & (delta < window)
+
+
+class Attention(nn.Module):
+    """Multi-head causal self-attention with RoPE; no biases, as many key/value heads as query heads."""
+
+    def __init__(self, dim: int, head_dim: int) -> None:
+        super().__init__()
+        self.n_heads = dim // head_dim
+        self.head_dim = head_dim
+        self.wqkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.wo = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
+        """``x`` ``[B, S, D]`` -> ``[B, S, D]``; ``mask`` ``[S, S]`` bool (sliding window) or None (plain causal)."""
+        b, s, d = x.shape
+        q, k, v = self.wqkv(x).view(b, s, 3, self.n_heads, self.head_dim).unbind(2)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        if mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.wo(out.transpose(1, 2).reshape(b, s, d))
+
+
+class SwiGLU(nn.Module):
+    """``w2(silu(x W1) * (x W3))``, with W1 and W3 fused into one matmul."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.w13 = nn.Linear(dim, 2 * hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.w13(x).split(self.hidden, dim=-1)
+        return self.w2(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + ffn(norm(x))``."""
+
+    def __init__(self, dim: int, head_dim: int, ffn_dim: int, eps: float) -> None:
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(dim, eps=eps)
+        self.attn = Attention(dim, head_dim)
+        self.ffn_norm = nn.RMSNorm(dim, eps=eps)
+        self.ffn = SwiGLU(dim, ffn_dim)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class TransformerStack(nn.Module):
+    """``n_layers`` blocks over one stage's sequence; positions are the stage-local indices ``0..S-1``.
+
+    Args:
+        window: sliding-window size (a query sees itself and the ``window - 1`` keys before it), or None for full
+            causal attention. A window that covers the whole sequence uses the plain causal kernel.
+        max_len: length up to which rotary tables are precomputed; longer inputs extend them on the fly.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        n_layers: int,
+        head_dim: int,
+        ffn_dim: int,
+        window: int | None,
+        max_len: int,
+        rope_theta: float,
+        eps: float,
+    ) -> None:
+        super().__init__()
+        self.dim, self.head_dim, self.window, self.rope_theta = dim, head_dim, window, rope_theta
+        self.layers = nn.ModuleList(Block(dim, head_dim, ffn_dim, eps) for _ in range(n_layers))
+        cos, sin = rotary_tables(max_len, head_dim, rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self._masks: dict[tuple[int, torch.device], Tensor] = {}
+
+    def _rotary(self, seq_len: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        if seq_len > self.rope_cos.shape[0]:
+            cos, sin = rotary_tables(seq_len, self.head_dim, self.rope_theta, device)
+            self.rope_cos, self.rope_sin = cos, sin
+        return self.rope_cos[:seq_len], self.rope_sin[:seq_len]
+
+    def _mask(self, seq_len: int, device: torch.device) -> Tensor | None:
+        if self.window is None or self.window >= seq_len:
+            return None
+        key = (seq_len, device)
+        if key not in self._masks:
+            self._masks[key] = sliding_window_mask(seq_len, self.window, device)
+        return self._masks[key]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, S, D]`` -> ``[B, S, D]`` (no final norm)."""
+        cos, sin = self._rotary(x.shape[1], x.device)
+        mask = self._mask(x.shape[1], x.device)
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask)
+        return x
+
+
+def init_weights(module: nn.Module) -> None:
+    """The paper's initialisation: truncated normal (+-3 sigma) with sigma = fan_in^-0.5 for every linear map,
+    sigma = width^-0.5 for embeddings, unit RMSNorm gains, no depth-dependent scaling."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            std = m.in_features**-0.5
+            nn.init.trunc_normal_(m.weight, std=std, a=-3 * std, b=3 * std)
+        elif isinstance(m, nn.Embedding):
+            std = m.embedding_dim**-0.5
+            nn.init.trunc_normal_(m.weight, std=std, a=-3 * std, b=3 * std)
+        elif isinstance(m, nn.RMSNorm) and m.weight is not None:
+            nn.init.ones_(m.weight)

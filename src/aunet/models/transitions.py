@@ -1,0 +1,107 @@
+"""Pooling and upsampling between AU-Net stages (paper notes §2.3, §4; pitfalls P2, P4, P5, P9, P10).
+
+All index arithmetic is vectorised over the batch and sequence, with static output shapes and no host-device
+synchronisation. Shapes: ``B`` batch, ``L`` length of the finer stage, ``L'`` length of the coarser stage
+(its cap), ``Df`` / ``Dc`` widths of the finer / coarser stage.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def keep_first_boundaries(mask: Tensor, cap: int) -> Tensor:
+    """``mask`` ``[B, L]`` bool with only its first ``cap`` True entries per row kept (P5: truncate, never drop early)."""
+    return mask & (mask.cumsum(dim=1) <= cap)
+
+
+def pooling_index(mask: Tensor, out_len: int) -> tuple[Tensor, Tensor]:
+    """Positions to pool: the boundaries in order, then the earliest non-boundary positions as padding.
+
+    Args:
+        mask: ``[B, L]`` bool, at most ``out_len`` True per row (see :func:`keep_first_boundaries`).
+        out_len: coarse length ``L' <= L``.
+
+    Returns:
+        ``index`` ``[B, L']`` long (fine positions to gather) and ``count`` ``[B]`` long (real boundaries per row).
+        Padding sits after every real entry, so causal attention at the coarse stage never lets a real entry see it.
+    """
+    b, length = mask.shape
+    counts = mask.long().cumsum(dim=1)  # boundaries at or before each position
+    total = counts[:, -1:]
+    pos = torch.arange(length, device=mask.device).expand(b, length)
+    # Boundary number c goes to slot c-1; the k-th non-boundary (k = pos - counts) goes after all boundaries.
+    slot = torch.where(mask, counts - 1, total + pos - counts)
+    index = torch.empty_like(slot).scatter_(1, slot, pos)
+    return index[:, :out_len], total.squeeze(1)
+
+
+def segment_index(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """For each fine position ``t``: the coarse entry it reads, and its offset within that segment (P2).
+
+    Args:
+        mask: ``[B, L]`` bool of kept boundaries with ``mask[:, 0]`` True.
+
+    Returns:
+        ``segment`` ``[B, L]``: index ``k`` of the most recent boundary ``p_k <= t`` (inclusive: the word vector
+        pooled at "SAT " already serves the byte "SAT " itself, to predict "O"), and ``offset`` ``[B, L]``: ``t - p_k``.
+    """
+    b, length = mask.shape
+    pos = torch.arange(length, device=mask.device).expand(b, length)
+    segment = mask.long().cumsum(dim=1) - 1
+    last_boundary = torch.where(mask, pos, torch.zeros_like(pos)).cummax(dim=1).values
+    return segment, pos - last_boundary
+
+
+def gather_rows(x: Tensor, index: Tensor) -> Tensor:
+    """``x`` ``[B, N, D]`` gathered along dim 1 by ``index`` ``[B, M]`` -> ``[B, M, D]``."""
+    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+class Downsample(nn.Module):
+    """Pooling by selection: gather the boundary rows, RMSNorm, then a linear map to the next stage's width."""
+
+    def __init__(self, fine_dim: int, coarse_dim: int, eps: float) -> None:
+        super().__init__()
+        self.norm = nn.RMSNorm(fine_dim, eps=eps)
+        self.proj = nn.Linear(fine_dim, coarse_dim, bias=False)
+
+    def forward(self, x: Tensor, index: Tensor) -> Tensor:
+        """``x`` ``[B, L, Df]``, ``index`` ``[B, L']`` -> ``[B, L', Dc]``."""
+        return self.proj(self.norm(gather_rows(x, index)))
+
+
+class Upsample(nn.Module):
+    """Coarse vectors back to fine positions (P10).
+
+    Modes:
+        ``multilinear``: ``W_shared c_k + W_(offset mod n_offsets) c_k`` (the paper's default).
+        ``repeat``: ``W_shared c_k`` at every position of the segment.
+        ``simple``: ``W_shared c_k`` at the boundary position itself, zero elsewhere.
+
+    For multilinear, the shared and all offset projections of each coarse vector are computed in one matmul on the
+    coarse sequence and the right row is gathered per fine position: exact, sync-free and static in shape (the
+    official code instead groups fine rows by offset, which needs a host synchronisation).
+    """
+
+    def __init__(self, coarse_dim: int, fine_dim: int, mode: str, n_offsets: int, eps: float) -> None:
+        super().__init__()
+        self.mode, self.n_offsets, self.fine_dim = mode, n_offsets, fine_dim
+        self.n_maps = 1 + n_offsets if mode == "multilinear" else 1
+        self.norm = nn.RMSNorm(coarse_dim, eps=eps)
+        # Output rows: [shared | offset 0 | ... | offset n-1], each block fine_dim wide.
+        self.proj = nn.Linear(coarse_dim, self.n_maps * fine_dim, bias=False)
+
+    def forward(self, coarse: Tensor, segment: Tensor, offset: Tensor, boundary: Tensor) -> Tensor:
+        """``coarse`` ``[B, L', Dc]``; ``segment``, ``offset``, ``boundary`` ``[B, L]`` -> ``[B, L, Df]``."""
+        b, n_coarse, _ = coarse.shape
+        y = self.proj(self.norm(coarse))
+        if self.mode == "multilinear":
+            y = y.view(b, n_coarse * self.n_maps, self.fine_dim)
+            base = segment * self.n_maps
+            return gather_rows(y, base) + gather_rows(y, base + 1 + offset % self.n_offsets)
+        out = gather_rows(y, segment)
+        if self.mode == "simple":
+            out = out * boundary.unsqueeze(-1).to(out.dtype)
+        return out

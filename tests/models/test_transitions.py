@@ -1,0 +1,50 @@
+import torch
+
+from aunet.models.transitions import Upsample, keep_first_boundaries, pooling_index, segment_index
+
+
+def test_pooling_index_puts_boundaries_first_then_earliest_padding():
+    mask = torch.tensor([[1, 0, 0, 1, 0, 1, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    index, count = pooling_index(mask, 5)
+    assert index.tolist() == [[0, 3, 5, 1, 2], [0, 1, 2, 3, 4]]
+    assert count.tolist() == [3, 2]
+
+
+def test_keep_first_boundaries_truncates_the_tail_only():
+    mask = torch.tensor([[1, 1, 0, 1, 1, 1]], dtype=torch.bool)
+    assert keep_first_boundaries(mask, 3).long().tolist() == [[1, 1, 0, 1, 0, 0]]
+
+
+def test_segment_index_is_inclusive_of_the_boundary_itself():
+    # Boundaries at 0, 3, 4: position 3 already reads the vector pooled at 3 (P2), offsets restart there.
+    mask = torch.tensor([[1, 0, 0, 1, 1, 0, 0]], dtype=torch.bool)
+    segment, offset = segment_index(mask)
+    assert segment.tolist() == [[0, 0, 0, 1, 2, 2, 2]]
+    assert offset.tolist() == [[0, 1, 2, 0, 0, 1, 2]]
+
+
+def test_multilinear_upsampling_is_shared_plus_offset_matrix():
+    torch.manual_seed(0)
+    up = Upsample(coarse_dim=6, fine_dim=4, mode="multilinear", n_offsets=3, eps=1e-5).double()
+    coarse = torch.randn(1, 2, 6, dtype=torch.float64)
+    mask = torch.tensor([[1, 0, 0, 0, 1, 0]], dtype=torch.bool)
+    segment, offset = segment_index(mask)
+    out = up(coarse, segment, offset, mask)
+    normed = up.norm(coarse)
+    w = up.proj.weight.view(1 + 3, 4, 6)  # [shared, offset 0..2] x [fine, coarse]
+    for t, (k, o) in enumerate(zip(segment[0].tolist(), offset[0].tolist())):
+        expected = normed[0, k] @ w[0].T + normed[0, k] @ w[1 + o % 3].T  # offsets wrap around
+        assert torch.allclose(out[0, t], expected)
+
+
+def test_simple_upsampling_only_at_boundaries_and_repeat_everywhere():
+    torch.manual_seed(0)
+    coarse = torch.randn(1, 2, 6)
+    mask = torch.tensor([[1, 0, 1, 0]], dtype=torch.bool)
+    segment, offset = segment_index(mask)
+    simple = Upsample(6, 4, "simple", 16, 1e-5)
+    repeat = Upsample(6, 4, "repeat", 16, 1e-5)
+    repeat.load_state_dict(simple.state_dict())
+    s, r = simple(coarse, segment, offset, mask), repeat(coarse, segment, offset, mask)
+    assert torch.equal(s[0, 1], torch.zeros(4)) and torch.equal(s[0, 3], torch.zeros(4))
+    assert torch.allclose(s[0, 0], r[0, 0]) and torch.allclose(r[0, 1], r[0, 0]) and torch.allclose(r[0, 3], r[0, 2])
