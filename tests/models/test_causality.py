@@ -55,18 +55,20 @@ def test_causal_for_every_depth_and_upsampling(stages, upsampling):
 
 
 @pytest.mark.parametrize("stages", [2, 3, 4])
-def test_causal_when_caps_truncate(stages):
+@pytest.mark.parametrize("upsampling", ["multilinear", "repeat", "simple"])
+def test_causal_when_caps_truncate(stages, upsampling):
     torch.manual_seed(0)
     caps = [SEQ, 6, 4, 3][:stages]
-    stats = assert_causal(AUNet(tiny_aunet(stages, caps=caps)), RULES[: stages - 1])
+    stats = assert_causal(AUNet(tiny_aunet(stages, caps=caps, upsampling=upsampling)), RULES[: stages - 1])
     assert any(s > k for s, k in zip(stats["selected"][0], stats["kept"][0])), "the cap never truncated"
 
 
 @pytest.mark.parametrize("stages", [2, 3, 4])
-def test_causal_with_padding_at_deeper_stages(stages):
+@pytest.mark.parametrize("upsampling", ["multilinear", "repeat", "simple"])
+def test_causal_with_padding_at_deeper_stages(stages, upsampling):
     torch.manual_seed(1)
     caps = [SEQ, SEQ, SEQ, SEQ][:stages]
-    stats = assert_causal(AUNet(tiny_aunet(stages, caps=caps)), RULES[: stages - 1])
+    stats = assert_causal(AUNet(tiny_aunet(stages, caps=caps, upsampling=upsampling)), RULES[: stages - 1])
     assert all(k < SEQ for k in stats["kept"][-1]), "no padding at the deepest stage"
 
 

@@ -90,3 +90,17 @@ def test_initialisation_follows_fan_in():
     std = w.shape[1] ** -0.5
     assert w.abs().max() <= 3 * std + 1e-6
     assert 0.7 * std < w.std().item() < 1.2 * std
+
+
+@pytest.mark.gpu
+def test_training_forward_and_backward_never_synchronise_with_the_host():
+    torch.manual_seed(0)
+    model = AUNet(tiny_aunet(4)).cuda()
+    tokens, levels = byte_batch(sample_texts(2, 96), RULES, 96)
+    tokens, levels = tokens.cuda(), levels.cuda()
+    model(tokens, levels).sum().backward()  # warm-up: lazy initialisation may synchronise once
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        model(tokens, levels).sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
