@@ -32,3 +32,11 @@ class ConfigError(UserError, ValueError):
     def with_source(self, source: str) -> "ConfigError":
         """The same error, attributed to the file ``source``."""
         return ConfigError(self.key, self.message, source)
+
+
+class DataError(UserError):
+    """A corpus, tokenizer or data file that cannot be used; the message names the file and the fix."""
+
+
+class RunError(UserError):
+    """A training run that cannot start or continue (mismatched checkpoint, finished run, non-finite loss)."""

@@ -1,0 +1,1 @@
+"""Data: corpora (files of text), the train/validation split, the BPE tokenizer, packing into sequences."""
