@@ -9,6 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Caches (trained tokenizers) go to a throwaway folder, never into the repository or the read-only data dir.
+os.environ.setdefault("AUNET_CACHE_DIR", __import__("tempfile").mkdtemp(prefix="aunet-test-cache-"))
 
 from pathlib import Path  # noqa: E402
 
@@ -40,7 +42,7 @@ def data_dir() -> Path:
     value = os.environ.get("AUNET_DATA_DIR")
     if not value or not Path(value).is_dir():
         pytest.skip("AUNET_DATA_DIR is not set to a data directory (make test sets it to ../shared/data)")
-    return Path(value)
+    return Path(value).resolve()
 
 
 @pytest.fixture(scope="session")
