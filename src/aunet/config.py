@@ -52,8 +52,11 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp`` (int, float, str, bool, None, list[...], unions).
 
     Ints are accepted where floats are expected; floats with an integral value (``1.0e6`` written for a count) are
-    accepted where ints are expected. Booleans are never taken for numbers.
+    accepted where ints are expected. Booleans are never taken for numbers. Strings that spell a number are taken
+    as that number, because YAML 1.1 (PyYAML) reads ``3e-4`` and ``1e19`` without a dot as strings.
     """
+    if tp in (int, float) and isinstance(value, str):
+        value = _number_from_text(value, key)
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         errors = []
@@ -95,6 +98,15 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     raise TypeError(f"unsupported annotation {tp!r} for {key}")
+
+
+def _number_from_text(text: str, key: str) -> float | str:
+    """``"3e-4"`` -> 3e-4 (plain float parsing, never evaluation); anything else is returned unchanged."""
+    try:
+        number = float(text.strip().replace("_", ""))
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:

@@ -10,10 +10,10 @@ import sys
 from typing import Sequence
 
 from aunet import __version__
-from aunet.cli import flops_cmd, presets_cmd
+from aunet.cli import data_cmd, flops_cmd, presets_cmd, train_cmd
 from aunet.errors import UserError
 
-COMMANDS = (flops_cmd, presets_cmd)
+COMMANDS = (train_cmd, flops_cmd, presets_cmd, data_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

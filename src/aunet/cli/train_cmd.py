@@ -1,0 +1,73 @@
+"""``aunet train CONFIG``: train one model to its compute budget and record the run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train one model (AU-Net or BPE) to its FLOPs budget",
+        description=(
+            "Train the model of a run config to its compute budget and write results/runs/<run-id>/ (config, "
+            "metrics.csv, summary.json, checkpoints). CONFIG is a YAML file with model/data/train/trainer sections "
+            "or a preset name (tiny-bpe, tiny-aunet1 ... tiny-aunet4 train on CPU in under a minute). A finished "
+            "run is not trained again; an interrupted one continues with --resume."
+        ),
+        epilog=(
+            "examples:\n"
+            "  aunet train tiny-aunet2\n"
+            "  aunet train tiny-bpe --set train.budget_flops=2e12 --set train.lr=1e-3\n"
+            "  aunet train my-run.yaml --data corpora/*.jsonl --devices 4 --strategy ddp --precision bf16-mixed\n"
+            "  aunet train my-run.yaml --resume            # continue from checkpoints/last.ckpt"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", metavar="CONFIG", help="run config YAML or preset name")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a dotted config key, e.g. train.lr=1e-3 (repeatable; values are YAML)")
+    p.add_argument("--run-dir", type=Path, help="run folder (default: <train.results_dir>/<run-id>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--data", nargs="+", metavar="PATH", help="corpus: a named corpus, files, folders or globs")
+    hw = p.add_argument_group("hardware (passed to Lightning)")
+    hw.add_argument("--accelerator", help="cpu, gpu, auto (default: the config's, auto)")
+    hw.add_argument("--devices", help="number of devices per node, or auto")
+    hw.add_argument("--num-nodes", type=int, help="number of nodes (SLURM or torchrun sets the ranks)")
+    hw.add_argument("--strategy", help="auto, ddp, fsdp, ...")
+    hw.add_argument("--precision", help="32-true, bf16-mixed, ... (default: bf16-mixed on GPU, 32-true on CPU)")
+    hw.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
+    hw.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def overrides_from_args(args: argparse.Namespace) -> list[str]:
+    out = list(args.overrides)
+    if args.data:
+        out.append(f"data.corpus={json.dumps(args.data if len(args.data) > 1 else args.data[0])}")
+    for key in ("accelerator", "strategy", "precision"):
+        if getattr(args, key):
+            out.append(f"trainer.{key}={getattr(args, key)}")
+    if args.devices:
+        out.append(f"trainer.devices={args.devices}")
+    if args.num_nodes:
+        out.append(f"trainer.num_nodes={args.num_nodes}")
+    if args.compile:
+        out.append("trainer.compile=true")
+    if args.no_progress:
+        out.append("trainer.progress_bar=false")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from aunet.training.config import load_run_config
+    from aunet.training.run import train
+
+    config = load_run_config(args.config, overrides_from_args(args))
+    summary = train(config, run_dir=args.run_dir, resume=args.resume)
+    if summary:
+        print(f"run {summary['run_id']}: val_bpb {summary['val_bpb']:.4f}, {summary['steps']} steps, "
+              f"{summary['flops_spent']:.3g} FLOPs, {summary['throughput']['bytes_per_s']:.0f} bytes/s")
+    return 0

@@ -1,0 +1,250 @@
+"""Run configuration: one YAML file with ``model``, ``data``, ``train`` and ``trainer`` sections.
+
+``model`` is a model section (see :mod:`aunet.models.config`) or ``{preset: NAME, ...overrides}``. A preset name or a
+YAML file works wherever a run config is expected; missing sections take the defaults below. ``--set key=value``
+overrides any dotted key (values parsed as YAML scalars or lists, never evaluated).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from aunet.config import from_dict, read_yaml
+from aunet.errors import ConfigError
+from aunet.models.config import ModelConfig, model_config_from_dict
+from aunet.models.loading import resolve_config_path
+
+
+@dataclass
+class DataConfig:
+    """Where the text comes from and how it is split, tokenized and packed.
+
+    Attributes:
+        corpus: a named corpus under the data directory (``aunet data list``), a path, a glob, or a list of them.
+        text_field: field holding the text in jsonl/parquet corpora.
+        split: ``hash`` (by document) or ``tail`` (last bytes of each document); default: the corpus's own.
+        val_fraction: share of documents (hash) or bytes (tail) held out for validation.
+        val_documents: explicit validation documents by name (e.g. ``[pg11, pg84]``); overrides ``val_fraction``.
+        val_bytes: validation text used for bits per byte (the first ``val_bytes`` bytes of the validation split).
+        shuffle_buffer: packed sequences mixed in a seeded buffer (neighbouring windows of a book are correlated).
+        num_workers: DataLoader worker processes (levels and BPE encoding run there).
+        tokenizer: BPE only: a ``tokenizer.json`` to use; default: train a byte-level BPE of ``model.vocab_size``
+            on the training split (cached by corpus fingerprint and size).
+        tokenizer_train_bytes: at most this many training bytes go into BPE training.
+    """
+
+    corpus: Union[str, list[str]] = "gutenberg_en"
+    text_field: str = "text"
+    split: Union[str, None] = None
+    val_fraction: float = 0.05
+    val_documents: list[str] = field(default_factory=list)
+    val_bytes: int = 262_144
+    shuffle_buffer: int = 1024
+    num_workers: int = 1
+    tokenizer: Union[str, None] = None
+    tokenizer_train_bytes: int = 64_000_000
+
+    def validate(self) -> None:
+        if self.split not in (None, "hash", "tail"):
+            raise ConfigError("data.split", f"expected hash or tail, got {self.split!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError("data.val_fraction", f"must lie strictly between 0 and 1, got {self.val_fraction}")
+        for key in ("val_bytes", "shuffle_buffer", "tokenizer_train_bytes"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"data.{key}", "must be a positive integer")
+        if self.num_workers < 0:
+            raise ConfigError("data.num_workers", "must be 0 or more")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, compute budget, and how often to validate, checkpoint and log.
+
+    Attributes:
+        budget_flops: training FLOPs to spend (our formula); sets the number of steps. Exclusive with max_steps.
+        max_steps: a fixed number of optimizer steps instead of a budget.
+        batch_size: sequences per optimizer step, over all devices and accumulation steps.
+        accumulate: gradient accumulation steps per optimizer step.
+        lr, min_lr_ratio, warmup_steps, warmup_fraction: peak learning rate; cosine decay to ``min_lr_ratio * lr``
+            after a linear warmup of ``warmup_steps`` (default: ``warmup_fraction`` of the steps).
+        weight_decay, betas, eps, grad_clip: AdamW and gradient clipping (the paper's 0.1, (0.9, 0.95), 1e-8, 0.2).
+        seed: seeds initialisation and data order.
+        val_every_steps: validate (and then checkpoint) every this many steps; default: about 10 times per run.
+        peak_flops: the device's peak FLOP/s for model FLOP utilisation (Lightning's table is wrong for some GPUs;
+            on CPU there is no table at all).
+        results_dir: where run folders go (``<results_dir>/<run-id>/``).
+    """
+
+    budget_flops: Union[float, None] = None
+    max_steps: Union[int, None] = None
+    batch_size: int = 8
+    accumulate: int = 1
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.01
+    warmup_steps: Union[int, None] = None
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    grad_clip: Union[float, None] = 0.2
+    seed: int = 0
+    val_every_steps: Union[int, None] = None
+    log_every_steps: int = 1
+    peak_flops: Union[float, None] = None
+    results_dir: str = "results/runs"
+
+    def validate(self) -> None:
+        if (self.budget_flops is None) == (self.max_steps is None):
+            raise ConfigError("train.budget_flops", "set exactly one of train.budget_flops and train.max_steps")
+        if self.budget_flops is not None and self.budget_flops <= 0:
+            raise ConfigError("train.budget_flops", "must be positive")
+        for key in ("max_steps", "batch_size", "accumulate", "log_every_steps", "val_every_steps",
+                    "warmup_steps"):
+            value = getattr(self, key)
+            if value is not None and value < (0 if key == "warmup_steps" else 1):
+                raise ConfigError(f"train.{key}", f"must be a positive integer, got {value}")
+        if self.lr <= 0:
+            raise ConfigError("train.lr", f"must be positive, got {self.lr}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError("train.min_lr_ratio", "must lie in [0, 1]")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ConfigError("train.warmup_fraction", "must lie in [0, 1)")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError("train.betas", f"expected two numbers in [0, 1), got {self.betas}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError("train.grad_clip", "must be positive or null")
+        if self.batch_size % self.accumulate:
+            raise ConfigError("train.batch_size", f"{self.batch_size} is not divisible by train.accumulate={self.accumulate}")
+
+
+@dataclass
+class TrainerConfig:
+    """Passed through to Lightning: the same run on a laptop, one GPU, or many nodes (under SLURM or torchrun)."""
+
+    accelerator: str = "auto"
+    devices: Union[int, str] = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: Union[str, None] = None  # default: bf16-mixed on GPU, 32-true on CPU
+    compile: bool = False
+    progress_bar: bool = True
+
+
+@dataclass
+class RunConfig:
+    """A whole training run. ``name`` defaults to the config file's or preset's name."""
+
+    model: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    name: str = "run"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self.model.to_dict(),
+            "data": dataclasses.asdict(self.data),
+            "train": dataclasses.asdict(self.train),
+            "trainer": dataclasses.asdict(self.trainer),
+        }
+
+    def identity(self) -> dict[str, Any]:
+        """What defines the run's result: model, data and training, not where or on what hardware it runs."""
+        out = self.to_dict()
+        out.pop("trainer")
+        out.pop("name")
+        out["train"].pop("results_dir")
+        out["data"].pop("num_workers")
+        return out
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def run_id(self) -> str:
+        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.name)
+        return f"{safe}-{self.fingerprint()[:10]}"
+
+
+SECTIONS = {"name", "model", "data", "train", "trainer"}
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``["train.lr=1e-3", "model.layers=[1, 4]"]`` applied to a raw config dict (values parsed as YAML)."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--set", f"expected key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(key, f"cannot parse value {text!r}; write it as YAML (e.g. 1e-3, [1, 4], null)") from None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(key, f"{part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _model_section(raw: Any) -> ModelConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError("model", "expected a mapping (a model section or {preset: NAME})")
+    section = dict(raw)
+    preset = section.pop("preset", None)
+    if preset is not None:
+        base = read_yaml(resolve_config_path(str(preset))).get("model")
+        if not isinstance(base, dict):
+            raise ConfigError("model.preset", f"{preset!r} has no model section")
+        section = {**base, **section}
+    return model_config_from_dict(section)
+
+
+def run_config_from_dict(raw: dict[str, Any], default_name: str = "run") -> RunConfig:
+    """Validate a raw config dict (after overrides) into a RunConfig; errors name the dotted key."""
+    unknown = set(raw) - SECTIONS
+    if unknown:
+        import difflib
+
+        key = sorted(unknown)[0]
+        hint = difflib.get_close_matches(key, SECTIONS, n=1)
+        suggestion = f"did you mean {hint[0]!r}? " if hint else ""
+        raise ConfigError(key, f"unknown section; {suggestion}sections: {', '.join(sorted(SECTIONS))}")
+    if "model" not in raw:
+        raise ConfigError("model", "missing section; give a model section or {preset: NAME}")
+    model = _model_section(raw["model"])
+    data = from_dict(DataConfig, raw.get("data") or {}, prefix="data.")
+    train = from_dict(TrainConfig, raw.get("train") or {}, prefix="train.")
+    trainer = from_dict(TrainerConfig, raw.get("trainer") or {}, prefix="trainer.")
+    data.validate()
+    train.validate()
+    name = raw.get("name") or default_name
+    if not isinstance(name, str):
+        raise ConfigError("name", f"expected a string, got {name!r}")
+    return RunConfig(model=model, data=data, train=train, trainer=trainer, name=name)
+
+
+def load_run_config(spec: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """A run config from a YAML file or preset name, with ``--set`` overrides; errors carry the file name."""
+    path = resolve_config_path(spec)
+    raw = read_yaml(path)
+    default_name = Path(str(spec)).stem if Path(str(spec)).is_file() else str(spec).replace("/", "-")
+    try:
+        return run_config_from_dict(apply_overrides(raw, overrides or []), default_name=default_name)
+    except ConfigError as exc:
+        raise exc.with_source(str(path)) from None

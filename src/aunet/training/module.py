@@ -1,0 +1,168 @@
+"""One LightningModule for both families: next-unit cross-entropy, AdamW with warmup + cosine, and metrics.
+
+Validation bits per byte are computed identically for bytes and BPE tokens: the summed negative log-likelihood of
+every text target (BOS/EOS targets excluded) over the validation text, divided by its UTF-8 byte count and ln 2.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric, SumMetric
+
+from aunet.errors import RunError
+from aunet.flops import flops_report
+from aunet.models import AUNet, build_model, model_config_from_dict
+from aunet.training.schedule import warmup_cosine
+
+IGNORE = -100
+
+
+class LanguageModelModule(L.LightningModule):
+    """Wraps :class:`~aunet.models.AUNet` or :class:`~aunet.models.BPETransformer` for training.
+
+    Args:
+        model: the model section as a plain dict (``RunConfig.model.to_dict()``), so checkpoints stay loadable with
+            ``weights_only=True``.
+        optim: ``lr``, ``betas``, ``eps``, ``weight_decay``, ``warmup_steps``, ``min_lr_ratio``, ``total_steps``.
+        micro_batch: sequences per device per forward pass.
+        token_bytes: ``[vocab]`` UTF-8 bytes per token id (0 for BOS/EOS), to count bytes and score bits per byte.
+        val_text_bytes: UTF-8 bytes of the whole validation text (all ranks): the bits-per-byte denominator.
+        compile: compile the model's forward with ``torch.compile``.
+
+    Batches are dicts with ``tokens`` ``[B, S+1]`` (inputs are the first S, targets the last S; PAD < 0 is never
+    scored) and, for AU-Net with several stages, ``levels`` ``[B, S+1]``.
+    """
+
+    def __init__(
+        self,
+        model: dict[str, Any],
+        optim: dict[str, Any],
+        micro_batch: int,
+        token_bytes: list[int],
+        val_text_bytes: int,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["token_bytes"])
+        self.model_config = model_config_from_dict(model)
+        self.model = build_model(self.model_config)
+        self.is_aunet = isinstance(self.model, AUNet)
+        report = flops_report(self.model_config)
+        self.flops_per_unit = report.flops_per_unit
+        self.units_per_sequence = report.seq_len
+        self.register_buffer("token_bytes", torch.tensor(token_bytes, dtype=torch.long), persistent=False)
+        self.register_buffer("bytes_seen_local", torch.zeros((), dtype=torch.float64), persistent=False)
+        self.bytes_seen_before = 0.0  # from earlier segments of a resumed run
+        self.micro_batches_trained = 0  # the data position, saved in checkpoints
+        # Sums in float64: bits per byte over a large validation text must not drift with float32 rounding.
+        self.val_loss = MeanMetric().set_dtype(torch.float64)
+        self.val_nats = SumMetric().set_dtype(torch.float64)
+        self.val_token_bytes = SumMetric().set_dtype(torch.float64)
+        if compile:
+            self.model.compile()
+
+    # --- forward and loss ------------------------------------------------------------------------------------------
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        tokens = batch["tokens"]
+        inputs = tokens[:, :-1].clamp(min=0)
+        targets = tokens[:, 1:].masked_fill(tokens[:, 1:] < 0, IGNORE)
+        if self.is_aunet and self.model_config.n_stages > 1:
+            logits, stats = self.model(inputs, batch["levels"][:, :-1], return_stats=True)
+            return logits, targets, stats
+        return self.model(inputs), targets, None
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits, targets, stats = self._forward(batch)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+        # One host sync per step: a NaN must stop the run before it reaches a checkpoint.
+        if not torch.isfinite(loss):
+            raise RunError(
+                f"training loss became {loss.item()} at step {self.global_step}; lower train.lr or check the data "
+                "(the last good checkpoint and the records are kept)"
+            )
+        self.micro_batches_trained += 1
+        inputs = batch["tokens"][:, :-1].clamp(min=0)
+        self.bytes_seen_local += self.token_bytes[inputs].sum()
+        log = dict(on_step=True, on_epoch=False, batch_size=inputs.shape[0])
+        self.log("train/loss", loss, prog_bar=True, **log)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], **log)
+        if stats is not None:
+            caps = self.model_config.caps
+            for i, (selected, kept) in enumerate(zip(stats.selected, stats.kept)):
+                self.log(f"train/boundaries_{i + 1}", kept.float().mean(), **log)
+                self.log(f"train/cap_truncated_{i + 1}", (selected > caps[i + 1]).float().mean(), **log)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # FLOPs and units spent are deterministic functions of the optimizer step: logged without a device sync.
+        self.log("train/flops_spent", float(self.global_step * self.flops_per_step), on_step=True, on_epoch=False)
+        self.log("train/units_seen", float(self.global_step * self.units_per_step), on_step=True, on_epoch=False)
+
+    @property
+    def units_per_step(self) -> int:
+        """Input units (bytes or tokens) per optimizer step over all devices."""
+        accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
+        world = self.trainer.world_size if self._trainer is not None else 1
+        return self.units_per_sequence * self.hparams.micro_batch * accumulate * world
+
+    @property
+    def flops_per_step(self) -> float:
+        return self.flops_per_unit * self.units_per_step
+
+    def bytes_seen(self) -> float:
+        """Text bytes seen as inputs over all ranks and all segments of the run (a collective under DDP)."""
+        local = self.bytes_seen_local.clone()
+        total = self.trainer.strategy.reduce(local, reduce_op="sum") if self._trainer is not None else local
+        return self.bytes_seen_before + float(total)
+
+    # --- validation ------------------------------------------------------------------------------------------------
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits, targets, _ = self._forward(batch)
+        flat = targets.flatten()
+        nats = F.cross_entropy(logits.float().flatten(0, 1), flat, ignore_index=IGNORE, reduction="none")
+        scored = flat != IGNORE
+        nats = nats.double()
+        self.val_loss.update(nats[scored])
+        text_bytes = torch.where(scored, self.token_bytes[flat.clamp(min=0)], torch.zeros_like(flat))
+        text = text_bytes > 0
+        self.val_nats.update(nats[text].sum())
+        self.val_token_bytes.update(text_bytes.sum().double())
+
+    def on_validation_epoch_end(self) -> None:
+        # torchmetrics sums over ranks; the denominator is the exact byte count of the validation text.
+        nats = self.val_nats.compute()
+        self.log("val/loss", self.val_loss.compute(), prog_bar=True)
+        self.log("val/bpb", nats / (self.hparams.val_text_bytes * math.log(2)), prog_bar=True)
+        self.log("val/token_bytes", self.val_token_bytes.compute())
+        for metric in (self.val_loss, self.val_nats, self.val_token_bytes):
+            metric.reset()
+
+    # --- optimisation ----------------------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        o = self.hparams.optim
+        # Weight decay on every parameter, norms and embeddings included, as in the paper's code.
+        optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], weight_decay=o["weight_decay"]
+        )
+        total, warmup, floor = int(o["total_steps"]), int(o["warmup_steps"]), float(o["min_lr_ratio"])
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup, floor))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --- resumable state beyond weights and optimizer --------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["aunet"] = {"micro_batches_trained": self.micro_batches_trained, "bytes_seen": self.bytes_seen()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("aunet", {})
+        self.micro_batches_trained = int(state.get("micro_batches_trained", 0))
+        self.bytes_seen_before = float(state.get("bytes_seen", 0.0))
+        self.bytes_seen_local.zero_()

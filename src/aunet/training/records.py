@@ -1,0 +1,155 @@
+"""Run records: the folder layout of a run and what goes into it.
+
+``<run_dir>/``
+    ``config.yaml``      the fully resolved run config
+    ``metrics.csv``      every logged step, whole across resumes (rebuilt from ``logs/version_*/metrics.csv``)
+    ``summary.json``     final numbers and provenance (see :data:`SUMMARY_KEYS`)
+    ``checkpoints/``     ``last.ckpt`` (latest, for resuming) and ``final.ckpt``
+    ``logs/``            raw Lightning CSV logs, one version per segment, and ``segments.json``
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import platform
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aunet.io import atomic_write_json, atomic_write_text
+
+SUMMARY_KEYS = (
+    "val_bpb", "val_loss", "params", "flops_per_unit", "flops_spent", "bytes_seen", "tokens_seen",
+    "bytes_per_token", "wall_time_s", "throughput", "git_commit", "seed", "versions", "data_fingerprint",
+    "weights_sha256",
+)
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def final_checkpoint(self) -> Path:
+        return self.checkpoints / "final.ckpt"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def segments(self) -> Path:
+        return self.logs / "segments.json"
+
+
+def git_commit(path: Path | None = None) -> dict[str, Any]:
+    """Commit of the git checkout holding this package (or ``path``), and whether tracked files were modified."""
+    where = path or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return {"commit": "unknown", "dirty": None}
+        status = subprocess.run(["git", "status", "--porcelain", "-uno"], cwd=where, capture_output=True, text=True,
+                                timeout=10)
+        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": None}
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("aunet", "torch", "lightning", "torchmetrics", "numpy", "tokenizers", "regex", "lm_eval", "optuna"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    out["cuda"] = torch.version.cuda or "none"
+    return out
+
+
+def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 over parameter names, dtypes, shapes and bytes, in name order (independent of device)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def read_segments(paths: RunPaths) -> list[dict[str, Any]]:
+    if not paths.segments.is_file():
+        return []
+    return json.loads(paths.segments.read_text())
+
+
+def add_segment(paths: RunPaths, version: int, start_step: int) -> None:
+    """Remember that logger version ``version`` started at optimizer step ``start_step`` (a resume point)."""
+    segments = [s for s in read_segments(paths) if s["version"] != version]
+    segments.append({"version": version, "start_step": start_step})
+    atomic_write_json(paths.segments, sorted(segments, key=lambda s: s["version"]))
+
+
+def merge_metrics(paths: RunPaths) -> Path | None:
+    """Rebuild ``metrics.csv`` from the logger versions: rows of a segment that a later segment re-did after a
+    resume (its steps at or beyond the later segment's start) are dropped, so each step appears once."""
+    segments = sorted(read_segments(paths), key=lambda s: s["version"])
+    rows: list[dict[str, str]] = []
+    columns: list[str] = []
+    for i, seg in enumerate(segments):
+        file = paths.logs / f"version_{seg['version']}" / "metrics.csv"
+        if not file.is_file():
+            continue
+        limit = segments[i + 1]["start_step"] if i + 1 < len(segments) else None
+        with file.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            for name in reader.fieldnames or []:
+                if name not in columns:
+                    columns.append(name)
+            for row in reader:
+                if limit is not None and row.get("step") not in (None, "") and int(float(row["step"])) >= limit:
+                    continue
+                rows.append(row)
+    if not columns:
+        return None
+    if "step" in columns:  # step first, then the rest in order of appearance
+        columns = ["step"] + [c for c in columns if c != "step"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(paths.metrics, buffer.getvalue())
+
+
+def write_summary(paths: RunPaths, summary: dict[str, Any]) -> Path:
+    missing = [k for k in SUMMARY_KEYS if k not in summary]
+    if missing:
+        raise ValueError(f"summary lacks {missing}")
+    return atomic_write_json(paths.summary, summary)

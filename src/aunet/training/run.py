@@ -1,0 +1,250 @@
+"""Train one run end to end: budget -> steps, Lightning trainer, exact resume, records.
+
+:func:`train` is what ``aunet train`` and the sweep runner call. Only global rank 0 writes records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from aunet.config import read_yaml
+from aunet.errors import RunError
+from aunet.flops import flops_report
+from aunet.io import atomic_write_yaml
+from aunet.training.callbacks import LastCheckpoint, RecordsOnCheckpoint, ThroughputLogger, TrainTimer
+from aunet.training.config import RunConfig, TrainerConfig, run_config_from_dict
+from aunet.training.datamodule import CorpusDataModule
+from aunet.training.module import LanguageModelModule
+from aunet.training.records import (
+    RunPaths,
+    add_segment,
+    git_commit,
+    library_versions,
+    merge_metrics,
+    weights_sha256,
+    write_summary,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Steps and batch layout of a run, from its budget and the devices it runs on."""
+
+    total_steps: int
+    warmup_steps: int
+    val_every: int
+    micro_batch: int
+    flops_per_step: float
+    units_per_step: int
+
+
+def plan_steps(run: RunConfig, world_size: int = 1) -> Plan:
+    """Optimizer steps from the compute budget: FLOPs per step = FLOPs per unit x units per step (one formula)."""
+    t = run.train
+    report = flops_report(run.model)
+    units_per_step = report.seq_len * t.batch_size
+    flops_per_step = report.flops_per_unit * units_per_step
+    if t.max_steps is not None:
+        total = t.max_steps
+    else:
+        total = int(t.budget_flops // flops_per_step)
+        if total < 1:
+            raise RunError(
+                f"train.budget_flops={t.budget_flops:.3g} is less than one step ({flops_per_step:.3g} FLOPs); "
+                "raise the budget or lower train.batch_size"
+            )
+    per_device = t.batch_size // t.accumulate
+    if per_device % world_size:
+        raise RunError(
+            f"train.batch_size={t.batch_size} / accumulate={t.accumulate} is not divisible by the {world_size} "
+            "devices; adjust train.batch_size"
+        )
+    warmup = t.warmup_steps if t.warmup_steps is not None else int(round(t.warmup_fraction * total))
+    val_every = t.val_every_steps or max(1, total // 10)
+    return Plan(total, min(warmup, total - 1), val_every, per_device // world_size, flops_per_step, units_per_step)
+
+
+def _default_precision(accelerator: str) -> str:
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if on_gpu else "32-true"
+
+
+def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
+    """``fresh``, ``resume`` or ``finished``; RunError for a folder that holds another config."""
+    if paths.summary.is_file():
+        return "finished"
+    if paths.config.is_file():
+        stored = run_config_from_dict(read_yaml(paths.config))
+        if stored.fingerprint() != run.fingerprint():
+            raise RunError(
+                f"{paths.root} holds a run with a different config; use another --run-dir or delete that folder"
+            )
+    if paths.last_checkpoint.is_file():
+        if not resume:
+            raise RunError(f"{paths.root} holds an unfinished run; pass --resume to continue it")
+        return "resume"
+    return "fresh"
+
+
+def _check_checkpoint(path: Path, run: RunConfig) -> None:
+    """A checkpoint must come from the same model config (loaded with weights_only=True)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the file is unusable
+        raise RunError(f"{path}: cannot read checkpoint ({type(exc).__name__}); delete it to restart the run") from None
+    stored = ckpt.get("hyper_parameters", {}).get("model")
+    if stored != run.model.to_dict():
+        raise RunError(f"{path}: checkpoint is from a different model config; use another --run-dir")
+
+
+def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
+          callbacks: list[L.Callback] | None = None) -> dict[str, Any]:
+    """Train ``run`` to its budget and write its records; returns the summary (empty on ranks other than 0).
+
+    A finished run (``summary.json`` present) is not trained again: its summary is returned. With ``resume``, an
+    unfinished run continues from ``checkpoints/last.ckpt`` with the same data stream, LR schedule and counters.
+    ``callbacks`` are added to the trainer's (e.g. an Optuna pruning callback).
+    """
+    paths = RunPaths(Path(run_dir) if run_dir else Path(run.train.results_dir) / run.run_id())
+    is_rank_zero = rank_zero_only.rank == 0
+    state = _check_existing(paths, run, resume) if is_rank_zero else "resume" if resume else "fresh"
+    if state == "finished":
+        import json
+
+        return json.loads(paths.summary.read_text())
+    if state == "resume":
+        _check_checkpoint(paths.last_checkpoint, run)
+    if is_rank_zero:
+        atomic_write_yaml(paths.config, run.to_dict())
+
+    L.seed_everything(run.train.seed, workers=True, verbose=False)
+    tr = run.trainer
+    precision = tr.precision or _default_precision(tr.accelerator)
+    timer = TrainTimer()
+    logger = CSVLogger(save_dir=str(paths.root), name="logs")  # a new version per segment (never overwritten)
+    all_callbacks: list[L.Callback] = [
+        timer,
+        LastCheckpoint(paths.last_checkpoint),
+        ThroughputLogger(timer, peak_flops=run.train.peak_flops),
+        RecordsOnCheckpoint(lambda trainer: merge_metrics(paths)),
+    ]
+    all_callbacks += list(callbacks or [])
+    if tr.progress_bar:
+        all_callbacks.append(TQDMProgressBar(refresh_rate=1))
+
+    trainer_kwargs = dict(
+        accelerator=tr.accelerator, devices=tr.devices, num_nodes=tr.num_nodes, strategy=tr.strategy,
+        precision=precision, logger=logger, callbacks=all_callbacks, enable_progress_bar=tr.progress_bar,
+        gradient_clip_val=run.train.grad_clip, accumulate_grad_batches=run.train.accumulate,
+        log_every_n_steps=run.train.log_every_steps, num_sanity_val_steps=0, use_distributed_sampler=False,
+        check_val_every_n_epoch=None, enable_model_summary=False, max_epochs=-1, enable_checkpointing=False,
+    )
+    plan = plan_steps(run, _world_size(tr))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*litlogger.*")
+        trainer = L.Trainer(max_steps=plan.total_steps, val_check_interval=plan.val_every * run.train.accumulate,
+                            **trainer_kwargs)
+
+    datamodule = CorpusDataModule(run, plan.micro_batch, tokenizer_dir=paths.root / "tokenizer")
+    optim = dict(lr=run.train.lr, betas=list(run.train.betas), eps=run.train.eps, weight_decay=run.train.weight_decay,
+                 warmup_steps=plan.warmup_steps, min_lr_ratio=run.train.min_lr_ratio, total_steps=plan.total_steps)
+    # Set the data up before the trainer runs: the module needs the token byte lengths and the validation size.
+    if is_rank_zero:
+        datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = LanguageModelModule(model=run.model.to_dict(), optim=optim, micro_batch=plan.micro_batch,
+                                 token_bytes=datamodule.token_bytes, val_text_bytes=datamodule.val_text_bytes,
+                                 compile=tr.compile)
+    if is_rank_zero:
+        add_segment(paths, logger.version, _resume_step(paths) if state == "resume" else 0)
+
+    started = time.time()
+    ckpt_path = str(paths.last_checkpoint) if state == "resume" else None
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    if trainer.global_step % plan.val_every != 0:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    trainer.save_checkpoint(paths.final_checkpoint, weights_only=False)
+    trainer.save_checkpoint(paths.last_checkpoint, weights_only=False)
+    bytes_seen = module.bytes_seen()
+    summary: dict[str, Any] = {}
+    if trainer.is_global_zero:
+        logger.save()
+        merge_metrics(paths)
+        summary = _summary(run, paths, plan, trainer, module, datamodule, timer, bytes_seen, time.time() - started)
+        write_summary(paths, summary)
+    return summary
+
+
+def _world_size(tr: TrainerConfig) -> int:
+    """Number of processes the trainer will run on (asks Lightning's accelerator logic, launches nothing)."""
+    probe = L.Trainer(accelerator=tr.accelerator, devices=tr.devices, num_nodes=tr.num_nodes, strategy=tr.strategy,
+                      logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return probe.world_size
+
+
+def _resume_step(paths: RunPaths) -> int:
+    ckpt = torch.load(paths.last_checkpoint, map_location="cpu", weights_only=True)
+    return int(ckpt.get("global_step", 0))
+
+
+def _summary(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module: LanguageModelModule,
+             datamodule: CorpusDataModule, timer: TrainTimer, bytes_seen: float, segment_wall: float) -> dict[str, Any]:
+    report = flops_report(run.model)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if hasattr(v, "item") or isinstance(v, float)}
+    steps = trainer.global_step
+    flops_spent = steps * plan.flops_per_step
+    units_seen = steps * plan.units_per_step
+    train_s = max(timer.train_seconds, 1e-9)
+    throughput = {
+        "bytes_per_s": bytes_seen / train_s,
+        "units_per_s": units_seen / train_s,
+        "flops_per_s": flops_spent / train_s,
+        "mfu": (flops_spent / train_s / (run.train.peak_flops * trainer.world_size)) if run.train.peak_flops else None,
+        "train_time_s": timer.train_seconds,
+        "devices": trainer.world_size,
+    }
+    git = git_commit()
+    return {
+        "run_id": paths.root.name,
+        "name": run.name,
+        "family": run.model.family,
+        "status": "finished",
+        "val_bpb": metrics.get("val/bpb", math.nan),
+        "val_loss": metrics.get("val/loss", math.nan),
+        "params": report.params,
+        "non_embedding_params": report.non_embedding_params,
+        "flops_per_unit": report.flops_per_unit,
+        "unit": report.unit,
+        "head_share": report.head_share,
+        "budget_flops": run.train.budget_flops,
+        "steps": steps,
+        "flops_per_step": plan.flops_per_step,
+        "flops_spent": flops_spent,
+        "bytes_seen": bytes_seen,
+        "tokens_seen": units_seen,
+        "bytes_per_token": datamodule.bytes_per_token(),
+        "val_text_bytes": datamodule.val_text_bytes,
+        "wall_time_s": timer.wall_seconds,
+        "throughput": throughput,
+        "git_commit": git["commit"],
+        "git_dirty": git["dirty"],
+        "seed": run.train.seed,
+        "versions": library_versions(),
+        "data_fingerprint": datamodule.fingerprint()["sha256"],
+        "data": datamodule.fingerprint(),
+        "weights_sha256": weights_sha256(module.model.state_dict()),
+        "config_fingerprint": run.fingerprint(),
+        "host": os.uname().nodename if hasattr(os, "uname") else "unknown",
+    }

@@ -1,0 +1,144 @@
+"""Whole training runs: records, budget, exact resume, bad input, DDP. Each run takes a few seconds on CPU."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from aunet.cli import main
+from aunet.errors import RunError
+from aunet.training.records import SUMMARY_KEYS
+from aunet.training.run import plan_steps, train
+from tests.training.helpers import TINY_AUNET, TINY_BPE, tiny_run
+
+DETERMINISTIC = ["step", "train/loss", "train/lr", "train/flops_spent", "train/units_seen", "val/bpb", "val/loss",
+                 "train/boundaries_1"]
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return [{k: r.get(k, "") for k in DETERMINISTIC} for r in csv.DictReader(handle)]
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAt(L.Callback):
+    """Simulates a crash at the first step after the checkpoint of step ``step`` was written."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            raise Crash(f"crash at step {trainer.global_step}")
+
+
+def test_summary_records_and_falling_bpb(tmp_path, data_dir):
+    summary = train(tiny_run(tmp_path, train={"max_steps": 8, "val_every_steps": 4}))
+    assert set(SUMMARY_KEYS) <= summary.keys()
+    run_dir = tmp_path / "runs" / summary["run_id"]
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    assert on_disk["weights_sha256"] == summary["weights_sha256"] and len(summary["weights_sha256"]) == 64
+    assert summary["flops_spent"] == 8 * summary["flops_per_step"] and summary["tokens_seen"] == 8 * 4 * 64
+    assert 0 < summary["bytes_seen"] <= summary["tokens_seen"] and summary["bytes_per_token"] == 1.0
+    assert summary["versions"]["torch"] and summary["git_commit"] and summary["data_fingerprint"]
+    vals = [float(r["val/bpb"]) for r in rows(run_dir / "metrics.csv") if r["val/bpb"]]
+    assert len(vals) == 2 and vals[-1] < vals[0] < 8.5
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "checkpoints" / "final.ckpt").is_file()
+    torch.load(run_dir / "checkpoints" / "final.ckpt", weights_only=True)  # loadable without pickle
+    assert (run_dir / "config.yaml").is_file()
+    # A finished run is not trained again.
+    assert train(tiny_run(tmp_path, train={"max_steps": 8, "val_every_steps": 4}))["run_id"] == summary["run_id"]
+
+
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, data_dir):
+    straight = train(tiny_run(tmp_path / "a"))
+    run = tiny_run(tmp_path / "b")
+    with pytest.raises(Crash):
+        train(run, callbacks=[CrashAt(step=4)])
+    run_dir = tmp_path / "b" / "runs" / run.run_id()
+    assert not (run_dir / "summary.json").exists() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    with pytest.raises(RunError, match="--resume"):
+        train(run)
+    resumed = train(run, resume=True)
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    assert resumed["val_bpb"] == straight["val_bpb"] and resumed["bytes_seen"] == straight["bytes_seen"]
+    straight_dir = tmp_path / "a" / "runs" / straight["run_id"]
+    assert rows(run_dir / "metrics.csv") == rows(straight_dir / "metrics.csv")
+
+
+def test_budget_stop_lands_within_one_step(tmp_path, data_dir):
+    per_step = plan_steps(tiny_run(tmp_path)).flops_per_step
+    budget = 5.5 * per_step
+    summary = train(tiny_run(tmp_path, train={"budget_flops": budget, "val_every_steps": 10}))
+    assert summary["steps"] == 5
+    assert budget - per_step < summary["flops_spent"] <= budget
+
+
+def test_bpe_run(tmp_path, data_dir):
+    summary = train(tiny_run(tmp_path, model=TINY_BPE, train={"max_steps": 4}))
+    assert summary["family"] == "bpe" and summary["bytes_per_token"] > 1.2
+    assert (tmp_path / "runs" / summary["run_id"] / "tokenizer" / "tokenizer.json").is_file()
+
+
+def test_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path, data_dir, capsys):
+    run = tiny_run(tmp_path, train={"lr": 1e30, "val_every_steps": 1, "warmup_steps": 0})
+    cfg = tmp_path / "nan.yaml"
+    cfg.write_text(json.dumps(run.to_dict()))
+    code = main(["train", str(cfg)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "loss became nan" in err
+    run_dir = tmp_path / "runs" / run.run_id()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "summary.json").exists()
+    torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, data_dir):
+    run = tiny_run(tmp_path)
+    with pytest.raises(Crash):
+        train(run, callbacks=[CrashAt(step=2)])
+    other = tiny_run(tmp_path, model={**TINY_AUNET, "layers": [1, 2]})
+    run_dir = tmp_path / "runs" / run.run_id()
+    with pytest.raises(RunError, match="different config"):
+        train(other, run_dir=run_dir, resume=True)
+
+
+@pytest.mark.parametrize(
+    "corpus, message",
+    [("nowhere/*.txt", "no file matches"), ("empty-dir", "empty"), ("short.txt", "fewer than one sequence")],
+)
+def test_bad_corpora_exit_2_with_one_line(tmp_path, data_dir, capsys, corpus, message):
+    (tmp_path / "empty-dir").mkdir()
+    (tmp_path / "short.txt").write_text("tiny text. " * 3)
+    run = tiny_run(tmp_path, data={"corpus": str(tmp_path / corpus), "split": "tail", "val_fraction": 0.5})
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(json.dumps(run.to_dict()))
+    code = main(["train", str(cfg)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run_on_cpu_records_one_summary(tmp_path, data_dir):
+    run = tiny_run(tmp_path, train={"max_steps": 4, "batch_size": 4})
+    cfg = tmp_path / "ddp.yaml"
+    cfg.write_text(json.dumps(run.to_dict()))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "AUNET_DATA_DIR": str(data_dir.resolve())}
+    proc = subprocess.run([sys.executable, "-m", "aunet", "train", str(cfg), "--devices", "2", "--strategy", "ddp"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summaries = list((tmp_path / "runs").glob("*/summary.json"))
+    assert len(summaries) == 1
+    summary = json.loads(summaries[0].read_text())
+    assert summary["throughput"]["devices"] == 2 and summary["steps"] == 4
+    assert summary["tokens_seen"] == 4 * 4 * 64  # the global batch is split over the two processes
