@@ -15,15 +15,19 @@ STAMP := $(VENV)/.aunet-installed
 # Real corpora and benchmark files are read from a data directory, never committed. Default: ../shared/data.
 AUNET_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export AUNET_DATA_DIR
+# Trained tokenizers are cached under the project (the data directory may be read-only).
+AUNET_CACHE_DIR ?= $(CURDIR)/cache
+export AUNET_CACHE_DIR
 
 PYTEST_ARGS ?=
 
-.PHONY: help install test bench-levels clean
+.PHONY: help install test bench-levels bench-train clean
 
 help:
 	@echo "make install       create $(VENV) (CPU torch) and install aunet with its test extras"
 	@echo "make test          run the test suite (creates $(VENV) when missing)"
 	@echo "make bench-levels  measure compute_levels throughput on English prose"
+	@echo "make bench-train   training throughput of AU-Net-2 against a FLOPs-matched BPE"
 	@echo "make clean         remove caches (keeps $(VENV))"
 
 $(STAMP): pyproject.toml constraints-cpu.txt
@@ -40,6 +44,9 @@ test: $(STAMP)
 
 bench-levels: $(STAMP)
 	$(PY) -m aunet.bench.levels
+
+bench-train: $(STAMP)
+	$(PY) -m aunet.bench.train
 
 clean:
 	rm -rf .pytest_cache .hypothesis build dist src/*.egg-info

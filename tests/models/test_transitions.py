@@ -48,3 +48,15 @@ def test_simple_upsampling_only_at_boundaries_and_repeat_everywhere():
     s, r = simple(coarse, segment, offset, mask), repeat(coarse, segment, offset, mask)
     assert torch.equal(s[0, 1], torch.zeros(4)) and torch.equal(s[0, 3], torch.zeros(4))
     assert torch.allclose(s[0, 0], r[0, 0]) and torch.allclose(r[0, 1], r[0, 0]) and torch.allclose(r[0, 3], r[0, 2])
+
+
+def test_blockwise_sliding_window_attention_equals_the_masked_reference():
+    import torch.nn.functional as F
+
+    from aunet.models.layers import sliding_window_attention, sliding_window_mask
+
+    torch.manual_seed(0)
+    for seq, window in [(64, 16), (50, 16), (16, 16), (10, 16), (33, 1), (40, 39)]:
+        q, k, v = (torch.randn(2, 3, seq, 8, dtype=torch.float64) for _ in range(3))
+        reference = F.scaled_dot_product_attention(q, k, v, attn_mask=sliding_window_mask(seq, window))
+        assert torch.allclose(sliding_window_attention(q, k, v, window), reference, atol=1e-12), (seq, window)

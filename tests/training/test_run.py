@@ -142,3 +142,17 @@ def test_two_process_ddp_run_on_cpu_records_one_summary(tmp_path, data_dir):
     summary = json.loads(summaries[0].read_text())
     assert summary["throughput"]["devices"] == 2 and summary["steps"] == 4
     assert summary["tokens_seen"] == 4 * 4 * 64  # the global batch is split over the two processes
+
+
+@pytest.mark.parametrize("model", [TINY_AUNET, TINY_BPE], ids=["aunet", "bpe"])
+def test_undecodable_bytes_train_for_both_families(tmp_path, model):
+    corpus = tmp_path / "odd"
+    corpus.mkdir()
+    rng = __import__("random").Random(0)
+    for i in range(4):  # prose with invalid UTF-8, NUL bytes and mixed scripts
+        chunks = [b"plain words here. ", b"\xff\xfe\x00", "中文 ελληνικά ".encode(), b"\xe2\x80"]
+        (corpus / f"doc{i}.txt").write_bytes(b"".join(rng.choice(chunks) for _ in range(400)))
+    run = tiny_run(tmp_path, model=model, data={"corpus": str(corpus), "val_documents": ["doc0"]},
+                   train={"max_steps": 2, "val_every_steps": 2})
+    summary = train(run)
+    assert summary["steps"] == 2 and summary["val_bpb"] == summary["val_bpb"]  # finite, not NaN

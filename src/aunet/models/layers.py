@@ -21,11 +21,11 @@ def rotary_tables(seq_len: int, head_dim: int, theta: float, device: torch.devic
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate ``x`` ``[B, S, H, Dh]`` by position: pairs are (first half, second half) of each head."""
+    """Rotate ``x`` ``[B, S, ..., Dh]`` by position; ``cos``/``sin`` ``[S, ..., Dh/2]`` broadcast over the middle
+    dimensions (heads). Pairs are (first half, second half) of each head."""
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
-    cos = cos[None, :, None, :].to(x.dtype)
-    sin = sin[None, :, None, :].to(x.dtype)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
 
@@ -34,6 +34,37 @@ def sliding_window_mask(seq_len: int, window: int, device: torch.device | None =
     pos = torch.arange(seq_len, device=device)
     delta = pos[:, None] - pos[None, :]
     return (delta >= 0) & (delta < window)
+
+
+def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int) -> Tensor:
+    """Causal attention where query ``i`` sees keys ``i - window < j <= i``, in blocks of ``window`` positions.
+
+    ``q``, ``k``, ``v`` ``[B, H, S, Dh]`` -> ``[B, H, S, Dh]``. The sequence is cut into blocks of ``window``; each
+    block's queries attend to the previous block and their own (2 * window keys, the out-of-window ones masked),
+    so the work grows as ``S * window`` instead of ``S^2`` (an explicit ``[S, S]`` mask would compute every pair).
+    The first block has no predecessor and runs as plain causal attention. Exact: every query sees the same keys.
+    """
+    b, h, s, d = q.shape
+    n_blocks = -(-s // window)
+    pad = n_blocks * window - s  # padding at the end is in the future of every real query
+    if pad:
+        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+    qb, kb, vb = (t.view(b, h, n_blocks, window, d) for t in (q, k, v))
+    first = F.scaled_dot_product_attention(qb[:, :, 0], kb[:, :, 0], vb[:, :, 0], is_causal=True)
+    if n_blocks == 1:
+        return first[:, :, :s]
+
+    def rows(t: Tensor, length: int) -> Tensor:  # [B, H, n-1, L, Dh] -> [B * (n-1), H, L, Dh]
+        return t.permute(0, 2, 1, 3, 4).reshape(b * (n_blocks - 1), h, length, d)
+
+    keys = rows(torch.cat([kb[:, :, :-1], kb[:, :, 1:]], dim=3), 2 * window)
+    values = rows(torch.cat([vb[:, :, :-1], vb[:, :, 1:]], dim=3), 2 * window)
+    i = torch.arange(window, device=q.device)[:, None]
+    j = torch.arange(2 * window, device=q.device)[None, :]
+    mask = (j > i) & (j <= i + window)  # key j of [previous | own] block, seen from query i of the own block
+    rest = F.scaled_dot_product_attention(rows(qb[:, :, 1:], window), keys, values, attn_mask=mask)
+    rest = rest.view(b, n_blocks - 1, h, window, d).permute(0, 2, 1, 3, 4)
+    return torch.cat([first.unsqueeze(2), rest], dim=2).reshape(b, h, n_blocks * window, d)[:, :, :s]
 
 
 class Attention(nn.Module):
@@ -46,16 +77,17 @@ class Attention(nn.Module):
         self.wqkv = nn.Linear(dim, 3 * dim, bias=False)
         self.wo = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
-        """``x`` ``[B, S, D]`` -> ``[B, S, D]``; ``mask`` ``[S, S]`` bool (sliding window) or None (plain causal)."""
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, window: int | None) -> Tensor:
+        """``x`` ``[B, S, D]`` -> ``[B, S, D]``; ``cos``/``sin`` ``[S, Dh/2]``; ``window``: sliding-window size, or
+        None for plain causal."""
         b, s, d = x.shape
-        q, k, v = self.wqkv(x).view(b, s, 3, self.n_heads, self.head_dim).unbind(2)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-        if mask is None:
+        qkv = self.wqkv(x).view(b, s, 3, self.n_heads, self.head_dim)
+        qk = apply_rotary(qkv[:, :, :2], cos[:, None, None], sin[:, None, None])  # queries and keys in one pass
+        q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        if window is None or window >= s:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            out = sliding_window_attention(q, k, v, window)
         return self.wo(out.transpose(1, 2).reshape(b, s, d))
 
 
@@ -83,8 +115,8 @@ class Block(nn.Module):
         self.ffn_norm = nn.RMSNorm(dim, eps=eps)
         self.ffn = SwiGLU(dim, ffn_dim)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, mask)
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, window: int | None) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, window)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -93,7 +125,8 @@ class TransformerStack(nn.Module):
 
     Args:
         window: sliding-window size (a query sees itself and the ``window - 1`` keys before it), or None for full
-            causal attention. A window that covers the whole sequence uses the plain causal kernel.
+            causal attention. A window that covers the whole sequence uses the plain causal kernel; a shorter one
+            runs block-wise (:func:`sliding_window_attention`).
         max_len: length up to which rotary tables are precomputed; longer inputs extend them on the fly.
     """
 
@@ -114,7 +147,6 @@ class TransformerStack(nn.Module):
         cos, sin = rotary_tables(max_len, head_dim, rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
-        self._masks: dict[tuple[int, torch.device], Tensor] = {}
 
     def _rotary(self, seq_len: int, device: torch.device) -> tuple[Tensor, Tensor]:
         if seq_len > self.rope_cos.shape[0]:
@@ -122,20 +154,11 @@ class TransformerStack(nn.Module):
             self.rope_cos, self.rope_sin = cos, sin
         return self.rope_cos[:seq_len], self.rope_sin[:seq_len]
 
-    def _mask(self, seq_len: int, device: torch.device) -> Tensor | None:
-        if self.window is None or self.window >= seq_len:
-            return None
-        key = (seq_len, device)
-        if key not in self._masks:
-            self._masks[key] = sliding_window_mask(seq_len, self.window, device)
-        return self._masks[key]
-
     def forward(self, x: Tensor) -> Tensor:
         """``[B, S, D]`` -> ``[B, S, D]`` (no final norm)."""
         cos, sin = self._rotary(x.shape[1], x.device)
-        mask = self._mask(x.shape[1], x.device)
         for layer in self.layers:
-            x = layer(x, cos, sin, mask)
+            x = layer(x, cos, sin, self.window)
         return x
 
 
