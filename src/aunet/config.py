@@ -97,6 +97,10 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(key, f"expected a string, got {value!r}")
     if tp is Any:
         return value
+    if tp in (dict, list):  # free-form sections, validated by their consumer
+        if isinstance(value, tp):
+            return value
+        raise ConfigError(key, f"expected a {'mapping' if tp is dict else 'list'}, got {value!r}")
     raise TypeError(f"unsupported annotation {tp!r} for {key}")
 
 

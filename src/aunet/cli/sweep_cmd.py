@@ -1,0 +1,170 @@
+"""``aunet sweep``: plan, run, and distribute compute-matched sweeps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="plan and run compute-matched sweeps (families x budgets x seeds)",
+                       description="Plan, run and distribute sweeps defined in sweeps/*.yaml.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    plan = actions.add_parser("plan", help="resolve every run and print the plan",
+                              description="Resolve every run of a sweep (model, bytes, steps, batch, LR, FLOPs) and "
+                                          "print it with warnings; nothing is trained.")
+    plan.add_argument("sweep", metavar="SWEEP.yaml")
+    plan.add_argument("--json", action="store_true", help="one JSON object per run")
+    plan.add_argument("--plot", nargs="?", const="", metavar="PNG", help="draw budget vs size per family "
+                      "(default: results/<sweep>/plan.png)")
+    plan.add_argument("--no-probe", action="store_true", help="skip the throughput probe (no time estimates)")
+    plan.set_defaults(run=run_plan)
+
+    run = actions.add_parser("run", help="run what is missing (nothing twice), then write runs.csv",
+                             description="Run every run of the sweep that is not finished: finished runs are "
+                                         "skipped, interrupted ones resume, failed ones are recorded and skipped "
+                                         "unless --retry-failed. Runs are handed out through an Optuna study.")
+    run.add_argument("sweep", metavar="SWEEP.yaml")
+    run.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+    run.add_argument("--storage", help="Optuna storage URL (default: journal:results/<sweep>/optuna.journal)")
+    run.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    run.set_defaults(run=run_run)
+
+    worker = actions.add_parser("worker", help="train waiting runs of a sweep from shared storage",
+                                description="Train waiting runs of a sweep study until none is left; start any "
+                                            "number of these on any machine that sees the storage.")
+    worker.add_argument("--storage", required=True, help="Optuna storage URL")
+    worker.add_argument("--study", required=True, help="the sweep's name")
+    worker.set_defaults(run=run_worker_cmd)
+
+    slurm = actions.add_parser("slurm", help="enqueue a sweep and write an sbatch array of workers",
+                               description="Enqueue the missing runs in a storage every node can reach and write an "
+                                           "sbatch array script whose tasks are workers. Submit it with sbatch.")
+    slurm.add_argument("sweep", metavar="SWEEP.yaml")
+    slurm.add_argument("--storage", help="storage URL on a shared filesystem or a database (default: the journal "
+                                         "file in results/<sweep>/)")
+    slurm.add_argument("--array", type=int, default=4, help="workers (array tasks) at once (default 4)")
+    slurm.add_argument("--gpus", type=int, default=1, help="GPUs per worker (default 1)")
+    slurm.add_argument("--cpus", type=int, default=8, help="CPUs per worker (default 8)")
+    slurm.add_argument("--hours", type=float, default=24.0, help="time limit per task in hours (default 24)")
+    slurm.add_argument("--partition", help="SLURM partition")
+    slurm.add_argument("--output", type=Path, help="script path (default: results/<sweep>/sweep.sbatch)")
+    slurm.set_defaults(run=run_slurm)
+
+
+def _plan(path: str, measure: bool = True):
+    from aunet.sweeps.plan import plan_sweep
+    from aunet.sweeps.spec import load_sweep
+
+    return plan_sweep(load_sweep(path), measure=measure)
+
+
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from aunet.cli.format import si, table
+    from aunet.sweeps.plan import estimate_times
+    from aunet.sweeps.spec import load_sweep
+
+    spec = load_sweep(args.sweep)
+    from aunet.sweeps.plan import plan_sweep
+
+    plan = plan_sweep(spec, measure=spec.bytes_per_token is None or _corpus_readable(spec))
+    if not args.no_probe:
+        estimate_times(plan)
+    if args.json:
+        for run in plan.runs:
+            row = run.row()
+            row.pop("run_config")
+            print(json.dumps({**row, "budget_flops": run.budget_flops, "bytes": run.bytes}))
+    else:
+        rows = [[r.run_id, r.family + (f"/{r.variant}" if r.variant else ""), f"{r.budget_flops:.2g}", si(r.params),
+                 f"{r.flops_per_byte:.3g}", si(r.bytes), "-" if r.epochs is None else f"{r.epochs:.2f}", str(r.steps),
+                 str(r.batch_size), f"{r.lr:.2g}", f"{r.head_share:.0%}", f"{r.planned_flops / r.budget_flops:.3f}",
+                 _fmt_time(r.est_time_s), "; ".join(r.warnings)] for r in plan.runs]
+        print(table(rows, ["run", "family", "budget", "params", "FLOPs/byte", "bytes", "epochs", "steps", "batch",
+                           "LR", "head", "spent/budget", "est. time", "warnings"]))
+        total = sum(r.est_time_s or 0 for r in plan.runs)
+        k = ", ".join(f"{f} {v:.2f}" for f, v in plan.bytes_per_token.items() if v != 1.0)
+        print(f"\n{len(plan.runs)} runs, {sum(r.planned_flops for r in plan.runs):.3g} FLOPs"
+              + (f", about {_fmt_time(total)} here" if total else "") + (f"; bytes per token: {k}" if k else ""))
+    if args.plot is not None:
+        from aunet.sweeps.plot import plot_plan
+
+        out = Path(args.plot) if args.plot else plan.results_dir / "plan.png"
+        print(f"plan drawn in {plot_plan(plan, out)}")
+    return 0
+
+
+def _corpus_readable(spec) -> bool:
+    from aunet.errors import UserError
+    from aunet.sweeps.plan import training_bytes
+
+    try:
+        return training_bytes(spec) is not None
+    except UserError:
+        return False
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from aunet.sweeps.driver import run_sweep
+
+    plan = _plan(args.sweep)
+    result = run_sweep(plan, args.storage, workers=args.workers, retry_failed=args.retry_failed)
+    _print_status(result["table"])
+    return 0
+
+
+def _print_status(table_path: Path | None) -> None:
+    import csv
+    from collections import Counter
+
+    if table_path is None:
+        return
+    with open(table_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    counts = Counter(r["status"] for r in rows)
+    print(f"{table_path}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for r in rows:
+        if r["status"] == "failed":
+            print(f"  failed {r['run_id']}: {r['error']}")
+
+
+def run_worker_cmd(args: argparse.Namespace) -> int:
+    from aunet.sweeps.runner import open_storage, open_study, run_worker
+    from aunet.sweeps.table import refresh_tables_for_run
+
+    study = open_study(open_storage(args.storage), args.study, create=False)
+    taken = run_worker(study, after_run=refresh_tables_for_run)
+    print(f"worker done: {taken} run(s) taken")
+    return 0
+
+
+def run_slurm(args: argparse.Namespace) -> int:
+    from aunet.io import atomic_write_text
+    from aunet.sweeps.driver import enqueue
+    from aunet.sweeps.slurm import sbatch_script
+
+    plan = _plan(args.sweep)
+    url, enqueued = enqueue(plan, args.storage)
+    script = sbatch_script(plan.spec.name, url, array=args.array, gpus=args.gpus, cpus=args.cpus, hours=args.hours,
+                           partition=args.partition, log_dir=(plan.results_dir / "slurm").resolve())
+    out = args.output or plan.results_dir / "sweep.sbatch"
+    (plan.results_dir / "slurm").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, script)
+    print(f"{len(enqueued)} run(s) enqueued in {url}\nsubmit with: sbatch {out}")
+    return 0

@@ -1,0 +1,271 @@
+"""Resolve a sweep into runs: for every budget, family, size and seed a run config with its steps, batch and LR.
+
+Protocol (``size.rule: data_ratio``, the paper's): at budget C every family sees the same bytes,
+D = sqrt(gamma_bytes * C), and its model costs about C / D FLOPs per byte, so it spends about C. Bytes per token of
+BPE families are measured with their tokenizer on the corpus (or given by ``bytes_per_token``) so that FLOPs per
+byte and bytes seen are comparable across families.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aunet.errors import ConfigError
+from aunet.flops import flops_report
+from aunet.models.config import BPEConfig
+from aunet.sweeps.hparams import hyperparameters
+from aunet.sweeps.sizing import model_family_of, seq_bytes_of, size_for
+from aunet.sweeps.spec import SweepSpec
+from aunet.training.config import RunConfig, run_config_from_dict
+
+
+@dataclass
+class PlannedRun:
+    """One run of a sweep and everything the plan knows about it before it runs."""
+
+    run_id: str
+    sweep: str
+    family: str
+    variant: str
+    budget_flops: float
+    seed: int
+    multiplier: float
+    config: RunConfig
+    params: int
+    flops_per_unit: float
+    unit: str
+    flops_per_byte: float
+    head_share: float
+    target_flops_per_byte: float
+    size_gap: float
+    bytes: float
+    epochs: float | None
+    steps: int
+    batch_size: int
+    batch_bytes: float
+    lr: float
+    hparams_source: str
+    planned_flops: float
+    est_time_s: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        """Flat fields for tables and ``--json`` (the run config is kept as a nested dict)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"}
+        out["batch_bytes"] = float(self.batch_bytes)
+        out["bytes_planned"] = self.bytes
+        out["run_config"] = self.config.to_dict()
+        return out
+
+
+@dataclass
+class Plan:
+    spec: SweepSpec
+    runs: list[PlannedRun]
+    bytes_per_token: dict[str, float]
+    train_bytes: int | None
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.spec.results_dir) / self.spec.name
+
+    @property
+    def runs_dir(self) -> Path:
+        return Path(self.spec.results_dir) / "runs"
+
+
+def _bpe_vocab(spec: SweepSpec, family: str) -> int | None:
+    from aunet.sweeps.sizing import build_config, check_template
+
+    fam = spec.families[family]
+    if fam.template is not None:
+        template = check_template({**fam.template, **fam.overrides}, f"families.{family}.template")
+        return int(template["vocab_size"]) if template["family"] == "bpe" else None
+
+    if isinstance(fam.ladder, dict):
+        entry = next(iter(fam.ladder.values()))
+    else:
+        entry = fam.ladder[0] if fam.ladder is not None else fam.model
+    cfg = build_config(entry, fam.overrides, f"families.{family}")
+    return cfg.vocab_size if isinstance(cfg, BPEConfig) else None
+
+
+def measure_bytes_per_token(spec: SweepSpec, vocab: int) -> float:
+    """Bytes per token of the BPE the runs will train, measured on the corpus's validation text."""
+    from aunet.training.datamodule import CorpusDataModule
+
+    probe = _probe_run_config(spec, {"family": "bpe", "dim": 64, "layers": 1, "head_dim": 64,
+                                     "vocab_size": vocab, "seq_len": 64})
+    dm = CorpusDataModule(probe, micro_batch=1)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm.bytes_per_token()
+
+
+def _probe_run_config(spec: SweepSpec, model: dict) -> RunConfig:
+    return run_config_from_dict({"model": model, "data": spec.data, "train": {**spec.train, "max_steps": 1}})
+
+
+def training_bytes(spec: SweepSpec) -> int | None:
+    """Bytes of the training split (for epochs), or None when the corpus cannot be read here."""
+    from aunet.errors import UserError
+    from aunet.training.datamodule import CorpusDataModule
+
+    try:
+        dm = CorpusDataModule(_probe_run_config(spec, {"family": "aunet", "dims": [32], "layers": [1],
+                                                       "head_dims": [32], "caps": [64]}), micro_batch=1)
+        return sum(len(doc.data) for doc in dm.split.train_documents(epoch=0, seed=0))
+    except UserError:
+        return None
+
+
+def plan_sweep(spec: SweepSpec, *, measure: bool = True) -> Plan:
+    """Every run of ``spec``. With ``measure`` False, nothing reads the corpus (bytes per token must be given)."""
+    bpt: dict[str, float] = {}
+    measured: dict[int, float] = {}
+    for family in spec.families:
+        vocab = _bpe_vocab(spec, family)
+        if vocab is None:
+            bpt[family] = 1.0
+        elif spec.bytes_per_token is not None:
+            bpt[family] = spec.bytes_per_token
+        elif measure:
+            if vocab not in measured:
+                measured[vocab] = measure_bytes_per_token(spec, vocab)
+            bpt[family] = measured[vocab]
+        else:
+            raise ConfigError("bytes_per_token", "BPE families need bytes_per_token when the corpus is not read")
+    train_bytes = training_bytes(spec) if measure else None
+    runs: list[PlannedRun] = []
+    rule = spec.size
+    for budget in spec.budgets:
+        centre = math.sqrt(budget / rule.gamma_bytes)  # FLOPs per byte of the data-ratio protocol
+        for multiplier in rule.multipliers:
+            target = centre * multiplier
+            for entry, fam in spec.families.items():
+                key = f"families.{entry}"
+                family = fam.family or entry
+                sized = size_for(fam, target, bpt[entry], rule.tolerance, key, budget)
+                if not sized.in_range and sized.flops_per_byte > target * (1 + rule.tolerance):
+                    raise ConfigError(
+                        "budgets", f"budget {budget:.3g} is too small for the smallest {family} model "
+                        f"({sized.flops_per_byte:.3g} FLOPs per byte, the budget allows {target:.3g}); "
+                        "raise the budget or shrink the family's template")
+                if rule.rule == "data_ratio":
+                    n_bytes = math.sqrt(rule.gamma_bytes * budget)
+                else:  # isoflop and fixed: every size spends the budget
+                    n_bytes = budget / sized.flops_per_byte
+                group = fam.hparams or model_family_of(sized.config)
+                hp = hyperparameters(spec.hparams.get(group), model_family_of(sized.config), budget, bpt[entry],
+                                     f"hparams.{group}")
+                seq_bytes = seq_bytes_of(sized.config, bpt[entry])
+                spec_hp = spec.hparams[group]
+                batch = max(spec_hp.min_batch_sequences, round(hp.batch_bytes / seq_bytes))
+                steps = max(1, round(n_bytes / (batch * seq_bytes)))
+                for seed in spec.seeds:
+                    runs.append(_planned(spec, family, fam.variant, budget, seed, multiplier, sized, target, steps,
+                                         batch, seq_bytes, hp, train_bytes))
+    return Plan(spec, runs, bpt, train_bytes)
+
+
+def _planned(spec, family, variant, budget, seed, multiplier, sized, target, steps, batch, seq_bytes, hp,
+             train_bytes) -> PlannedRun:
+    name = family + (f"-{variant}" if variant else "")
+    raw = {
+        "name": name,
+        "model": sized.config.to_dict(),
+        "data": dict(spec.data),
+        "train": {**spec.train, "max_steps": steps, "batch_size": batch, "lr": hp.lr, "seed": seed,
+                  "results_dir": str(Path(spec.results_dir) / "runs")},
+        "trainer": dict(spec.trainer),
+    }
+    raw["train"].pop("budget_flops", None)
+    config = run_config_from_dict(raw)
+    report = flops_report(sized.config)
+    flops_per_step = report.flops_per_unit * report.seq_len * batch
+    n_bytes = steps * batch * seq_bytes
+    warnings = []
+    if not sized.in_range:
+        warnings.append(f"size outside the ladder: FLOPs per byte {sized.flops_per_byte:.3g} vs target {target:.3g}")
+    epochs = n_bytes / train_bytes if train_bytes else None
+    if epochs is not None and epochs > 1:
+        warnings.append(f"repeats its corpus {epochs:.1f} times")
+    return PlannedRun(
+        run_id=config.run_id(), sweep=spec.name, family=family, variant=variant, budget_flops=budget, seed=seed,
+        multiplier=multiplier, config=config, params=report.params, flops_per_unit=report.flops_per_unit,
+        unit=report.unit, flops_per_byte=sized.flops_per_byte, head_share=report.head_share,
+        target_flops_per_byte=target, size_gap=sized.gap, bytes=n_bytes, epochs=epochs, steps=steps,
+        batch_size=batch, batch_bytes=batch * seq_bytes, lr=hp.lr, hparams_source=hp.source,
+        planned_flops=steps * flops_per_step, warnings=warnings,
+    )
+
+
+def estimate_times(plan: Plan, max_probe_flops: float = 3e11) -> None:
+    """Fill ``est_time_s``: a short measured probe of each model at its batch where that is cheap, otherwise the
+    machine's dense-matmul rate at an assumed 40% utilisation (marked by ``est_time_source``)."""
+    from aunet.models import build_model
+
+    rates: dict[str, float] = {}
+    matmul = None
+    for run in plan.runs:
+        report = flops_report(run.config.model)
+        per_step = report.flops_per_unit * report.seq_len * run.batch_size
+        key = json_key(run.config.model.to_dict(), run.batch_size)
+        if key not in rates:
+            if per_step <= max_probe_flops:
+                rates[key] = _probe_flops_per_s(build_model(run.config.model), run.config.model, run.batch_size)
+            else:
+                if matmul is None:
+                    matmul = _matmul_rate()
+                rates[key] = 0.4 * matmul
+        run.est_time_s = run.planned_flops / rates[key]
+
+
+def json_key(model: dict, batch: int) -> str:
+    import json
+
+    return json.dumps([model, batch], sort_keys=True)
+
+
+def _probe_flops_per_s(model, config, batch: int, steps: int = 3) -> float:
+    import torch
+    import torch.nn.functional as F
+
+    from aunet.models.config import AUNetConfig
+
+    seq = config.seq_len
+    tokens = torch.randint(0, 256 if isinstance(config, AUNetConfig) else config.vocab_size, (batch, seq))
+    levels = None
+    if isinstance(config, AUNetConfig) and config.n_stages > 1:
+        levels = (torch.rand(batch, seq) < 0.2).long() * (config.n_stages - 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        logits = model(tokens, levels) if levels is not None else model(tokens)
+        F.cross_entropy(logits.flatten(0, 1), tokens.flatten()).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    elapsed = (time.perf_counter() - start) / steps
+    report = flops_report(config)
+    return report.flops_per_unit * report.seq_len * batch / elapsed
+
+
+def _matmul_rate(size: int = 1024) -> float:
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    return 2 * size**3 * 10 / (time.perf_counter() - start)

@@ -1,0 +1,256 @@
+"""Running a sweep: runs handed out through an Optuna study on shared storage, each trained at most once at a time.
+
+The driver (``aunet sweep run``) enqueues every run that is not finished as a waiting trial carrying its run config;
+workers (``aunet sweep run --workers N`` on one machine, ``aunet sweep worker`` on any machine that sees the
+storage) pop waiting trials (Optuna moves a trial from waiting to running atomically in the storage) and train them
+with :func:`aunet.training.run.train`, which resumes a run from its checkpoint. A worker refreshes a heartbeat on its
+trial and a lock file in the run folder; a trial whose heartbeat is older than the grace period belongs to a dead
+worker, and the next driver re-enqueues its run, which then resumes. A failed run is recorded in ``failure.json`` and
+the sweep goes on; ``--retry-failed`` enqueues it again.
+
+Storage URLs: ``journal:PATH`` (a journal file, also on a shared filesystem; the default), ``sqlite:///PATH`` (a few
+processes on one machine), or any SQLAlchemy URL such as ``postgresql://...`` (many machines).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from aunet.errors import UserError
+from aunet.io import atomic_write_json
+
+HEARTBEAT_S = 30.0
+GRACE_S = 600.0
+
+TrainFn = Callable[..., dict[str, Any]]
+
+
+class StorageError(UserError):
+    """A storage URL that cannot be opened."""
+
+
+def default_storage_url(sweep_dir: Path) -> str:
+    return f"journal:{Path(sweep_dir) / 'optuna.journal'}"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage from ``journal:PATH``, ``sqlite:///PATH`` or another SQLAlchemy URL; one-line errors."""
+    try:
+        if url.startswith("journal:"):
+            from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+            path = Path(url[len("journal:"):]).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+        if "://" in url:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}
+                                              if url.startswith("sqlite") else None)
+    except Exception as exc:  # noqa: BLE001 - any failure to open is the user's URL or filesystem
+        raise StorageError(f"cannot open storage {url!r}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    raise StorageError(f"storage {url!r} is not journal:PATH, sqlite:///PATH or a database URL")
+
+
+def open_study(storage: optuna.storages.BaseStorage, name: str, create: bool) -> optuna.Study:
+    """The sweep's study (created once by the driver; workers only load it)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if create:
+        return optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise StorageError(f"no sweep {name!r} in this storage; start it with 'aunet sweep run'") from None
+
+
+def _heartbeat(trial: optuna.trial.FrozenTrial | optuna.Trial) -> float:
+    return float(trial.user_attrs.get("heartbeat", trial.datetime_start.timestamp() if trial.datetime_start else 0.0))
+
+
+def _worker_gone(trial: optuna.trial.FrozenTrial, grace_s: float) -> bool:
+    """A running trial's worker is gone when its heartbeat is older than the grace period, or at once when its run
+    lock names a process of this host that no longer exists (a killed worker on this machine)."""
+    if time.time() - _heartbeat(trial) > grace_s:
+        return True
+    run_dir = trial.user_attrs.get("run_dir")
+    if run_dir is None:
+        return False
+    lock = RunLock(Path(run_dir), grace_s)
+    if not lock.path.exists():  # the worker had not locked yet, or it released the lock and died right after
+        return time.time() - _heartbeat(trial) > 2 * HEARTBEAT_S
+    return lock.stale()
+
+
+def fail_stale_trials(study: optuna.Study, grace_s: float = GRACE_S) -> list[str]:
+    """Mark running trials whose worker is gone as failed (their runs get enqueued again); returns their run ids."""
+    stale = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _worker_gone(trial, grace_s):
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            stale.append(trial.user_attrs.get("run_id", "?"))
+    return stale
+
+
+def enqueue_missing(study: optuna.Study, runs: list[dict[str, Any]], runs_dir: Path, *, retry_failed: bool = False,
+                    grace_s: float = GRACE_S) -> list[str]:
+    """Enqueue every run that is neither finished, nor waiting or running, nor failed (unless ``retry_failed``)."""
+    fail_stale_trials(study, grace_s)
+    busy = {t.user_attrs.get("run_id") for t in study.get_trials(deepcopy=False,
+                                                                  states=(TrialState.WAITING, TrialState.RUNNING))}
+    enqueued = []
+    for run in runs:
+        run_id = run["run_id"]
+        run_dir = runs_dir / run_id
+        if run_id in busy or (run_dir / "summary.json").is_file():
+            continue
+        if (run_dir / "failure.json").is_file() and not retry_failed:
+            continue
+        study.enqueue_trial({}, user_attrs={"run_id": run_id, "run_dir": str(run_dir),
+                                            "config": run["run_config"]})
+        enqueued.append(run_id)
+    return enqueued
+
+
+class RunLock:
+    """An exclusive lock file in the run folder, so no run trains twice at once even if two trials name it.
+
+    A lock whose heartbeat (file time) is older than the grace period, or whose process is gone from this host,
+    is taken over."""
+
+    def __init__(self, run_dir: Path, grace_s: float = GRACE_S) -> None:
+        self.path = Path(run_dir) / ".lock"
+        self.grace_s = grace_s
+
+    def stale(self) -> bool:
+        try:
+            info = json.loads(self.path.read_text())
+            age = time.time() - self.path.stat().st_mtime
+        except (OSError, ValueError):
+            return True
+        if info.get("host") == socket.gethostname():
+            try:
+                os.kill(int(info["pid"]), 0)
+            except (OSError, ValueError, KeyError):
+                return True
+        return age > self.grace_s
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if not self.stale():
+                    return False
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as handle:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}, handle)
+            return True
+        return False
+
+    def touch(self) -> None:
+        try:
+            os.utime(self.path)
+        except OSError:
+            pass
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class _Beat:
+    """Refreshes the trial's heartbeat and the run lock every ``interval`` seconds in a daemon thread."""
+
+    def __init__(self, trial: optuna.Trial, lock: RunLock, interval: float) -> None:
+        self.trial, self.lock, self.interval = trial, lock, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.trial.set_user_attr("heartbeat", time.time())
+            except Exception:  # noqa: BLE001 - a missed beat is retried at the next interval
+                pass
+            self.lock.touch()
+
+    def __enter__(self) -> "_Beat":
+        self.trial.set_user_attr("heartbeat", time.time())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _write_failure(run_dir: Path, exc: BaseException) -> None:
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    atomic_write_json(run_dir / "failure.json", {
+        "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
+        "traceback": "".join(lines)[-4000:],
+        "time": time.time(),
+        "host": socket.gethostname(),
+    })
+
+
+def _objective(train_fn: TrainFn, grace_s: float, heartbeat_s: float,
+               after_run: Callable[[Path], None] | None) -> Callable[[optuna.Trial], float]:
+    from aunet.training.config import run_config_from_dict
+
+    def objective(trial: optuna.Trial) -> float:
+        run_id = trial.user_attrs.get("run_id")
+        if run_id is None:  # a fresh trial: nothing was waiting when this worker asked
+            trial.study.stop()
+            raise optuna.TrialPruned("no waiting run")
+        run_dir = Path(trial.user_attrs["run_dir"])
+        summary_file = run_dir / "summary.json"
+        if summary_file.is_file():
+            return float(json.loads(summary_file.read_text()).get("val_bpb", float("nan")))
+        lock = RunLock(run_dir, grace_s)
+        if not lock.acquire():
+            raise optuna.TrialPruned(f"run {run_id} is being trained by another worker")
+        try:
+            with _Beat(trial, lock, heartbeat_s):
+                config = run_config_from_dict(trial.user_attrs["config"])
+                try:
+                    summary = train_fn(config, run_dir=run_dir, resume=True)
+                except Exception as exc:
+                    _write_failure(run_dir, exc)
+                    raise
+            (run_dir / "failure.json").unlink(missing_ok=True)
+            return float(summary.get("val_bpb", float("nan")))
+        finally:
+            lock.release()
+            if after_run is not None:
+                after_run(run_dir)
+
+    return objective
+
+
+def waiting_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def run_worker(study: optuna.Study, train_fn: TrainFn | None = None, *, grace_s: float = GRACE_S,
+               heartbeat_s: float = HEARTBEAT_S, after_run: Callable[[Path], None] | None = None) -> int:
+    """Train waiting runs until none is left; returns how many trials this worker took.
+
+    ``after_run(run_dir)`` is called after each run, finished or failed (the CLI refreshes the sweep tables)."""
+    if train_fn is None:
+        from aunet.training.run import train as train_fn
+    objective = _objective(train_fn, grace_s, heartbeat_s, after_run)
+    taken = 0
+    while waiting_count(study) > 0:
+        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        taken += 1
+    return taken

@@ -1,0 +1,198 @@
+"""Sweep definitions (``sweeps/*.yaml``), validated into dataclasses.
+
+A sweep crosses *families* (``bpe``, ``aunet1`` ... ``aunet4``, or any name) with compute *budgets* and *seeds*.
+At each budget a size rule fixes the bytes every family sees and the FLOPs per byte its model should cost; each
+family then finds that model in its ladder or template; hyperparameters come from the paper's laws, laws we
+fitted, or fixed values. Every run is then an ordinary run config (:mod:`aunet.training.config`).
+
+Example::
+
+    name: demo
+    data: {corpus: gutenberg_en, val_bytes: 32768}
+    budgets: [2.0e+10, 6.0e+10, 2.0e+11]
+    size: {rule: data_ratio, gamma_bytes: 100}     # bytes = sqrt(gamma * C), the same for every family
+    hparams: {aunet: {lr: 3.0e-3, batch_bytes: 4096}, bpe: {lr: 3.0e-3, batch_bytes: 4096}}
+    families:
+      bpe: {template: {family: bpe, head_dim: 32, vocab_size: 1024, seq_bytes: 512}}
+      aunet2: {template: {family: aunet, widths: [0.5, 1.0], head_dims: [32, 32], caps: [512, 128],
+                          splits: [word@1], windows: [128, null], layers: [1, null]}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from aunet.config import from_dict, read_yaml
+from aunet.errors import ConfigError
+
+SIZE_RULES = ("data_ratio", "isoflop", "fixed")
+
+
+@dataclass
+class SizeRule:
+    """How bytes and model size follow from a budget C.
+
+    ``data_ratio`` (the paper's protocol): bytes = sqrt(gamma_bytes * C) for every family, so the model of each family
+    costs sqrt(C / gamma_bytes) FLOPs per byte. ``gamma_bytes`` is the data-to-model ratio in bytes (the paper's
+    gamma of 10 in tokens is k^2 * 10 = 208 in bytes at k = 4.56 bytes per token).
+    ``isoflop``: several sizes per budget, FLOPs per byte = multiplier x sqrt(C / gamma_bytes), each spending C.
+    ``fixed``: each family's single model (``model:``) and bytes = C / (its FLOPs per byte).
+    ``tolerance``: how far a family's model may be from the target FLOPs per byte before the plan warns.
+    """
+
+    rule: str = "data_ratio"
+    gamma_bytes: float = 208.0
+    multipliers: list[float] = field(default_factory=lambda: [1.0])
+    tolerance: float = 0.05
+
+    def validate(self) -> None:
+        if self.rule not in SIZE_RULES:
+            raise ConfigError("size.rule", f"unknown rule {self.rule!r}; choose one of {', '.join(SIZE_RULES)}")
+        if self.gamma_bytes <= 0:
+            raise ConfigError("size.gamma_bytes", "must be positive")
+        if not self.multipliers or any(m <= 0 for m in self.multipliers):
+            raise ConfigError("size.multipliers", "give one or more positive multipliers")
+        if self.rule != "isoflop" and self.multipliers != [1.0]:
+            raise ConfigError("size.multipliers", "only used by rule: isoflop")
+
+
+@dataclass
+class HParams:
+    """Learning rate and batch of one group of families (``aunet`` or ``bpe``).
+
+    ``law: paper`` uses the paper's fits (AU-Net: batch 0.66 C^0.321 bytes, LR 6.6 C^-0.176; BPE: batch 29.9 C^0.231
+    tokens, LR 19.3 C^-0.177); ``law: FILE`` reads laws fitted by ``aunet sweep tune``; otherwise ``lr`` and
+    ``batch_bytes`` are fixed. ``lr_scale`` and ``batch_scale`` multiply whatever the source gives;
+    ``min_batch_sequences`` keeps at least that many sequences per step.
+    """
+
+    law: Union[str, None] = None
+    lr: Union[float, None] = None
+    batch_bytes: Union[float, None] = None
+    lr_scale: float = 1.0
+    batch_scale: float = 1.0
+    min_batch_sequences: int = 1
+
+    def validate(self, key: str) -> None:
+        if self.law is None and (self.lr is None or self.batch_bytes is None):
+            raise ConfigError(key, "give law: paper (or a fitted-law file), or both lr and batch_bytes")
+        if self.law is not None and (self.lr is not None or self.batch_bytes is not None):
+            raise ConfigError(key, "give either a law or fixed lr/batch_bytes, not both")
+        for name in ("lr", "batch_bytes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{key}.{name}", "must be positive")
+
+
+@dataclass
+class FamilySpec:
+    """One family: a ``template`` (sizes found by search), a ``ladder`` (a list of model sections or preset names,
+    the closest is taken; or a mapping budget -> model, fixed per budget) or one fixed ``model``. ``variant`` labels an ablation; ``overrides`` are merged into
+    every model of the family (e.g. ``{upsampling: simple}``). Ablations list several entries of one ``family``
+    with different ``variant`` labels."""
+
+    template: Union[dict, None] = None
+    ladder: Union[list, dict, None] = None
+    model: Union[dict, str, None] = None
+    variant: str = ""
+    overrides: dict = field(default_factory=dict)
+    hparams: Union[str, None] = None  # which hparams group; default: the model family (aunet or bpe)
+    family: Union[str, None] = None  # the family column of the results; default: the entry's key
+
+
+@dataclass
+class EvalSpec:
+    tasks: list[str] = field(default_factory=list)
+    limit: Union[int, None] = None
+    num_fewshot: Union[int, None] = None
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    families: dict[str, FamilySpec]
+    budgets: list[float]
+    size: SizeRule = field(default_factory=SizeRule)
+    hparams: dict[str, HParams] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    data: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    trainer: dict = field(default_factory=dict)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    bytes_per_token: Union[float, None] = None  # for BPE; default: measured with the tokenizer on the corpus
+    results_dir: str = "results"
+    description: str = ""
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_TOP_KEYS = {f.name for f in dataclasses.fields(SweepSpec)} - {"source"}
+
+
+def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
+    """Validate a parsed sweep YAML; every error names the dotted key."""
+    for key in raw:
+        if key not in _TOP_KEYS:
+            hint = difflib.get_close_matches(str(key), _TOP_KEYS, n=1)
+            suggestion = f"did you mean {hint[0]!r}? " if hint else ""
+            raise ConfigError(str(key), f"unknown key; {suggestion}valid keys: {', '.join(sorted(_TOP_KEYS))}")
+    for key in ("name", "families", "budgets"):
+        if key not in raw:
+            raise ConfigError(key, "required key is missing")
+    name = raw["name"]
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise ConfigError("name", f"expected a folder-safe name (letters, digits, - _ .), got {name!r}")
+    families_raw = raw["families"]
+    if not isinstance(families_raw, dict) or not families_raw:
+        raise ConfigError("families", "expected a mapping of family name to {template|ladder|model}")
+    families = {}
+    for fam, body in families_raw.items():
+        spec = from_dict(FamilySpec, body or {}, prefix=f"families.{fam}.")
+        given = [k for k in ("template", "ladder", "model") if getattr(spec, k) is not None]
+        if len(given) != 1:
+            raise ConfigError(f"families.{fam}", "give exactly one of template, ladder, model")
+        families[str(fam)] = spec
+    budgets = raw["budgets"]
+    if not isinstance(budgets, list) or not budgets:
+        raise ConfigError("budgets", "expected a non-empty list of FLOPs budgets, e.g. [1.0e+11, 1.0e+12]")
+    from aunet.config import coerce
+
+    budgets = [coerce(b, float, f"budgets[{i}]") for i, b in enumerate(budgets)]
+    if any(b <= 0 for b in budgets):
+        raise ConfigError("budgets", "budgets must be positive")
+    size = from_dict(SizeRule, raw.get("size") or {}, prefix="size.")
+    size.validate()
+    hparams = {}
+    for group, body in (raw.get("hparams") or {}).items():
+        hp = from_dict(HParams, body or {}, prefix=f"hparams.{group}.")
+        hp.validate(f"hparams.{group}")
+        hparams[str(group)] = hp
+    evaluation = from_dict(EvalSpec, raw.get("eval") or {}, prefix="eval.")
+    seeds = [coerce(s, int, f"seeds[{i}]") for i, s in enumerate(raw.get("seeds") or [0])]
+    for key in ("data", "train", "trainer"):
+        if not isinstance(raw.get(key) or {}, dict):
+            raise ConfigError(key, "expected a mapping (the same keys as a run config's section)")
+    bpt = raw.get("bytes_per_token")
+    return SweepSpec(
+        name=name, families=families, budgets=budgets, size=size, hparams=hparams, seeds=seeds,
+        data=dict(raw.get("data") or {}), train=dict(raw.get("train") or {}), trainer=dict(raw.get("trainer") or {}),
+        eval=evaluation, bytes_per_token=None if bpt is None else coerce(bpt, float, "bytes_per_token"),
+        results_dir=str(raw.get("results_dir") or "results"), description=str(raw.get("description") or ""),
+        source=source,
+    )
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep file; errors carry the file name."""
+    p = Path(path)
+    raw = read_yaml(p)
+    try:
+        return sweep_from_dict(raw, source=str(p))
+    except ConfigError as exc:
+        raise exc.with_source(str(p)) from None

@@ -1,0 +1,110 @@
+"""The results table of a sweep: ``results/<sweep>/runs.csv``, one row per planned run.
+
+The table is rebuilt from the saved plan (``plan.json``) and the run folders (``summary.json``, ``failure.json``,
+``eval/scores.json``), never appended to, so it is complete and parseable at every moment (atomic replace) and a
+sweep run twice still has exactly one row per run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from aunet.io import atomic_write_json, atomic_write_text
+
+PLAN_FILE = "plan.json"
+TABLE_FILE = "runs.csv"
+
+COLUMNS = [
+    "run_id", "sweep", "family", "variant", "budget_flops", "seed", "multiplier", "status", "error",
+    "params", "non_embedding_params", "flops_per_unit", "unit", "flops_per_byte", "target_flops_per_byte",
+    "head_share", "bytes_planned", "epochs", "steps", "batch_size", "batch_bytes", "lr", "hparams_source",
+    "planned_flops", "est_time_s", "flops_spent", "bytes_seen", "tokens_seen", "bytes_per_token", "val_bpb",
+    "val_loss", "wall_time_s", "train_time_s", "bytes_per_s", "flops_per_s", "mfu", "dims", "layers", "run_dir",
+]
+
+
+def run_status(run_dir: Path) -> tuple[str, str]:
+    """``finished``, ``failed`` (with the error), ``partial`` (a checkpoint, no summary) or ``planned``."""
+    if (run_dir / "summary.json").is_file():
+        return "finished", ""
+    failure = run_dir / "failure.json"
+    if failure.is_file():
+        try:
+            return "failed", json.loads(failure.read_text()).get("error", "")
+        except ValueError:
+            return "failed", "unreadable failure.json"
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return "partial", ""
+    return "planned", ""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def row_for(planned: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
+    """One table row: the plan's fields, the run's summary when finished, and any evaluation scores."""
+    run_dir = runs_dir / planned["run_id"]
+    status, error = run_status(run_dir)
+    model = planned["run_config"]["model"]
+    row = {k: planned.get(k) for k in COLUMNS if k in planned}
+    row.update(status=status, error=error, run_dir=str(run_dir), bytes_planned=planned.get("bytes"),
+               dims=json.dumps(model.get("dims", [model.get("dim")])),
+               layers=json.dumps(model.get("layers") if isinstance(model.get("layers"), list) else [model.get("layers")]))
+    if status == "finished":
+        summary = _read_json(run_dir / "summary.json")
+        for key in ("params", "non_embedding_params", "flops_spent", "bytes_seen", "tokens_seen", "bytes_per_token",
+                    "val_bpb", "val_loss", "wall_time_s"):
+            if key in summary:
+                row[key] = summary[key]
+        throughput = summary.get("throughput") or {}
+        row.update(bytes_per_s=throughput.get("bytes_per_s"), flops_per_s=throughput.get("flops_per_s"),
+                   mfu=throughput.get("mfu"), train_time_s=throughput.get("train_time_s"))
+    scores = _read_json(run_dir / "eval" / "scores.json")
+    row.update({k: v for k, v in sorted(scores.items()) if isinstance(v, (int, float))})
+    return row
+
+
+def write_table(sweep_dir: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write ``runs.csv`` atomically: the fixed columns, then every score column any row has, sorted."""
+    extra = sorted({k for row in rows for k in row} - set(COLUMNS))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS + extra, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return atomic_write_text(sweep_dir / TABLE_FILE, buffer.getvalue())
+
+
+def save_plan(sweep_dir: Path, runs_dir: Path, spec: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
+    return atomic_write_json(sweep_dir / PLAN_FILE, {"spec": spec, "runs_dir": str(runs_dir), "runs": rows})
+
+
+def refresh_table(sweep_dir: Path) -> Path | None:
+    """Rebuild ``runs.csv`` of a sweep folder from its ``plan.json`` and the run folders."""
+    plan = _read_json(Path(sweep_dir) / PLAN_FILE)
+    if not plan:
+        return None
+    runs_dir = Path(plan["runs_dir"])
+    return write_table(Path(sweep_dir), [row_for(r, runs_dir) for r in plan["runs"]])
+
+
+def refresh_tables_for_run(run_dir: Path) -> list[Path]:
+    """Rebuild every sweep table that lists the run of ``run_dir`` (its results root is two levels up)."""
+    run_dir = Path(run_dir).resolve()
+    root = run_dir.parent.parent
+    updated = []
+    for plan_file in sorted(root.glob(f"*/{PLAN_FILE}")):
+        plan = _read_json(plan_file)
+        if any(r.get("run_id") == run_dir.name for r in plan.get("runs", [])):
+            table = refresh_table(plan_file.parent)
+            if table is not None:
+                updated.append(table)
+    return updated

@@ -1,0 +1,32 @@
+"""A microscopic sweep over Tiny Shakespeare whose runs take a second or two each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MICRO = {
+    "name": "micro",
+    "data": {"corpus": "tinyshakespeare", "val_bytes": 2048, "num_workers": 0, "shuffle_buffer": 8},
+    "budgets": [2.0e9, 6.0e9],
+    "size": {"rule": "data_ratio", "gamma_bytes": 1.0, "tolerance": 0.03},
+    "hparams": {"aunet": {"lr": 3.0e-3, "batch_bytes": 256}, "bpe": {"lr": 3.0e-3, "batch_bytes": 256}},
+    "train": {"val_every_steps": 1000},
+    "trainer": {"progress_bar": False, "accelerator": "cpu"},
+    "families": {
+        "bpe": {"template": {"family": "bpe", "head_dim": 8, "vocab_size": 300, "seq_bytes": 64,
+                             "ffn_multiple_of": 8, "width_step": 8, "aspect": 16}},
+        "aunet2": {"template": {"family": "aunet", "widths": [0.5, 1.0], "head_dims": [8, 8], "caps": [64, 20],
+                                "splits": ["word@1"], "windows": [16, None], "layers": [1, None],
+                                "ffn_multiple_of": 8, "width_step": 8, "aspect": 16}},
+    },
+}
+
+
+def write_sweep(tmp_path: Path, **changes: Any) -> Path:
+    spec = {**MICRO, "results_dir": str(tmp_path / "results"), **changes}
+    path = tmp_path / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
