@@ -175,7 +175,9 @@ def plan_sweep(spec: SweepSpec, *, measure: bool = True) -> Plan:
 
 def _planned(spec, family, variant, budget, seed, multiplier, sized, target, steps, batch, seq_bytes, hp,
              train_bytes) -> PlannedRun:
-    name = family + (f"-{variant}" if variant else "")
+    # The run's name (and so its folder) depends on the family and the config only, not on the sweep or the
+    # variant label: the same run planned by two sweeps is trained once and shared.
+    name = family
     raw = {
         "name": name,
         "model": sized.config.to_dict(),

@@ -105,6 +105,34 @@ class FamilySpec:
 
 
 @dataclass
+class TuneSpec:
+    """``aunet sweep tune``: a search over LR and batch at each budget, then power laws LR(C) and batch(C).
+
+    ``trials`` per family and budget, sampled log-uniformly in ``lr`` and ``batch_bytes`` ranges by ``sampler``
+    (``qmc``: quasi-random, as the paper; ``tpe``; ``random``). With ``prune``, runs whose validation loss lags the
+    median of earlier trials at the same step are stopped. Laws are fitted on the runs within ``tolerance``
+    (relative) of each budget's best validation bits per byte.
+    """
+
+    trials: int = 8
+    lr: list[float] = field(default_factory=lambda: [1e-4, 3e-2])
+    batch_bytes: list[float] = field(default_factory=lambda: [1024.0, 16384.0])
+    sampler: str = "qmc"
+    prune: bool = True
+    tolerance: float = 0.01
+
+    def validate(self) -> None:
+        if self.trials < 1:
+            raise ConfigError("tune.trials", "must be at least 1")
+        for key in ("lr", "batch_bytes"):
+            lo_hi = getattr(self, key)
+            if len(lo_hi) != 2 or not 0 < lo_hi[0] < lo_hi[1]:
+                raise ConfigError(f"tune.{key}", f"expected [low, high] with 0 < low < high, got {lo_hi}")
+        if self.sampler not in ("qmc", "tpe", "random"):
+            raise ConfigError("tune.sampler", f"expected qmc, tpe or random, got {self.sampler!r}")
+
+
+@dataclass
 class EvalSpec:
     tasks: list[str] = field(default_factory=list)
     limit: Union[int, None] = None
@@ -123,6 +151,7 @@ class SweepSpec:
     train: dict = field(default_factory=dict)
     trainer: dict = field(default_factory=dict)
     eval: EvalSpec = field(default_factory=EvalSpec)
+    tune: Union[TuneSpec, None] = None
     bytes_per_token: Union[float, None] = None  # for BPE; default: measured with the tokenizer on the corpus
     results_dir: str = "results"
     description: str = ""
@@ -174,6 +203,10 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
         hp.validate(f"hparams.{group}")
         hparams[str(group)] = hp
     evaluation = from_dict(EvalSpec, raw.get("eval") or {}, prefix="eval.")
+    tune = None
+    if raw.get("tune") is not None:
+        tune = from_dict(TuneSpec, raw["tune"], prefix="tune.")
+        tune.validate()
     seeds = [coerce(s, int, f"seeds[{i}]") for i, s in enumerate(raw.get("seeds") or [0])]
     for key in ("data", "train", "trainer"):
         if not isinstance(raw.get(key) or {}, dict):
@@ -182,7 +215,7 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
     return SweepSpec(
         name=name, families=families, budgets=budgets, size=size, hparams=hparams, seeds=seeds,
         data=dict(raw.get("data") or {}), train=dict(raw.get("train") or {}), trainer=dict(raw.get("trainer") or {}),
-        eval=evaluation, bytes_per_token=None if bpt is None else coerce(bpt, float, "bytes_per_token"),
+        eval=evaluation, tune=tune, bytes_per_token=None if bpt is None else coerce(bpt, float, "bytes_per_token"),
         results_dir=str(raw.get("results_dir") or "results"), description=str(raw.get("description") or ""),
         source=source,
     )

@@ -1,0 +1,64 @@
+"""aunet sweep tune: the search finds the LR optimum and the fitted law recovers how it moves with compute."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from aunet.sweeps.spec import load_sweep
+from aunet.sweeps.tune import tune_sweep
+from tests.sweeps.helpers import write_sweep
+
+TRUE_K, TRUE_A = 2.0, -0.2  # the synthetic optimum: lr* = 2 C^-0.2
+
+
+
+
+@pytest.fixture
+def tune_file(tmp_path):
+    return write_sweep(tmp_path, name="tune-micro", families={
+        "aunet2": {"template": {"family": "aunet", "widths": [0.5, 1.0], "head_dims": [8, 8], "caps": [64, 20],
+                                "splits": ["word@1"], "windows": [16, None], "layers": [1, None],
+                                "ffn_multiple_of": 8, "width_step": 8, "aspect": 16}}},
+        budgets=[2.0e9, 2.0e10, 2.0e11, 2.0e12], hparams={},
+        tune={"trials": 24, "lr": [1.0e-3, 0.3], "batch_bytes": [256, 1024], "sampler": "qmc", "prune": False,
+              "tolerance": 0.02})
+
+
+def test_tuning_recovers_a_known_lr_law(tune_file, data_dir, tmp_path, monkeypatch, capsys):
+    spec = load_sweep(tune_file)
+    budgets = {}
+
+    def train(config, run_dir, resume, callbacks=()):
+        budget = budgets[config.model.to_dict().__repr__()]
+        optimum = TRUE_K * budget**TRUE_A
+        bpb = 2.0 + 0.5 * math.log(config.train.lr / optimum) ** 2
+        return {"val_bpb": bpb, "val_loss": bpb, "flops_spent": budget, "bytes_seen": 1.0}
+
+    from aunet.sweeps import plan as plan_module
+
+    original = plan_module.plan_sweep
+
+    def recording_plan(*args, **kwargs):
+        plan = original(*args, **kwargs)
+        for run in plan.runs:
+            budgets[run.config.model.to_dict().__repr__()] = run.budget_flops
+        return plan
+
+    monkeypatch.setattr("aunet.sweeps.tune.plan_sweep", recording_plan)
+    table = tune_sweep(spec, train_fn=train)
+    import pandas as pd
+
+    runs = pd.read_csv(table)
+    assert len(runs) == 96 and set(runs["status"]) == {"complete"}
+
+    from aunet.analysis.hyperparameters import fit_hyperparameter_law
+
+    fit = fit_hyperparameter_law(runs["budget_flops"], runs["lr"], runs["val_bpb"], tolerance=0.02)
+    assert abs(fit.a - TRUE_A) < 0.05 and 0.5 < fit.k / TRUE_K < 2.0
+    # Resumable: a second call finds the studies complete and trains nothing more.
+    calls = []
+    tune_sweep(spec, train_fn=lambda *a, **k: calls.append(1) or train(*a, **k))
+    assert not calls
