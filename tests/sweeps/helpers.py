@@ -10,7 +10,7 @@ import yaml
 MICRO = {
     "name": "micro",
     "data": {"corpus": "tinyshakespeare", "val_bytes": 2048, "num_workers": 0, "shuffle_buffer": 8},
-    "budgets": [2.0e9, 6.0e9],
+    "budgets": [1.0e9, 3.0e9],
     "size": {"rule": "data_ratio", "gamma_bytes": 1.0, "tolerance": 0.03},
     "hparams": {"aunet": {"lr": 3.0e-3, "batch_bytes": 256}, "bpe": {"lr": 3.0e-3, "batch_bytes": 256}},
     "train": {"val_every_steps": 1000},

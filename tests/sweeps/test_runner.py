@@ -116,7 +116,7 @@ def test_two_definitions_cannot_share_a_results_folder(tmp_path, data_dir, capsy
     first = write_sweep(tmp_path)
     other = tmp_path / "copy.yaml"
     other.write_text(first.read_text())
-    assert main(["sweep", "run", str(first)]) == 0
+    assert main(["sweep", "slurm", str(first)]) == 0  # claims results/micro (enqueues, trains nothing)
     capsys.readouterr()
     assert main(["sweep", "run", str(other)]) == 2
     err = capsys.readouterr().err

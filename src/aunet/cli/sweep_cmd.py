@@ -41,6 +41,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     worker.add_argument("--study", required=True, help="the sweep's name")
     worker.set_defaults(run=run_worker_cmd)
 
+    tune = actions.add_parser("tune", help="search LR and batch at small budgets and fit power laws",
+                              description="For every family and budget of a sweep with a 'tune:' section, search "
+                                          "learning rate and batch size with Optuna (quasi-random by default, "
+                                          "pruning lagging runs), then fit LR(C) and batch(C) on the runs within "
+                                          "the tolerance of each budget's best, as the paper did. Writes "
+                                          "results/<sweep>/runs.csv and laws.json (usable as hparams: {aunet: "
+                                          "{law: results/<sweep>/laws.json}}). Resumable.")
+    tune.add_argument("sweep", metavar="SWEEP.yaml")
+    tune.add_argument("--storage", help="Optuna storage URL (default: journal:results/<sweep>/optuna.journal)")
+    tune.set_defaults(run=run_tune)
+
     slurm = actions.add_parser("slurm", help="enqueue a sweep and write an sbatch array of workers",
                                description="Enqueue the missing runs in a storage every node can reach and write an "
                                            "sbatch array script whose tasks are workers. Submit it with sbatch.")
@@ -167,4 +178,40 @@ def run_slurm(args: argparse.Namespace) -> int:
     (plan.results_dir / "slurm").mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, script)
     print(f"{len(enqueued)} run(s) enqueued in {url}\nsubmit with: sbatch {out}")
+    return 0
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from aunet.analysis.hyperparameters import fit_hyperparameter_law
+    from aunet.errors import ConfigError
+    from aunet.sweeps.hparams import PAPER_LAWS
+    from aunet.sweeps.spec import load_sweep
+    from aunet.sweeps.tune import tune_sweep, write_laws
+
+    spec = load_sweep(args.sweep)
+    if spec.tune is None:
+        raise ConfigError("tune", f"{args.sweep} has no tune section (trials, lr, batch_bytes ranges)")
+    table = tune_sweep(spec, storage_url=args.storage)
+    runs = pd.read_csv(table)
+    done = runs[runs["status"] == "complete"]
+    laws: dict = {}
+    for group in ("aunet", "bpe"):
+        rows = done[done["family"].str.startswith(group)]
+        if rows.empty:
+            continue
+        laws[group] = {}
+        for name in ("lr", "batch_bytes"):
+            fit = fit_hyperparameter_law(rows["budget_flops"].to_numpy(float), rows[name].to_numpy(float),
+                                         rows["val_bpb"].to_numpy(float), tolerance=spec.tune.tolerance)
+            laws[group][name] = {"coefficient": fit.k, "exponent": fit.a, "fit": fit.to_dict()}
+        paper_lr = PAPER_LAWS[group]["lr"]
+        lr = laws[group]["lr"]
+        print(f"{group}: LR = {lr['coefficient']:.3g} C^{lr['exponent']:.3f} (paper {paper_lr[0]} C^{paper_lr[1]}), "
+              f"batch = {laws[group]['batch_bytes']['coefficient']:.3g} C^{laws[group]['batch_bytes']['exponent']:.3f}"
+              f" bytes; from {int(np.sum(fit.kept))} near-best of {len(rows)} runs")
+    out = write_laws(table.parent / "laws.json", laws)
+    print(f"laws written to {out}; tuning table {table}")
     return 0

@@ -1,0 +1,157 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Hyperparameters: the best learning rate and batch size at each compute budget
+#
+# The AU-Net paper's protocol: at each budget keep the runs whose validation loss is within 1% (relative) of that
+# budget's best, then fit $\mathrm{value} = k\,C^{a}$ by least squares in log-log space on all kept runs. Our laws
+# are drawn next to the paper's: AU-Net batch $= 0.66\,C^{0.321}$ bytes and LR $= 6.6\,C^{-0.176}$; BPE batch
+# $= 29.9\,C^{0.231}$ tokens (converted to bytes with the table's bytes per token) and LR $= 19.3\,C^{-0.177}$.
+# A table with one run per budget (a scaling sweep that used fixed laws) shows its choices against the paper's,
+# without a fit. The laws go to `fits.json` under `"hyperparameters"`.
+
+# %% tags=["parameters"]
+results_dir = "../results/tuning"  # a results/<sweep> folder holding runs.csv
+output_dir = None  # where plots/ and fits.json are written; None: results_dir
+tolerance = 0.01  # keep runs within this relative distance of each budget's best validation loss
+n_boot = 200  # bootstrap resamples per law
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from aunet.analysis import FitError, fit_hyperparameter_law
+from aunet.analysis import plots, store, tables
+
+output_dir = Path(output_dir or results_dir)
+runs = tables.finished(tables.read_runs(results_dir))
+notes = []
+
+
+def note(message):
+    notes.append(message)
+    print("note:", message)
+
+
+# (k, a) of the paper's laws, value = k * C^a; the BPE batch law is in tokens per step.
+PAPER = {"aunet": {"lr": (6.6, -0.176), "batch_bytes": (0.66, 0.321)},
+         "bpe": {"lr": (19.3, -0.177), "batch_tokens": (29.9, 0.231)}}
+HYPERPARAMETERS = {"lr": "peak learning rate", "batch_bytes": "batch size (bytes per step)"}
+
+budget_col = tables.first_with_values(runs, "budget_flops", "planned_flops", "flops_spent")
+bpe_rows = runs[runs["family"] == "bpe"]
+bytes_per_token = float(bpe_rows["bytes_per_token"].median()) if bpe_rows["bytes_per_token"].notna().any() else None
+
+
+def paper_law(family, hp):
+    """The paper's (k, a) for one family and hyperparameter in our units (batch in bytes), or None."""
+    if family == "bpe":
+        if hp == "batch_bytes":
+            if bytes_per_token is None:
+                return None
+            k, a = PAPER["bpe"]["batch_tokens"]
+            return k * bytes_per_token, a
+        return PAPER["bpe"].get(hp)
+    return PAPER["aunet"].get(hp) if family.startswith("aunet") else None
+
+
+available = [hp for hp in HYPERPARAMETERS if budget_col and tables.has_values(runs, hp, "val_bpb", budget_col)]
+print(f"{len(runs)} finished runs; budget column: {budget_col}; hyperparameters with values: {available or 'none'}")
+if not available:
+    note("no finished run has val_bpb, a budget and lr or batch_bytes; nothing to fit or draw")
+if bytes_per_token is None and (runs["family"] == "bpe").any():
+    note("bytes_per_token is empty for BPE; the paper's BPE batch law (in tokens) is not drawn")
+
+# %% [markdown]
+# ## Fits on the near-best runs
+
+# %%
+fits = {}
+per_budget = 0
+if available:
+    per_budget = int(runs[runs["val_bpb"].notna()].groupby(["series", budget_col]).size().max())
+    if per_budget < 2:
+        note("one run per budget: every run would count as the best, so a fitted law would only restate the "
+             "sweep's own choices; no law is fitted (a tuning sweep with several runs per budget is needed)")
+for s in tables.series_order(runs["series"]) if per_budget >= 2 else []:
+    rows = runs[(runs["series"] == s) & runs["val_bpb"].notna()]
+    for hp in available:
+        try:
+            fits[(s, hp)] = fit_hyperparameter_law(rows[budget_col], rows[hp], rows["val_bpb"],
+                                                   tolerance=tolerance, n_boot=n_boot)
+        except FitError as exc:
+            note(f"{s} {hp}: {exc}")
+
+table = []
+for (s, hp), fit in fits.items():
+    paper = paper_law(s.partition("/")[0], hp)
+    table.append({"series": s, "hyperparameter": hp, "kept/runs": f"{fit.n_points}/{fit.n_runs}",
+                  "k": f"{fit.k:.3g}", "a": f"{fit.a:.3f} [{fit.intervals['a'][0]:.3f}, {fit.intervals['a'][1]:.3f}]",
+                  "paper k": f"{paper[0]:.3g}" if paper else "-", "paper a": f"{paper[1]:.3f}" if paper else "-"})
+print(pd.DataFrame(table).to_string(index=False) if table else "no fitted laws")
+
+# %% [markdown]
+# ## Our laws against the paper's
+
+# %%
+if available:
+    fig, axes = plt.subplots(1, len(available), figsize=(6.2 * len(available), 4.6), squeeze=False)
+    for ax, hp in zip(axes.flat, available):
+        data = runs[runs[hp].notna() & runs["val_bpb"].notna()]
+        c_lo, c_hi = data[budget_col].min(), data[budget_col].max()
+        grid = np.logspace(np.log10(c_lo) - 0.1, np.log10(c_hi) + 0.1, 100)
+        for s in tables.series_order(data["series"]):
+            style = plots.series_style(s)
+            rows = runs[(runs["series"] == s) & runs["val_bpb"].notna()]  # the rows the fit was given
+            has_value = rows[hp].notna().to_numpy()
+            pts = rows[has_value]
+            fit = fits.get((s, hp))
+            kept = fit.kept[has_value] if fit is not None else np.ones(len(pts), dtype=bool)
+            # Every run faintly; the runs that enter the fit (all of them without a fit) solid.
+            ax.scatter(pts[budget_col], pts[hp], color=style["color"], alpha=0.25, s=14, marker=style["marker"])
+            ax.scatter(pts[budget_col][kept], pts[hp][kept], color=style["color"], s=30, marker=style["marker"],
+                       label=f"{style['label']}: near-best runs" if fit is not None else f"{style['label']}: runs")
+            if fit is not None:
+                lo, hi = fit.predict_band(grid)
+                plots.draw_band(ax, grid, lo, hi, style["color"])
+                ax.plot(grid, fit.predict(grid), color=style["color"],
+                        label=f"{style['label']}: ours, {fit.k:.3g}·C^{fit.a:.3f}")
+            paper = paper_law(s.partition("/")[0], hp)
+            if paper is not None:
+                ax.plot(grid, paper[0] * grid ** paper[1], color=style["color"], linestyle="--", linewidth=1,
+                        label=f"{style['label']}: paper, {paper[0]:.3g}·C^{paper[1]:.3f}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        question = "learning rate" if hp == "lr" else "batch size"
+        plots.finish_axes(ax, title=f"Which {question} is best at each compute budget?\n"
+                          f"solid: fit on runs within {tolerance:.0%} of the best, dashed: paper",
+                          xlabel="compute budget C (FLOPs)", ylabel=HYPERPARAMETERS[hp])
+    plots.save_figure(fig, output_dir, "hyperparameters_vs_flops")
+
+# %% [markdown]
+# ## Save the laws
+
+# %%
+laws = {}
+for (s, hp), fit in fits.items():
+    laws.setdefault(s, {})[hp] = fit.to_dict()
+paper_ours = {f: {hp: paper_law(f, hp) for hp in HYPERPARAMETERS} for f in ("bpe", "aunet")}
+record = {"tolerance": tolerance, "budget": budget_col, "laws": laws, "runs_per_budget": per_budget,
+          "paper": paper_ours, "bytes_per_token": bytes_per_token, "notes": notes}
+print("wrote", store.update_fits(output_dir, "hyperparameters", record))

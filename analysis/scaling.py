@@ -1,0 +1,223 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Scaling: validation bits per byte against training compute
+#
+# For each family (BPE, AU-Net-1 to 4) this notebook fits $L(C) = E + A\,C^{-\alpha}$ to the validation bits per
+# byte of its finished runs (robust fit in log space, 95% bootstrap intervals), draws the curves a decade beyond the
+# data, and asks how much compute BPE needs to match each AU-Net: the compute-equivalent gain. Fitted parameters go
+# to `fits.json` under `"scaling"`, figures to `plots/`.
+
+# %% tags=["parameters"]
+results_dir = "../results/scaling"  # a results/<sweep> folder holding runs.csv
+output_dir = None  # where plots/ and fits.json are written; None: results_dir
+n_boot = 200  # bootstrap resamples per fit
+extrapolate_decades = 1.0  # how far beyond the largest budget the fitted curves are drawn
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from aunet.analysis import FitError, compute_equivalent_gain_interval, fit_power_law
+from aunet.analysis import plots, store, tables
+
+output_dir = Path(output_dir or results_dir)
+runs_all = tables.read_runs(results_dir)
+runs = tables.finished(runs_all)
+notes = []
+
+
+def note(message):
+    """Print why a section is skipped or approximated, and keep it for fits.json."""
+    notes.append(message)
+    print("note:", message)
+
+
+print(f"{len(runs)} finished runs of {len(runs_all)} in {results_dir}")
+print(pd.crosstab(runs_all["series"], runs_all["status"].replace("", "(none)")).to_string())
+
+# %% [markdown]
+# ## Points: the best run of each family, budget and seed
+#
+# Compute is the FLOPs each run actually spent (our formula, identical for both families). A tuning sweep has
+# several runs per budget; its scaling curve uses the best of them.
+
+# %%
+compute_col = tables.first_with_values(runs, "flops_spent", "planned_flops", "budget_flops")
+budget_col = tables.first_with_values(runs, "budget_flops", "planned_flops", "flops_spent")
+ready = compute_col is not None and tables.has_values(runs, compute_col, "val_bpb")
+points = pd.DataFrame()
+if not ready:
+    note("no finished run has both val_bpb and a FLOPs column; the scaling fits are skipped")
+else:
+    if compute_col != "flops_spent":
+        note(f"flops_spent is empty; {compute_col} is used as the compute of each run")
+    points = tables.best_per_budget(runs[runs[compute_col].notna()], "val_bpb", budget_col)
+    left_out = int((runs["val_bpb"].notna() & runs[compute_col].notna()).sum()) - len(points)
+    if left_out:
+        note(f"{left_out} runs left out: another run of the same series, budget and seed has a lower val_bpb")
+series_list = tables.series_order(points["series"]) if ready else []
+
+# %% [markdown]
+# ## Fits: $L(C) = E + A\,C^{-\alpha}$ per family
+#
+# Four or more budgets: the full three-parameter law. Two or three: $E$ is forced to 0 (a pure power law), as three
+# parameters through three points would leave nothing to estimate an interval from.
+
+# %%
+fits = {}
+for s in series_list:
+    pts = points[points["series"] == s]
+    n_budgets = pts[budget_col].nunique()
+    if n_budgets < 2:
+        note(f"{s}: runs at {n_budgets} budget; a curve needs 2 or more, no fit")
+        continue
+    irreducible = n_budgets >= 4
+    if not irreducible:
+        note(f"{s}: only {n_budgets} budgets; fitted with E = 0 (L = A C^-alpha)")
+    try:
+        fits[s] = fit_power_law(pts[compute_col], pts["val_bpb"], n_boot=n_boot, irreducible=irreducible)
+    except FitError as exc:
+        note(f"{s}: {exc}")
+        continue
+    n_params = 3 if irreducible else 2
+    if len(pts) < 2 * n_params:
+        # Resamples of a handful of points repeat the same few fits: the percentile interval comes out too narrow.
+        note(f"{s}: {len(pts)} points for {n_params} parameters; its bootstrap intervals understate the uncertainty")
+
+
+def interval(fit, name, fmt="{:.3g}"):
+    lo, hi = fit.intervals.get(name, (np.nan, np.nan))
+    return f"{fmt.format(getattr(fit, name))} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+summary = pd.DataFrame(
+    [{"series": s, "runs": f.n_points, "E (bpb)": interval(f, "E") if f.irreducible else "0 (fixed)",
+      "A": f"{f.A:.3g}", "alpha": interval(f, "alpha"), "residual (log)": f"{f.residual_scale:.2g}"}
+     for s, f in fits.items()]
+)
+print(summary.to_string(index=False) if len(summary) else "no fits")
+
+# %%
+if ready:
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for s in series_list:
+        style = plots.series_style(s)
+        pts = points[points["series"] == s]
+        ax.scatter(pts[compute_col], pts["val_bpb"], color=style["color"], marker=style["marker"], s=28, zorder=3,
+                   label=style["label"] if s not in fits else None)
+        if s in fits:
+            fit = fits[s]
+            lo_c, hi_c = fit.C_range
+            grid = np.logspace(np.log10(lo_c), np.log10(hi_c) + extrapolate_decades, 200)
+            inside = grid <= hi_c * 1.0001
+            band_lo, band_hi = fit.predict_band(grid)
+            plots.draw_band(ax, grid, band_lo, band_hi, style["color"])
+            ax.plot(grid[inside], fit.predict(grid[inside]), color=style["color"], linestyle="-",
+                    label=f"{style['label']}: α = {fit.alpha:.3f}" + ("" if fit.irreducible else " (E = 0)"))
+            ax.plot(grid[~inside], fit.predict(grid[~inside]), color=style["color"], linestyle="--")
+    ax.set_xscale("log")
+    plots.finish_axes(ax, title="How does validation loss fall with compute?\n"
+                      "fits L = E + A·C^−α, 95% bootstrap bands, dashed: a decade of extrapolation",
+                      xlabel="training compute C (FLOPs)", ylabel="validation loss (bits per byte)")
+    plots.save_figure(fig, output_dir, "scaling_bpb_vs_flops")
+
+# %% [markdown]
+# ## Learning curves from the runs' `metrics.csv`
+
+# %%
+curves = tables.load_metrics(runs, results_dir) if len(runs) else pd.DataFrame()
+if curves.empty or not (tables.has_values(curves, "val/bpb") and tables.has_values(curves, "train/flops_spent")):
+    note("no run folder with val/bpb and train/flops_spent in metrics.csv; learning curves skipped")
+else:
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    labelled = set()
+    for run_id, metrics in curves.groupby("run_id", sort=False):
+        series = metrics["series"].iloc[0]
+        curve = tables.learning_curve(metrics)
+        style = plots.series_style(series)
+        ax.plot(curve["train/flops_spent"], curve["val/bpb"], color=style["color"], alpha=0.8, linewidth=1,
+                label=style["label"] if series not in labelled else None)
+        labelled.add(series)
+    ax.set_xscale("log")
+    plots.finish_axes(ax, title="Learning curves: validation loss during training",
+                      xlabel="training compute so far (FLOPs)", ylabel="validation loss (bits per byte)")
+    plots.save_figure(fig, output_dir, "learning_curves")
+    print(f"{curves['run_id'].nunique()} runs with metrics.csv")
+
+# %% [markdown]
+# ## Compute-equivalent gain of each AU-Net over BPE
+#
+# At compute $C$, the gain $g$ solves $L_\mathrm{BPE}(g\,C) = L_\mathrm{AU\text{-}Net}(C)$: BPE needs $g$ times the
+# compute to reach the AU-Net's loss ($g > 1$: the AU-Net is more compute-efficient). Where the AU-Net's loss is below
+# BPE's fitted floor $E$, BPE never gets there (the band runs off the top). Intervals pair the two fits' bootstrap
+# samples.
+
+# %%
+gains = {}
+aunets = [s for s in fits if s != "bpe" and s.startswith("aunet")]
+if "bpe" not in fits or not aunets:
+    note("the gain needs a BPE fit and at least one AU-Net fit; skipped")
+else:
+    lo_c = min(fits[s].C_range[0] for s in ["bpe", *aunets])
+    hi_c = max(fits[s].C_range[1] for s in ["bpe", *aunets])
+    grid = np.logspace(np.log10(lo_c), np.log10(hi_c) + extrapolate_decades, 120)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for s in aunets:
+        g = compute_equivalent_gain_interval(fits[s], fits["bpe"], grid)
+        gains[s] = g
+        style = plots.series_style(s)
+        inside = grid <= min(fits[s].C_range[1], fits["bpe"].C_range[1]) * 1.0001
+        # An unreachable BPE loss makes the upper bound infinite: the band is cut at 1000x to keep the axis useful.
+        plots.draw_band(ax, grid, g.lo, np.minimum(g.hi, 1e3), style["color"], alpha=0.12)
+        ax.plot(grid[inside], g.gain[inside], color=style["color"], label=style["label"])
+        ax.plot(grid[~inside], g.gain[~inside], color=style["color"], linestyle="--")
+    ax.axhline(1.0, color="0.4", linewidth=1, linestyle=":", label="parity (g = 1)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    plots.finish_axes(ax, title="How much more compute does BPE need to match each AU-Net?\n"
+                      "g > 1: the AU-Net is more compute-efficient · 95% bands · dashed: extrapolated",
+                      xlabel="AU-Net training compute C (FLOPs)", ylabel="compute-equivalent gain g (×)")
+    plots.save_figure(fig, output_dir, "compute_equivalent_gain")
+    at = np.logspace(np.log10(lo_c), np.log10(hi_c) + extrapolate_decades, 4)
+    rows = []
+    for s, g in gains.items():
+        at_g = compute_equivalent_gain_interval(fits[s], fits["bpe"], at)
+        rows += [{"series": s, "C (FLOPs)": f"{c:.2g}", "gain": f"{v:.3g}", "95% interval": f"[{a:.3g}, {b:.3g}]"}
+                 for c, v, a, b in zip(at, at_g.gain, at_g.lo, at_g.hi)]
+    print(pd.DataFrame(rows).to_string(index=False))
+
+# %% [markdown]
+# ## Save the fits
+
+# %%
+largest = {}
+for s in series_list:
+    pts = points[points["series"] == s]
+    top = pts[pts[budget_col] == pts[budget_col].max()]
+    largest[s] = {"budget_flops": float(top[budget_col].iloc[0]), "val_bpb": float(top["val_bpb"].min())}
+record = {
+    "metric": "val_bpb",
+    "compute": compute_col,
+    "families": {s: {**f.to_dict(), "series": s, "largest_budget": largest.get(s)} for s, f in fits.items()},
+    "gain_vs_bpe": {s: {"C": g.C[::6], "gain": g.gain[::6], "lo": g.lo[::6], "hi": g.hi[::6],
+                        "unreachable": g.unreachable[::6]} for s, g in gains.items()},
+    "notes": notes,
+}
+print("wrote", store.update_fits(output_dir, "scaling", record))

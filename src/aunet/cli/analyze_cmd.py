@@ -1,0 +1,135 @@
+"""``aunet analyze RESULTS_DIR``: run the analysis notebooks headlessly on a sweep's results and summarise the fits."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import math
+from pathlib import Path
+from typing import Any
+
+from aunet.errors import UserError
+
+DEFAULT_TIMEOUT = 600.0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from aunet.analysis.notebooks import NOTEBOOKS
+
+    p = sub.add_parser(
+        "analyze",
+        help="fit scaling curves and draw the plots of a sweep's results (runs the analysis notebooks)",
+        description=(
+            "Execute the analysis notebooks (analysis/*.py, jupytext percent scripts) headlessly on RESULTS_DIR, a "
+            "results/<sweep> folder holding runs.csv. Writes the executed notebooks to RESULTS_DIR/notebooks/, the "
+            "figures (PNG and SVG) to RESULTS_DIR/plots/ and the fitted parameters to RESULTS_DIR/fits.json, then "
+            "prints per family the runs, the fitted compute exponent alpha and the loss at the largest budget."
+        ),
+    )
+    p.add_argument("results_dir", metavar="RESULTS_DIR", help="a results/<sweep> folder holding runs.csv")
+    p.add_argument("--notebooks", default=",".join(NOTEBOOKS), metavar="NAMES",
+                   help=f"comma-separated notebooks to run (default: {','.join(NOTEBOOKS)})")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+                   help=f"seconds one notebook cell may run (default: {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a notebook parameter, e.g. --param n_boot=50 or --param tolerance=0.02 "
+                        "(repeatable; the value is read as YAML; notebooks without that parameter ignore it)")
+    p.set_defaults(run=run)
+
+
+def parse_notebooks(text: str) -> list[str]:
+    """``"scaling,downstream"`` -> the names, checked against the known notebooks (did-you-mean on a typo)."""
+    from aunet.analysis.notebooks import NOTEBOOKS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UserError(f"--notebooks: no names given; choose from {', '.join(NOTEBOOKS)}")
+    for name in names:
+        if name not in NOTEBOOKS:
+            close = difflib.get_close_matches(name, NOTEBOOKS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UserError(f"--notebooks: unknown notebook '{name}'{hint}; choose from {', '.join(NOTEBOOKS)}")
+    return list(dict.fromkeys(names))
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``["n_boot=50"]`` -> ``{"n_boot": 50}`` (values read as YAML scalars)."""
+    import yaml
+
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise UserError(f"--param {item}: expected NAME=VALUE with NAME a Python identifier, e.g. n_boot=50")
+        if name.strip() in ("results_dir", "output_dir"):
+            raise UserError(f"--param {name.strip()}: set by aunet analyze itself; pass RESULTS_DIR instead")
+        params[name.strip()] = yaml.safe_load(value)
+    return params
+
+
+def _fmt(value: Any, spec: str = ".3g") -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def family_summary(runs: Any, fits: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
+    """Rows of the summary table (one per series) from the runs table and ``fits.json``; returns rows and header.
+
+    runs: finished and total; alpha with its interval from ``fits["scaling"]``; the best validation bpb among the
+    finished runs at the series' largest budget.
+    """
+    from aunet.analysis import tables
+
+    families = fits.get("scaling", {}).get("families", {})
+    budget_col = tables.first_with_values(runs, "budget_flops", "planned_flops", "flops_spent")
+    done = tables.finished(runs)
+    rows = []
+    for s in tables.series_order(runs["series"]):
+        mine = runs[runs["series"] == s]
+        fin = done[(done["series"] == s) & done["val_bpb"].notna()]
+        fit = families.get(s)
+        alpha = "-"
+        if fit:
+            lo, hi = (fit.get("intervals", {}).get("alpha") or [None, None])[:2]
+            alpha = f"{_fmt(fit.get('alpha'))} [{_fmt(lo)}, {_fmt(hi)}]"
+        budget, loss = "-", "-"
+        if budget_col is not None and fin[budget_col].notna().any():
+            top = fin[fin[budget_col] == fin[budget_col].max()]
+            budget, loss = f"{top[budget_col].iloc[0]:.3g}", f"{top['val_bpb'].min():.4f}"
+        rows.append([s, f"{len(done[done['series'] == s])}/{len(mine)}", alpha, budget, loss])
+    return rows, ["family", "finished/runs", "alpha [95%]", "largest budget (FLOPs)", "val bpb there"]
+
+
+def run(args: argparse.Namespace) -> int:
+    from aunet.analysis import tables
+    from aunet.analysis.notebooks import execute_notebook
+    from aunet.analysis.store import FITS_FILE, read_fits
+    from aunet.cli.format import table
+
+    results_dir = Path(args.results_dir)
+    runs = tables.read_runs(results_dir)  # a missing folder or runs.csv fails here, before any kernel starts
+    names = parse_notebooks(args.notebooks)
+    params = parse_params(args.param)
+    if args.timeout <= 0:
+        raise UserError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
+    print(f"analyzing {results_dir}: {len(runs)} runs, notebooks {', '.join(names)}")
+    failed = []
+    for name in names:
+        outcome = execute_notebook(name, results_dir, results_dir, timeout=args.timeout,
+                                   save_to=results_dir / "notebooks" / f"{name}.ipynb", extra_parameters=params)
+        status = "ok" if outcome.error is None else f"FAILED: {outcome.error}"
+        print(f"  {name:<16} {outcome.seconds:6.1f} s  {status}")
+        if outcome.error is not None:
+            failed.append(name)
+    rows, header = family_summary(runs, read_fits(results_dir))
+    print()
+    print(table(rows, header))
+    plots_dir = results_dir / "plots"
+    n_plots = len(list(plots_dir.glob("*.png"))) if plots_dir.is_dir() else 0
+    print()
+    print(f"plots: {n_plots} PNG (+ SVG) in {plots_dir}")
+    print(f"fits: {results_dir / FITS_FILE}" if (results_dir / FITS_FILE).is_file() else "fits: none written")
+    print(f"notebooks: {results_dir / 'notebooks'}")
+    if failed:
+        print(f"{len(failed)} notebook(s) failed: {', '.join(failed)}; open the executed copies to see the error")
+        return 1
+    return 0

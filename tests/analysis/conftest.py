@@ -1,0 +1,34 @@
+"""Fixture results folders, built once per session under a temporary directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.analysis.builders import write_minimal_results, write_scaling_results, write_tuning_results
+
+
+@pytest.fixture(scope="session")
+def results_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fake repository root holding results/scaling, results/tuning, results/minimal and results/runs."""
+    root = tmp_path_factory.mktemp("repo")
+    write_scaling_results(root)
+    write_tuning_results(root)
+    write_minimal_results(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def scaling_results(results_root: Path) -> Path:
+    return results_root / "results" / "scaling"
+
+
+@pytest.fixture(scope="session")
+def tuning_results(results_root: Path) -> Path:
+    return results_root / "results" / "tuning"
+
+
+@pytest.fixture(scope="session")
+def minimal_results(results_root: Path) -> Path:
+    return results_root / "results" / "minimal"

@@ -1,0 +1,61 @@
+"""``aunet analyze``: notebooks executed into RESULTS_DIR, a summary per family, one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from aunet.cli import main
+
+
+def test_analyze_writes_notebooks_plots_fits_and_a_summary(results_root, tmp_path, capsys):
+    # A copy with its run folders at the same relative place (results/<sweep> next to results/runs).
+    root = tmp_path / "repo"
+    shutil.copytree(results_root / "results" / "scaling", root / "results" / "scaling")
+    shutil.copytree(results_root / "results" / "runs", root / "results" / "runs")
+    results = root / "results" / "scaling"
+    code = main(["analyze", str(results), "--notebooks", "scaling", "--param", "n_boot=30", "--timeout", "120"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    fits = json.loads((results / "fits.json").read_text())
+    assert set(fits) == {"scaling"} and fits["scaling"]["families"]["bpe"]["n_boot"] == 30
+    assert [p.name for p in (results / "notebooks").iterdir()] == ["scaling.ipynb"]
+    for plot in ("scaling_bpb_vs_flops", "compute_equivalent_gain", "learning_curves"):
+        assert (results / "plots" / f"{plot}.png").is_file() and (results / "plots" / f"{plot}.svg").is_file()
+    # Summary: one line per family with finished/total runs, alpha [interval] and the loss at the largest budget.
+    lines = {line.split()[0]: line for line in out.splitlines() if line.split()}
+    alpha = fits["scaling"]["families"]["bpe"]["alpha"]
+    assert lines["bpe"].split()[1] == "4/5" and f"{alpha:.3g} [" in lines["bpe"]
+    assert lines["aunet3"].split()[1] == "4/5" and "3e+20" in lines["aunet3"]
+    assert "scaling" in out and "ok" in out and "plots: 3 PNG" in out
+
+
+def test_analyze_reports_a_failing_notebook_and_exits_1(scaling_results, tmp_path, monkeypatch, capsys):
+    broken = tmp_path / "analysis"
+    broken.mkdir()
+    (broken / "scaling.py").write_text("# %% tags=['parameters']\nresults_dir = None\n\n# %%\n"
+                                       "raise ValueError('no luck')\n")
+    monkeypatch.setenv("AUNET_ANALYSIS_DIR", str(broken))
+    results = tmp_path / "results"
+    shutil.copytree(scaling_results, results)
+    code = main(["analyze", str(results), "--notebooks", "scaling"])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAILED: ValueError: no luck" in out
+    assert (results / "notebooks" / "scaling.ipynb").is_file()  # kept, with the error, for reading
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{tmp}/nope"], "nope: no such results folder"),
+    (["{tmp}"], "runs.csv: missing; run the sweep first"),
+    (["{scaling}", "--notebooks", "scalng"], "unknown notebook 'scalng' (did you mean scaling?)"),
+    (["{scaling}", "--param", "n-boot"], "--param n-boot: expected NAME=VALUE"),
+    (["{scaling}", "--param", "results_dir=x"], "--param results_dir: set by aunet analyze itself"),
+    (["{scaling}", "--timeout", "0"], "--timeout 0: must be a positive number of seconds"),
+])
+def test_analyze_user_errors_are_one_line_with_exit_2(args, message, scaling_results, tmp_path, capsys):
+    argv = ["analyze", *(a.format(tmp=tmp_path, scaling=scaling_results) for a in args)]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err

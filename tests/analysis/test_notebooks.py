@@ -1,0 +1,126 @@
+"""Every analysis notebook runs headless on fixture results (jupytext.read + nbclient, parameters injected) and
+writes its plots; on a sparse table each skips what it cannot do, with a printed note, instead of failing.
+
+The notebooks are executed once per session, a few kernels at a time (each writes to its own output folder), and
+the tests below check what each left behind.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from aunet.analysis.notebooks import NOTEBOOKS, execute_notebook, notebook_path
+
+# Fewer bootstrap resamples than the default: these tests check that the notebooks run, not interval quality.
+FAST = {"n_boot": 30}
+
+PLOTS = {
+    "scaling": ["scaling_bpb_vs_flops", "learning_curves", "compute_equivalent_gain"],
+    "downstream": ["downstream_vs_flops", "downstream_vs_bpb"],
+    "hyperparameters": ["hyperparameters_vs_flops"],
+    "throughput": ["throughput_vs_size"],
+}
+JOBS = [*((name, "scaling") for name in NOTEBOOKS), ("hyperparameters", "tuning"),
+        *((name, "minimal") for name in NOTEBOOKS)]
+
+
+class Executed:
+    """An executed notebook: its output folder, the saved notebook and everything it printed."""
+
+    def __init__(self, out: Path, nb: nbformat.NotebookNode) -> None:
+        self.out = out
+        self.nb = nb
+        self.text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                            for o in c.get("outputs", []) if o.get("output_type") == "stream")
+
+    def fits(self, key: str) -> dict:
+        return json.loads((self.out / "fits.json").read_text())[key]
+
+
+@pytest.fixture(scope="session")
+def executed(results_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Executed]:
+    base = tmp_path_factory.mktemp("executed")
+
+    def one(job: tuple[str, str]) -> Executed:
+        name, sweep = job
+        out = base / f"{sweep}-{name}"
+        outcome = execute_notebook(name, results_root / "results" / sweep, out, timeout=120,
+                                   save_to=out / f"{name}.ipynb", extra_parameters=FAST)
+        assert outcome.error is None, f"{name} on {sweep}: {outcome.error}"
+        return Executed(out, nbformat.read(outcome.saved_to, as_version=4))
+
+    # Kernels are separate processes: three at a time roughly halves the wall time on two cores.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(zip(JOBS, pool.map(one, JOBS)))
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_on_a_scaling_sweep_and_draws_its_plots(name, executed, scaling_results):
+    run = executed[(name, "scaling")]
+    for plot in PLOTS[name]:
+        for ext in ("png", "svg"):
+            assert (run.out / "plots" / f"{plot}.{ext}").stat().st_size > 1000, f"{plot}.{ext}"
+    assert not (scaling_results / "plots").exists()  # everything went to output_dir
+
+
+def test_scaling_notebook_saves_one_fit_per_family_and_the_gains(executed):
+    fits = executed[("scaling", "scaling")].fits("scaling")
+    assert set(fits["families"]) == {"bpe", "aunet1", "aunet2", "aunet3", "aunet4"}
+    assert set(fits["gain_vs_bpe"]) == {"aunet1", "aunet2", "aunet3", "aunet4"}
+    assert all(f["n_points"] == 4 and f["irreducible"] and f["n_boot"] == 30 for f in fits["families"].values())
+    assert fits["compute"] == "flops_spent"
+    # Four budgets for three parameters: the notebook says the intervals are rough.
+    assert sum("4 points for 3 parameters" in n for n in fits["notes"]) == 5
+
+
+def test_downstream_notebook_uses_the_headline_metric_of_each_task(executed):
+    text = executed[("downstream", "scaling")].text
+    for col in ("hellaswag.acc_norm", "arc_easy.acc_norm", "arc_challenge.acc_norm", "mmlu.acc"):
+        assert col in text
+    assert "hellaswag.acc_bytes" not in text
+
+
+def test_hyperparameters_notebook_says_so_when_there_is_one_run_per_budget(executed):
+    run = executed[("hyperparameters", "scaling")]
+    assert "note: one run per budget" in run.text
+    assert run.fits("hyperparameters")["laws"] == {} and run.fits("hyperparameters")["runs_per_budget"] == 1
+
+
+def test_hyperparameters_notebook_fits_laws_on_a_tuning_sweep(executed):
+    record = executed[("hyperparameters", "tuning")].fits("hyperparameters")
+    assert set(record["laws"]) == {"bpe", "aunet2"}
+    for laws in record["laws"].values():
+        assert set(laws) == {"lr", "batch_bytes"}
+        assert laws["lr"]["a"] < 0 and laws["lr"]["n_points"] < laws["lr"]["n_runs"] == 45
+    assert record["paper"]["bpe"]["batch_bytes"][0] == pytest.approx(29.9 * 4.4)  # tokens -> bytes
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_degrades_on_a_sparse_table(name, executed):
+    run = executed[(name, "minimal")]
+    assert "note:" in run.text
+    if name == "scaling":
+        fits = run.fits("scaling")
+        assert list(fits["families"]) == ["bpe"] and not fits["families"]["bpe"]["irreducible"]
+        assert any("aunet2: runs at 1 budget" in n for n in fits["notes"])
+        assert any("budget_flops is used as the compute" in n for n in fits["notes"])
+        assert (run.out / "plots" / "scaling_bpb_vs_flops.png").is_file()
+    else:
+        assert not (run.out / "plots").exists()
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_ipynb_pair_matches_the_percent_script(name):
+    """The .ipynb next to each .py holds the same cells (run `jupytext --sync analysis/*.py` after editing)."""
+    script = jupytext.read(notebook_path(name))
+    paired = nbformat.read(notebook_path(name).with_suffix(".ipynb"), as_version=4)
+    assert script.metadata["jupytext"]["formats"] == "ipynb,py:percent"
+    assert [(c.cell_type, c.source) for c in script.cells] == [(c.cell_type, c.source) for c in paired.cells]
+    assert any("parameters" in c.metadata.get("tags", []) for c in paired.cells)
+    assert all(not c.get("outputs") for c in paired.cells if c.cell_type == "code")  # committed unexecuted
