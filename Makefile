@@ -21,16 +21,18 @@ export AUNET_CACHE_DIR
 
 PYTEST_ARGS ?=
 
-.PHONY: help install test bench-levels bench-train clean
+.PHONY: help install test bench-levels bench-train bench-generation clean
 
 help:
 	@echo "make install       create $(VENV) (CPU torch) and install aunet with its test extras"
 	@echo "make test          run the test suite (creates $(VENV) when missing)"
+	@echo "make demo          a compute-matched sweep of BPE and AU-Net-1..4, evaluated and analysed (~10 min)"
 	@echo "make bench-levels  measure compute_levels throughput on English prose"
 	@echo "make bench-train   training throughput of AU-Net-2 against a FLOPs-matched BPE"
+	@echo "make bench-generation  cascaded AU-Net generation against full recomputation (1k, 4k context)"
 	@echo "make clean         remove caches (keeps $(VENV))"
 
-$(STAMP): pyproject.toml constraints-cpu.txt
+$(STAMP): pyproject.toml setup.py constraints-cpu.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_SPEC)
@@ -42,11 +44,21 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+demo: $(STAMP)
+	$(PY) -m aunet sweep run sweeps/demo.yaml --results $(DEMO_DIR)
+	$(PY) -m aunet sweep eval sweeps/demo.yaml --results $(DEMO_DIR)
+	$(PY) -m aunet analyze $(DEMO_DIR)/demo
+	@echo
+	@echo "demo done: table $(DEMO_DIR)/demo/runs.csv, plots in $(DEMO_DIR)/demo/plots/, fits $(DEMO_DIR)/demo/fits.json"
+
 bench-levels: $(STAMP)
 	$(PY) -m aunet.bench.levels
 
 bench-train: $(STAMP)
 	$(PY) -m aunet.bench.train
+
+bench-generation: $(STAMP)
+	$(PY) -m aunet.bench.generation
 
 clean:
 	rm -rf .pytest_cache .hypothesis build dist src/*.egg-info

@@ -75,7 +75,7 @@ def test_killed_runner_finishes_on_the_next_run_with_one_row_per_run(tmp_path, d
     path = write_sweep(tmp_path)
     env = {**os.environ, "AUNET_DATA_DIR": str(data_dir)}
     proc = subprocess.Popen([sys.executable, "-m", "aunet", "sweep", "run", str(path)], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=open(tmp_path / "killed.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     runs = tmp_path / "results" / "runs"
     deadline = time.time() + 240
     while time.time() < deadline and len(list(runs.glob("*/summary.json"))) < 1:

@@ -22,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--plot", nargs="?", const="", metavar="PNG", help="draw budget vs size per family "
                       "(default: results/<sweep>/plan.png)")
     plan.add_argument("--no-probe", action="store_true", help="skip the throughput probe (no time estimates)")
+    plan.add_argument("--results", metavar="DIR", help="results root instead of the sweep's results_dir "
+                        "(tables in DIR/<sweep>/, runs in DIR/runs/)")
     plan.set_defaults(run=run_plan)
 
     run = actions.add_parser("run", help="run what is missing (nothing twice), then write runs.csv",
@@ -32,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
     run.add_argument("--storage", help="Optuna storage URL (default: journal:results/<sweep>/optuna.journal)")
     run.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    run.add_argument("--results", metavar="DIR", help="results root instead of the sweep's results_dir "
+                        "(tables in DIR/<sweep>/, runs in DIR/runs/)")
     run.set_defaults(run=run_run)
 
     worker = actions.add_parser("worker", help="train waiting runs of a sweep from shared storage",
@@ -50,7 +54,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                           "{law: results/<sweep>/laws.json}}). Resumable.")
     tune.add_argument("sweep", metavar="SWEEP.yaml")
     tune.add_argument("--storage", help="Optuna storage URL (default: journal:results/<sweep>/optuna.journal)")
+    tune.add_argument("--results", metavar="DIR", help="results root instead of the sweep's results_dir "
+                        "(tables in DIR/<sweep>/, runs in DIR/runs/)")
     tune.set_defaults(run=run_tune)
+
+    evaluate = actions.add_parser("eval", help="evaluate every finished run that lacks scores",
+                                  description="Run lm-eval tasks (offline, from the data directory) on every "
+                                              "finished run of the sweep that lacks their scores, then refresh "
+                                              "runs.csv. Tasks, limit and few-shot default to the sweep's eval "
+                                              "section.")
+    evaluate.add_argument("sweep", metavar="SWEEP.yaml")
+    evaluate.add_argument("--tasks", help="comma-separated tasks (default: the sweep's eval.tasks)")
+    evaluate.add_argument("--limit", type=int, help="items per task (default: the sweep's eval.limit)")
+    evaluate.add_argument("--num-fewshot", type=int, help="few-shot examples (default: the sweep's, else 0)")
+    evaluate.add_argument("--force", action="store_true", help="evaluate runs that already have scores again")
+    evaluate.add_argument("--results", metavar="DIR", help="results root instead of the sweep's results_dir "
+                        "(tables in DIR/<sweep>/, runs in DIR/runs/)")
+    evaluate.set_defaults(run=run_eval)
 
     slurm = actions.add_parser("slurm", help="enqueue a sweep and write an sbatch array of workers",
                                description="Enqueue the missing runs in a storage every node can reach and write an "
@@ -64,14 +84,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     slurm.add_argument("--hours", type=float, default=24.0, help="time limit per task in hours (default 24)")
     slurm.add_argument("--partition", help="SLURM partition")
     slurm.add_argument("--output", type=Path, help="script path (default: results/<sweep>/sweep.sbatch)")
+    slurm.add_argument("--results", metavar="DIR", help="results root instead of the sweep's results_dir "
+                        "(tables in DIR/<sweep>/, runs in DIR/runs/)")
     slurm.set_defaults(run=run_slurm)
 
 
-def _plan(path: str, measure: bool = True):
-    from aunet.sweeps.plan import plan_sweep
+def _spec(args: argparse.Namespace):
+    import dataclasses
+
     from aunet.sweeps.spec import load_sweep
 
-    return plan_sweep(load_sweep(path), measure=measure)
+    spec = load_sweep(args.sweep)
+    return dataclasses.replace(spec, results_dir=str(args.results)) if getattr(args, "results", None) else spec
+
+
+def _plan(args: argparse.Namespace, measure: bool = True):
+    from aunet.sweeps.plan import plan_sweep
+
+    return plan_sweep(_spec(args), measure=measure)
 
 
 def _fmt_time(seconds: float | None) -> str:
@@ -89,9 +119,8 @@ def _fmt_time(seconds: float | None) -> str:
 def run_plan(args: argparse.Namespace) -> int:
     from aunet.cli.format import si, table
     from aunet.sweeps.plan import estimate_times
-    from aunet.sweeps.spec import load_sweep
 
-    spec = load_sweep(args.sweep)
+    spec = _spec(args)
     from aunet.sweeps.plan import plan_sweep
 
     plan = plan_sweep(spec, measure=spec.bytes_per_token is None or _corpus_readable(spec))
@@ -134,7 +163,7 @@ def _corpus_readable(spec) -> bool:
 def run_run(args: argparse.Namespace) -> int:
     from aunet.sweeps.driver import run_sweep
 
-    plan = _plan(args.sweep)
+    plan = _plan(args)
     result = run_sweep(plan, args.storage, workers=args.workers, retry_failed=args.retry_failed)
     _print_status(result["table"])
     return 0
@@ -170,7 +199,7 @@ def run_slurm(args: argparse.Namespace) -> int:
     from aunet.sweeps.driver import enqueue
     from aunet.sweeps.slurm import sbatch_script
 
-    plan = _plan(args.sweep)
+    plan = _plan(args)
     url, enqueued = enqueue(plan, args.storage)
     script = sbatch_script(plan.spec.name, url, array=args.array, gpus=args.gpus, cpus=args.cpus, hours=args.hours,
                            partition=args.partition, log_dir=(plan.results_dir / "slurm").resolve())
@@ -188,10 +217,9 @@ def run_tune(args: argparse.Namespace) -> int:
     from aunet.analysis.hyperparameters import fit_hyperparameter_law
     from aunet.errors import ConfigError
     from aunet.sweeps.hparams import PAPER_LAWS
-    from aunet.sweeps.spec import load_sweep
     from aunet.sweeps.tune import tune_sweep, write_laws
 
-    spec = load_sweep(args.sweep)
+    spec = _spec(args)
     if spec.tune is None:
         raise ConfigError("tune", f"{args.sweep} has no tune section (trials, lr, batch_bytes ranges)")
     table = tune_sweep(spec, storage_url=args.storage)
@@ -214,4 +242,43 @@ def run_tune(args: argparse.Namespace) -> int:
               f" bytes; from {int(np.sum(fit.kept))} near-best of {len(rows)} runs")
     out = write_laws(table.parent / "laws.json", laws)
     print(f"laws written to {out}; tuning table {table}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import time
+
+    from aunet.errors import ConfigError
+    from aunet.evaluation.evaluate import evaluate_run, read_scores
+    from aunet.sweeps.table import PLAN_FILE, refresh_table
+
+    spec = _spec(args)
+    sweep_dir = Path(spec.results_dir) / spec.name
+    plan_file = sweep_dir / PLAN_FILE
+    if not plan_file.is_file():
+        raise ConfigError("", f"{sweep_dir} has no plan yet; run 'aunet sweep run {args.sweep}' first", args.sweep)
+    tasks = args.tasks.split(",") if args.tasks else list(spec.eval.tasks)
+    if not tasks:
+        raise ConfigError("eval.tasks", "no tasks: give --tasks or an eval section in the sweep", args.sweep)
+    limit = args.limit if args.limit is not None else spec.eval.limit
+    fewshot = args.num_fewshot if args.num_fewshot is not None else spec.eval.num_fewshot
+    plan = json.loads(plan_file.read_text())
+    runs_dir = Path(plan["runs_dir"])
+    todo = []
+    for row in plan["runs"]:
+        run_dir = runs_dir / row["run_id"]
+        if not (run_dir / "summary.json").is_file():
+            continue
+        have = read_scores(run_dir)
+        if args.force or not all(any(k.startswith(f"{t}.") for k in have) for t in tasks):
+            todo.append(run_dir)
+    todo = list(dict.fromkeys(todo))  # a run shared by several rows is evaluated once
+    print(f"{len(todo)} finished run(s) to evaluate on {', '.join(tasks)}" + (f" (limit {limit})" if limit else ""))
+    for i, run_dir in enumerate(todo, 1):
+        start = time.perf_counter()
+        result = evaluate_run(run_dir, tasks, limit=limit, num_fewshot=fewshot, refresh=False)
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result["scores"].items()) if "stderr" not in k)
+        print(f"[{i}/{len(todo)}] {run_dir.name} ({time.perf_counter() - start:.0f}s): {shown}")
+    table = refresh_table(sweep_dir)
+    _print_status(table)
     return 0

@@ -67,6 +67,63 @@ def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int) -> Te
     return torch.cat([first.unsqueeze(2), rest], dim=2).reshape(b, h, n_blocks * window, d)[:, :, :s]
 
 
+class KVCache:
+    """Keys and values of one :class:`TransformerStack`, for incremental decoding (batch ``B``, ``H`` heads).
+
+    ``keys[l]``/``values[l]`` ``[B, H, capacity, Dh]`` hold the rotated keys and the values of layer ``l`` for
+    stage-local positions ``0..length-1``; the capacity doubles when full, so appending is amortised O(1). The whole
+    history is kept even with a sliding window (attention only reads the last ``window`` keys), which keeps the code
+    simple at the price of memory linear in the length.
+    """
+
+    def __init__(self, n_layers: int) -> None:
+        self.keys: list[Tensor | None] = [None] * n_layers
+        self.values: list[Tensor | None] = [None] * n_layers
+        self.length = 0
+
+    def store(self, layer: int, k: Tensor, v: Tensor, start: int) -> tuple[Tensor, Tensor]:
+        """Write ``k``, ``v`` ``[B, H, n, Dh]`` at positions ``start..start+n-1`` of ``layer``; return views of all
+        keys and values so far, ``[B, H, start+n, Dh]``."""
+        end = start + k.shape[2]
+        buf_k, buf_v = self.keys[layer], self.values[layer]
+        if buf_k is None or buf_k.shape[2] < end:
+            capacity = max(end, 2 * (buf_k.shape[2] if buf_k is not None else 0), 16)
+            shape = (k.shape[0], k.shape[1], capacity, k.shape[3])
+            new_k, new_v = k.new_empty(shape), v.new_empty(shape)
+            if buf_k is not None and start:
+                new_k[:, :, :start] = buf_k[:, :, :start]
+                new_v[:, :, :start] = buf_v[:, :, :start]  # type: ignore[index]
+            self.keys[layer], self.values[layer] = buf_k, buf_v = new_k, new_v
+        buf_k[:, :, start:end] = k
+        buf_v[:, :, start:end] = v  # type: ignore[index]
+        return buf_k[:, :, :end], buf_v[:, :, :end]  # type: ignore[index]
+
+
+def cached_attention(q: Tensor, keys: Tensor, values: Tensor, start: int, window: int | None) -> Tensor:
+    """Attention of ``n`` new queries at positions ``start..start+n-1`` over all keys ``0..start+n-1``.
+
+    ``q`` ``[B, H, n, Dh]``, ``keys``/``values`` ``[B, H, start+n, Dh]`` -> ``[B, H, n, Dh]``. Query ``i`` sees keys
+    ``i - window < j <= i`` exactly as in training (:func:`sliding_window_mask`). When nothing is cached yet the
+    training kernels are used, so a prefill computes what the training forward computes.
+    """
+    n = q.shape[2]
+    if start == 0:
+        if window is None or window >= n:
+            return F.scaled_dot_product_attention(q, keys, values, is_causal=True)
+        return sliding_window_attention(q, keys, values, window)
+    # Keys older than the window of the first new query are never read: slice them off before the matmul.
+    lo = 0 if window is None else max(0, start - window + 1)
+    keys, values = keys[:, :, lo:], values[:, :, lo:]
+    if n == 1:  # one query sees every key of the slice
+        return F.scaled_dot_product_attention(q, keys, values)
+    qpos = torch.arange(start, start + n, device=q.device)[:, None]
+    kpos = torch.arange(lo, start + n, device=q.device)[None, :]
+    mask = kpos <= qpos
+    if window is not None:
+        mask &= kpos > qpos - window
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+
+
 class Attention(nn.Module):
     """Multi-head causal self-attention with RoPE; no biases, as many key/value heads as query heads."""
 
@@ -88,6 +145,19 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             out = sliding_window_attention(q, k, v, window)
+        return self.wo(out.transpose(1, 2).reshape(b, s, d))
+
+    def forward_cached(self, x: Tensor, cos: Tensor, sin: Tensor, window: int | None, cache: KVCache, layer: int,
+                       start: int) -> Tensor:
+        """:meth:`forward` for ``n`` new positions ``start..start+n-1`` of a sequence whose earlier keys and values
+        are in ``cache`` (which this call extends). ``x`` ``[B, n, D]``; ``cos``/``sin`` ``[n, Dh/2]`` of the new
+        positions."""
+        b, s, d = x.shape
+        qkv = self.wqkv(x).view(b, s, 3, self.n_heads, self.head_dim)
+        qk = apply_rotary(qkv[:, :, :2], cos[:, None, None], sin[:, None, None])
+        q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        keys, values = cache.store(layer, k, v, start)
+        out = cached_attention(q, keys, values, start, window)
         return self.wo(out.transpose(1, 2).reshape(b, s, d))
 
 
@@ -117,6 +187,12 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, window: int | None) -> Tensor:
         x = x + self.attn(self.attn_norm(x), cos, sin, window)
+        return x + self.ffn(self.ffn_norm(x))
+
+    def forward_cached(self, x: Tensor, cos: Tensor, sin: Tensor, window: int | None, cache: KVCache, layer: int,
+                       start: int) -> Tensor:
+        """:meth:`forward` for new positions, reading and extending ``cache`` (see :meth:`Attention.forward_cached`)."""
+        x = x + self.attn.forward_cached(self.attn_norm(x), cos, sin, window, cache, layer, start)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -159,6 +235,27 @@ class TransformerStack(nn.Module):
         cos, sin = self._rotary(x.shape[1], x.device)
         for layer in self.layers:
             x = layer(x, cos, sin, self.window)
+        return x
+
+    def new_cache(self) -> KVCache:
+        """An empty KV cache for :meth:`forward_cached`."""
+        return KVCache(len(self.layers))
+
+    def forward_cached(self, x: Tensor, cache: KVCache) -> Tensor:
+        """Outputs at the next ``n`` positions of a sequence whose earlier positions are in ``cache``.
+
+        ``x`` ``[B, n, D]`` -> ``[B, n, D]``. Positions are stage-local and continue from ``cache.length`` (P8);
+        attention uses the same window as training. Equal to :meth:`forward` over the whole sequence, restricted
+        to the new positions.
+        """
+        start, n = cache.length, x.shape[1]
+        end = start + n
+        if end > self.rope_cos.shape[0]:  # grow geometrically: one token at a time must not rebuild the tables
+            self._rotary(max(end, 2 * self.rope_cos.shape[0]), x.device)
+        cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]
+        for i, layer in enumerate(self.layers):
+            x = layer.forward_cached(x, cos, sin, self.window, cache, i, start)
+        cache.length = end
         return x
 
 

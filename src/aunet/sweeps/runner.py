@@ -51,7 +51,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
             path = Path(url[len("journal:"):]).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path), grace_period=10)))
         if "://" in url:
             return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}
                                               if url.startswith("sqlite") else None)

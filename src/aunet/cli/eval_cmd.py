@@ -1,0 +1,97 @@
+"""``aunet eval CHECKPOINT``: lm-eval benchmarks and bits per byte of a trained model, recorded in its run folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on lm-eval tasks (offline) and bits per byte",
+        description=(
+            "Evaluate a run folder or .ckpt with lm-eval's stock task logic on local files (HellaSwag, ARC-Easy, "
+            "ARC-Challenge, MMLU from $AUNET_DATA_DIR/benchmarks), and/or report bits per byte on text files. "
+            "Writes the lm-eval results and a flat scores.json (\"hellaswag.acc_norm\", \"mmlu.acc\", "
+            "\"<task>.acc_bytes\", \"bpb.<name>\", merged with earlier scores) into <run_dir>/eval/, then refreshes "
+            "the sweep tables that list the run. Without --tasks and --bpb, the four default tasks run."
+        ),
+        epilog=(
+            "examples:\n"
+            "  aunet eval results/runs/tiny-aunet2-443af39d2d --limit 50\n"
+            "  aunet eval RUN --tasks hellaswag,arc_easy --num-fewshot 5 --device cuda\n"
+            "  aunet eval RUN --tasks piqa --task-data piqa=my/piqa_validation.jsonl\n"
+            "  aunet eval RUN --bpb corpora/tinyshakespeare/input.txt --bpb held_out=docs.jsonl\n"
+            "  aunet eval RUN --tasks hellaswag --online          # stock hub datasets, unchanged"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="run folder (results/runs/<run-id>) or .ckpt file")
+    p.add_argument("--tasks", help="comma-separated lm-eval task or group names "
+                                   "(default: hellaswag,arc_easy,arc_challenge,mmlu unless only --bpb is given)")
+    p.add_argument("--limit", type=int, help="at most N documents per task (per subject for MMLU)")
+    p.add_argument("--num-fewshot", type=int, help="few-shot examples per prompt (default: the task's)")
+    p.add_argument("--task-data", action="append", default=[], metavar="TASK=PATH",
+                   help="evaluate a stock task on a local .jsonl/.json/.csv/.parquet file (repeatable)")
+    p.add_argument("--online", action="store_true", help="use lm-eval's stock hub tasks unchanged (needs network)")
+    p.add_argument("--bpb", action="append", default=[], metavar="[NAME=]PATH",
+                   help="report bits per byte on a .txt file (one document) or .jsonl (--text-field) (repeatable)")
+    p.add_argument("--text-field", default="text", help="text field of --bpb jsonl files (default: text)")
+    p.add_argument("--bpb-bytes", type=int, metavar="N", help="score only the first N bytes of each --bpb file")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default: 16)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, auto (default: cpu)")
+    p.add_argument("--dtype", help="float32 (default), bfloat16, float64")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for torch (default: torch's; 1 is fastest for tiny models on a busy machine)")
+    p.add_argument("--max-length", type=int,
+                   help="input positions per sequence, BOS included (default: the training length)")
+    p.add_argument("--output-dir", type=Path, help="where to write results (default: <run_dir>/eval)")
+    p.add_argument("--log-samples", action="store_true", help="keep lm-eval's per-sample records in the results")
+    p.add_argument("--seed", type=int, default=1234, help="seed of few-shot sampling and generation")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from aunet.evaluation.evaluate import set_offline_environment
+
+    # Before anything imports datasets / huggingface_hub, which read these variables once.
+    set_offline_environment(args.online)
+    import os
+
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+    from aunet.errors import UserError
+    from aunet.evaluation.checkpoint import load_checkpoint
+    from aunet.evaluation.evaluate import evaluate_loaded, parse_bpb_args
+    from aunet.evaluation.tasks import DEFAULT_TASKS, parse_task_data
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be a positive integer")
+    if args.tasks:
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    else:
+        tasks = [] if args.bpb else list(DEFAULT_TASKS)
+    task_data = parse_task_data(args.task_data)
+    bpb = parse_bpb_args(args.bpb)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError("--threads must be a positive integer")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    loaded = load_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype)
+    result = evaluate_loaded(loaded, tasks, limit=args.limit, num_fewshot=args.num_fewshot,
+                             batch_size=args.batch_size, max_length=args.max_length, task_data=task_data,
+                             online=args.online, bpb=bpb, bpb_text_field=args.text_field,
+                             bpb_max_bytes=args.bpb_bytes, output_dir=args.output_dir, log_samples=args.log_samples,
+                             seed=args.seed, progress=True)
+    width = max((len(k) for k in result["scores"]), default=0)
+    for key, value in sorted(result["scores"].items()):
+        if not key.endswith("_stderr"):
+            stderr = result["scores"].get(f"{key}_stderr")
+            extra = f"  ± {stderr:.4f}" if stderr is not None else ""
+            print(f"{key.ljust(width)}  {value:.4f}{extra}")
+    print(f"wrote {result['eval_dir']} in {result['seconds']:.1f} s"
+          + ("" if result["tables_refreshed"] else " (sweep tables not refreshed)"))
+    return 0

@@ -1,0 +1,270 @@
+"""Evaluate a run: lm-eval tasks and bits per byte, written into ``<run_dir>/eval/``.
+
+Files written:
+
+``eval/lm_eval-<UTC time>.json``
+    lm-eval's results of one invocation (results, groups, configs, versions, n-shot, ...), without per-sample logs
+    unless asked for.
+``eval/scores.json``
+    flat ``{"<task>.<metric>": value}`` merged over invocations, later values replacing earlier ones:
+    ``hellaswag.acc_norm``, ``arc_easy.acc``, ``mmlu.acc``, ``<task>.acc_bytes``, ``<task>.<metric>_stderr`` and
+    ``bpb.<name>`` for bits-per-byte files. Only the names asked for (tasks and groups) are flattened; MMLU
+    subjects stay in the lm-eval file.
+``eval/scores_provenance.json``
+    for each score: the checkpoint, limit, few-shot count, results file and time it came from (a score computed
+    with ``--limit`` is not comparable with a full one).
+
+Afterwards ``aunet.sweeps.table.refresh_tables_for_run`` rebuilds the sweep tables that list the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from aunet.evaluation.checkpoint import LoadedModel, load_checkpoint
+from aunet.evaluation.errors import EvalError
+from aunet.evaluation.tasks import DEFAULT_TASKS, build_local_tasks
+from aunet.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+SCORES_FILE = "scores.json"
+PROVENANCE_FILE = "scores_provenance.json"
+SKIP_KEYS = {"alias", "name", "sample_len", "sample_count", " "}
+
+
+def set_offline_environment(online: bool = False) -> None:
+    """Keep ``datasets`` / ``huggingface_hub`` off the network (read when they are imported: call this first)."""
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_UPDATE_DOWNLOAD_COUNTS", "0")
+    if not online:
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def eval_dir(loaded: LoadedModel, output_dir: Path | None = None) -> Path:
+    """Where results go: ``output_dir``, else ``<run_dir>/eval``, else ``eval/`` next to the checkpoint's folder."""
+    if output_dir is not None:
+        return Path(output_dir)
+    if loaded.run_dir is not None:
+        return loaded.run_dir / "eval"
+    if loaded.checkpoint is not None:
+        return loaded.checkpoint.parent / "eval"
+    raise EvalError("no run folder to write results into; pass an output directory")
+
+
+def read_scores(run_dir: Path) -> dict[str, float]:
+    """The run's merged ``eval/scores.json`` (empty when it was never evaluated)."""
+    path = Path(run_dir) / "eval" / SCORES_FILE
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def flatten_results(results: dict[str, Any], names: Iterable[str]) -> dict[str, float]:
+    """``{"<name>.<metric>": value}`` from lm-eval's ``results["results"]`` for the requested ``names``.
+
+    lm-eval keys metrics as ``"acc,none"`` (metric, filter): the ``none`` filter is dropped, any other is kept as
+    ``<name>.<metric>.<filter>``. Non-numeric values (``"N/A"`` stderr) are skipped.
+    """
+    out: dict[str, float] = {}
+    table = results.get("results", {})
+    for name in names:
+        for key, value in (table.get(name) or {}).items():
+            if key in SKIP_KEYS:
+                continue
+            metric, _, filt = key.partition(",")
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if math.isnan(number):
+                continue
+            out[f"{name}.{metric}" if filt in ("", "none") else f"{name}.{metric}.{filt}"] = number
+    return out
+
+
+def read_documents(path: Path, text_field: str = "text", max_bytes: int | None = None) -> list[str]:
+    """Documents of a text file (the whole file is one document) or of a jsonl file (``text_field`` per line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvalError(f"--bpb {path}: no such file")
+    docs: list[str] = []
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as handle:
+            for n, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)[text_field]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise EvalError(f"{path}:{n}: expected a JSON object with a {text_field!r} string") from None
+                if not isinstance(value, str):
+                    raise EvalError(f"{path}:{n}: field {text_field!r} is not a string")
+                docs.append(value)
+    else:
+        docs.append(path.read_bytes().decode("utf-8", errors="replace"))
+    if max_bytes is not None:
+        kept, total = [], 0
+        for doc in docs:
+            data = doc.encode("utf-8")[: max(0, max_bytes - total)]
+            if not data:
+                break
+            kept.append(data.decode("utf-8", errors="ignore"))  # drop a character cut at the limit
+            total += len(data)
+        docs = kept
+    return [d for d in docs if d]
+
+
+def parse_bpb_args(items: Iterable[str]) -> dict[str, Path]:
+    """``["NAME=PATH", "PATH"]`` -> ``{name: path}``; the name defaults to the file's stem."""
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or "/" in name or not name:
+            name, path = Path(item).stem, item
+        if name in out:
+            raise EvalError(f"--bpb: two files named {name!r}; write NAME=PATH to tell them apart")
+        out[name] = Path(path).expanduser()
+    return out
+
+
+def bits_per_byte_of(loaded: LoadedModel, files: dict[str, Path], *, batch_size: int = 16,
+                     max_length: int | None = None, text_field: str = "text", max_bytes: int | None = None,
+                     progress: bool = False) -> dict[str, float]:
+    """``{"bpb.<name>": bits per byte}`` of each file: ``-sum(log p) / (UTF-8 bytes * ln 2)``, every byte scored
+    once in overlapping windows (identical text for both families, P14)."""
+    from aunet.evaluation.scoring import Scorer, bits_per_byte
+
+    scorer = Scorer(loaded, batch_size=batch_size, max_length=max_length)
+    out = {}
+    for name, path in files.items():
+        docs = read_documents(path, text_field, max_bytes)
+        if not docs:
+            raise EvalError(f"--bpb {path}: no text")
+        total = sum(scorer.loglikelihood_rolling(docs, progress=progress))
+        out[f"bpb.{name}"] = bits_per_byte(total, sum(len(d.encode("utf-8")) for d in docs))
+    return out
+
+
+def run_tasks(loaded: LoadedModel, tasks: list[str], *, limit: int | None = None, num_fewshot: int | None = None,
+              batch_size: int = 16, max_length: int | None = None, task_data: dict[str, Path] | None = None,
+              online: bool = False, log_samples: bool = False, seed: int = 1234,
+              bootstrap_iters: int = 1000) -> dict[str, Any]:
+    """lm-eval's ``simple_evaluate`` on ``tasks`` with the ``aunet`` adapter; returns lm-eval's result dict."""
+    set_offline_environment(online)
+    import lm_eval
+
+    from aunet.evaluation.lm import AUNetLM
+
+    lm = AUNetLM(loaded=loaded, batch_size=batch_size, max_length=max_length, seed=seed)
+    kwargs = dict(model=lm, limit=limit, num_fewshot=num_fewshot, bootstrap_iters=bootstrap_iters,
+                  log_samples=log_samples, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                  fewshot_random_seed=seed)
+    if online:
+        if task_data:
+            raise EvalError("--task-data and --online exclude each other")
+        from lm_eval.tasks import TaskManager
+
+        return lm_eval.simple_evaluate(tasks=list(tasks), task_manager=TaskManager(), **kwargs)
+    with build_local_tasks(list(tasks), task_data) as local:
+        return lm_eval.simple_evaluate(tasks=local.names, task_manager=local.task_manager(), **kwargs)
+
+
+def write_scores(directory: Path, scores: dict[str, float], provenance: dict[str, Any]) -> dict[str, float]:
+    """Merge ``scores`` into ``directory/scores.json`` (atomically) and record where each came from."""
+    merged = {}
+    path = directory / SCORES_FILE
+    if path.is_file():
+        merged = json.loads(path.read_text())
+    merged.update(scores)
+    atomic_write_json(path, merged)
+    prov_path = directory / PROVENANCE_FILE
+    prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
+    prov.update({key: provenance for key in scores})
+    atomic_write_json(prov_path, prov)
+    return merged
+
+
+def refresh_tables(run_dir: Path | None) -> bool:
+    """Rebuild the sweep tables listing ``run_dir`` (``aunet.sweeps.table``); False when that module is absent."""
+    if run_dir is None:
+        return False
+    try:
+        from aunet.sweeps.table import refresh_tables_for_run
+    except ImportError:  # the sweep tables are not part of this installation (yet)
+        log.info("aunet.sweeps.table.refresh_tables_for_run not available; sweep tables not refreshed")
+        return False
+    refresh_tables_for_run(run_dir)
+    return True
+
+
+def evaluate_loaded(loaded: LoadedModel, tasks: list[str] | None = None, *, limit: int | None = None,
+                    num_fewshot: int | None = None, batch_size: int = 16, max_length: int | None = None,
+                    task_data: dict[str, Path] | None = None, online: bool = False,
+                    bpb: dict[str, Path] | None = None, bpb_text_field: str = "text",
+                    bpb_max_bytes: int | None = None, output_dir: Path | None = None, log_samples: bool = False,
+                    seed: int = 1234, refresh: bool = True, progress: bool = False) -> dict[str, Any]:
+    """Run tasks and/or bits-per-byte files on a loaded model and record the results (see the module docstring).
+
+    Returns ``{"scores": new flat scores, "all_scores": merged scores.json, "results_file": path or None,
+    "eval_dir": path, "seconds": wall time, "tables_refreshed": bool}``.
+    """
+    started = time.time()
+    out_dir = eval_dir(loaded, output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    scores: dict[str, float] = {}
+    results_file = None
+    if tasks:
+        results = run_tasks(loaded, tasks, limit=limit, num_fewshot=num_fewshot, batch_size=batch_size,
+                            max_length=max_length, task_data=task_data, online=online, log_samples=log_samples,
+                            seed=seed)
+        from lm_eval.utils import handle_non_serializable
+
+        results_file = out_dir / f"lm_eval-{stamp}.json"
+        atomic_write_text(results_file, json.dumps(results, indent=2, default=handle_non_serializable,
+                                                   ensure_ascii=False) + "\n")
+        scores.update(flatten_results(results, tasks))
+    if bpb:
+        scores.update(bits_per_byte_of(loaded, bpb, batch_size=batch_size, max_length=max_length,
+                                       text_field=bpb_text_field, max_bytes=bpb_max_bytes, progress=progress))
+    provenance = {
+        "checkpoint": str(loaded.checkpoint) if loaded.checkpoint else None,
+        "limit": limit,
+        "num_fewshot": num_fewshot,
+        "online": online,
+        "task_data": {k: str(v) for k, v in (task_data or {}).items()},
+        "bpb_files": {k: str(v) for k, v in (bpb or {}).items()},
+        "bpb_max_bytes": bpb_max_bytes,
+        "max_length": max_length,
+        "results_file": results_file.name if results_file else None,
+        "time": stamp,
+    }
+    merged = write_scores(out_dir, scores, provenance)
+    refreshed = refresh_tables(loaded.run_dir) if refresh else False
+    return {"scores": scores, "all_scores": merged, "results_file": results_file, "eval_dir": out_dir,
+            "seconds": time.time() - started, "tables_refreshed": refreshed}
+
+
+def evaluate_run(run_dir: str | Path, tasks: list[str] | tuple[str, ...] = DEFAULT_TASKS, limit: int | None = None,
+                 num_fewshot: int | None = None, batch_size: int = 16, device: str = "cpu", *,
+                 dtype: str | None = None, max_length: int | None = None, task_data: dict[str, Path] | None = None,
+                 online: bool = False, bpb: dict[str, Path] | None = None, refresh: bool = True) -> dict[str, Any]:
+    """Evaluate a run folder (or checkpoint) on ``tasks`` and record the scores; for ``aunet sweep eval``.
+
+    Loads ``checkpoints/final.ckpt`` (else ``last.ckpt``), runs the tasks offline from the data directory (see
+    :mod:`aunet.evaluation.tasks`), writes ``<run_dir>/eval/`` and refreshes the sweep tables. Returns what
+    :func:`evaluate_loaded` returns; ``result["scores"]`` holds the new ``"<task>.<metric>"`` values.
+    """
+    set_offline_environment(online)
+    loaded = load_checkpoint(run_dir, device=device, dtype=dtype)
+    return evaluate_loaded(loaded, list(tasks), limit=limit, num_fewshot=num_fewshot, batch_size=batch_size,
+                           max_length=max_length, task_data=task_data, online=online, bpb=bpb, refresh=refresh)

@@ -1,0 +1,21 @@
+"""lm-eval's own command line with the ``aunet`` model registered, for installs without ``aunet-lm-eval.pth``.
+
+    python -m aunet.evaluation.lm_eval_cli run --model aunet --model_args checkpoint=RUN_DIR --tasks hellaswag
+
+Arguments are lm-eval's, unchanged.
+"""
+
+from __future__ import annotations
+
+
+def main() -> None:
+    from aunet.evaluation.plugin import register
+
+    register()
+    from lm_eval.__main__ import cli_evaluate
+
+    cli_evaluate()
+
+
+if __name__ == "__main__":
+    main()
