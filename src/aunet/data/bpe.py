@@ -31,6 +31,7 @@ import tokenizers
 from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers, trainers
 
 from aunet.errors import DataError
+from aunet.io import atomic_write_text
 
 BOS_TOKEN = "<|bos|>"
 EOS_TOKEN = "<|eos|>"
@@ -301,8 +302,8 @@ class BPETokenizer:
             "tokenizers_version": tokenizers.__version__,
         }
         path = directory / TOKENIZER_FILE
-        _write_atomic(path, self.to_json())
-        _write_atomic(directory / SIDECAR_FILE, json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(path, self.to_json())
+        atomic_write_text(directory / SIDECAR_FILE, json.dumps(meta, indent=2) + "\n")
         return path
 
     @classmethod
@@ -492,20 +493,6 @@ def _read_sidecar(path: Path) -> dict:
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return text[:200] + ("..." if len(text) > 200 else "")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------------------------------------------
