@@ -11,10 +11,10 @@ from typing import Sequence
 
 from aunet import __version__
 from aunet.cli import data_cmd, flops_cmd, presets_cmd, train_cmd, sweep_cmd
-from aunet.cli import analyze_cmd, eval_cmd, generate_cmd
+from aunet.cli import analyze_cmd, bench_cmd, eval_cmd, generate_cmd
 from aunet.errors import UserError
 
-COMMANDS = (train_cmd, sweep_cmd, eval_cmd, generate_cmd, analyze_cmd, flops_cmd, presets_cmd, data_cmd)
+COMMANDS = (train_cmd, sweep_cmd, eval_cmd, generate_cmd, analyze_cmd, bench_cmd, flops_cmd, presets_cmd, data_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

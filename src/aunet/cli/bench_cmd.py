@@ -1,0 +1,87 @@
+"""``aunet bench``: the performance figures of the suite, recorded in BENCHMARKS.md and a JSON file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+BEGIN, END = "<!-- aunet bench: {} begin -->", "<!-- aunet bench: {} end -->"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="measure training, pooling, levels, evaluation and generation speed side by side",
+        description="Measure, in one process: training throughput of BPE and AU-Net-1..4 at matched FLOPs per "
+                    "byte (bytes/s, FLOP/s, utilisation against a dense matmul, ratio to BPE), where an AU-Net-3 "
+                    "step spends its time, level computation MB/s, evaluation requests/s batched vs unbatched, "
+                    "cascaded generation against recomputation, and peak memory per family. Writes the results "
+                    "into BENCHMARKS.md and benchmarks/bench-<device>.json unless --no-write.")
+    p.add_argument("--quick", action="store_true", help="smaller models and fewer steps (under 5 min on 2 cores)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default cpu)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training models")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md and the JSON file")
+    p.set_defaults(run=run)
+
+
+def _summary(r: dict) -> str:
+    lines = [f"dense matmul ({r['dtype']}): {r['matmul_flops_per_s']:.3g} FLOP/s",
+             f"training at matched {r['target_flops_per_byte']:.2g} FLOPs/byte (batch 8):",
+             "| family | params | FLOPs/byte | bytes/s | FLOP/s | of matmul | vs BPE | peak memory |",
+             "|---|---|---|---|---|---|---|---|"]
+    for family, t in r["train"].items():
+        lines.append(f"| {family} | {t['params'] / 1e6:.2f} M | {t['flops_per_byte']:.3g} | {t['bytes_per_s']:.0f} | "
+                     f"{t['flops_per_s']:.3g} | {t['utilization']:.0%} | {t['ratio_to_bpe']:.2f} | "
+                     f"{t['peak_memory_bytes'] / 2**20:.0f} MiB |")
+    step = r["aunet3_step_seconds"]
+    parts = ", ".join(f"{k} {v / step['step']:.0%}" for k, v in step.items() if k != "step")
+    lines += ["", f"AU-Net-3 step ({step['step'] * 1e3:.0f} ms): {parts}",
+              f"pooling + upsampling: {r['pool_upsample_share']:.1%} of the step; data loader "
+              f"{r['data_loader_share']:.1%}",
+              f"levels: {r['levels_mb_per_s']:.1f} MB/s on one core",
+              f"evaluation: {r['eval']['batched_requests_per_s']:.1f} requests/s batched, "
+              f"{r['eval']['unbatched_requests_per_s']:.1f} unbatched ({r['eval']['speedup']:.1f}x)",
+              f"generation: cascade {r['generation_1k']['speedup']:.1f}x recomputation at 1k bytes of context, "
+              f"{r['generation_speedup_4k']:.1f}x at 4k"]
+    return "\n".join(lines)
+
+
+def _write(result: dict, text: str, command: str) -> None:
+    from aunet.io import atomic_write_json, atomic_write_text
+    from aunet.training.records import library_versions
+
+    root = Path.cwd()
+    key = f"{result['device']}{'-quick' if result['quick'] else ''}"
+    atomic_write_json(root / "benchmarks" / f"bench-{key}.json", {**result, "versions": library_versions(),
+                                                                   "command": command})
+    section = "\n".join([BEGIN.format(key), f"Command: `{command}`  ", f"Machine: {result['machine']['platform']}, "
+                         f"{result['machine']['processor']}, {result['machine']['threads']} threads"
+                         + (f", {result['machine']['cuda']}" if result['machine']['cuda'] else ""), "", text,
+                         END.format(key)])
+    path = root / "BENCHMARKS.md"
+    current = path.read_text() if path.is_file() else "# Benchmarks\n"
+    begin, end = BEGIN.format(key), END.format(key)
+    if begin in current and end in current:
+        head, rest = current.split(begin, 1)
+        current = head + section + rest.split(end, 1)[1]
+    else:
+        current = current.rstrip() + f"\n\n## `aunet bench` ({key})\n\n" + section + "\n"
+    atomic_write_text(path, current)
+
+
+def run(args: argparse.Namespace) -> int:
+    from aunet.bench.suite import run as run_suite
+
+    result = run_suite(quick=args.quick, device_name=args.device, compile=args.compile)
+    text = _summary(result)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(text)
+    if not args.no_write:
+        _write(result, text, "aunet " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1
+               else "aunet bench")
+    return 0

@@ -1,0 +1,51 @@
+"""aunet bench: matched families, and records written idempotently (the timings themselves are benchmarks)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from aunet.bench.suite import FAMILIES, matched_configs, step_breakdown
+from aunet.cli import bench_cmd
+from aunet.flops import flops_report
+
+
+def test_families_are_matched_in_flops_per_byte(data_dir):
+    configs, bytes_per_token = matched_configs(1.0e6)
+    assert set(configs) == set(FAMILIES)
+    for family, config in configs.items():
+        per_byte = flops_report(config).flops_per_unit / bytes_per_token[family]
+        assert abs(per_byte / 1.0e6 - 1) < 0.03, family
+
+
+def test_step_breakdown_covers_every_part(data_dir):
+    from aunet.models import AUNetConfig
+
+    config = AUNetConfig(dims=[16, 24, 32], layers=[1, 1, 1], head_dims=[8, 8, 8], caps=[64, 24, 16],
+                         splits=["word@1", "word@2"], windows=[16, None, None], ffn_multiple_of=8)
+    text = (data_dir / "corpora" / "tinyshakespeare" / "input.txt").read_bytes()[:4000]
+    from aunet.data.packing import ByteEncoder, pack
+
+    enc = ByteEncoder(config.splits)
+    windows = [next(pack(iter([enc.encode(text)]), 65, enc.top_level))]
+    tokens = torch.from_numpy(windows[0][0])[None].repeat(2, 1)
+    levels = torch.from_numpy(windows[0][1]).long()[None].repeat(2, 1)
+    seconds = step_breakdown(config, {"tokens": tokens, "levels": levels}, 1, torch.device("cpu"), lambda: None)
+    assert {"byte stage", "deeper stages", "pooling", "upsampling", "head and loss", "optimizer", "data loader",
+            "step"} <= seconds.keys()
+    assert all(v >= 0 for v in seconds.values()) and seconds["step"] > 0
+
+
+def test_results_are_recorded_between_markers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "BENCHMARKS.md").write_text("# Benchmarks\n\nhand-written notes\n")
+    result = {"device": "cpu", "quick": True, "machine": {"platform": "p", "processor": "x", "threads": 2,
+                                                          "cuda": None}}
+    bench_cmd._write(result, "first numbers", "aunet bench --quick")
+    bench_cmd._write(result, "second numbers", "aunet bench --quick")
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "hand-written notes" in text and "second numbers" in text and "first numbers" not in text
+    assert text.count("aunet bench: cpu-quick begin") == 1
+    assert json.loads((tmp_path / "benchmarks" / "bench-cpu-quick.json").read_text())["command"] == "aunet bench --quick"
