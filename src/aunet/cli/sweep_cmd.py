@@ -260,7 +260,7 @@ def run_eval(args: argparse.Namespace) -> int:
     tasks = args.tasks.split(",") if args.tasks else list(spec.eval.tasks)
     if not tasks:
         raise ConfigError("eval.tasks", "no tasks: give --tasks or an eval section in the sweep", args.sweep)
-    limit = args.limit if args.limit is not None else spec.eval.limit
+    limits = {t: args.limit if args.limit is not None else spec.eval.limit_for(t) for t in tasks}
     fewshot = args.num_fewshot if args.num_fewshot is not None else spec.eval.num_fewshot
     plan = json.loads(plan_file.read_text())
     runs_dir = Path(plan["runs_dir"])
@@ -273,11 +273,17 @@ def run_eval(args: argparse.Namespace) -> int:
         if args.force or not all(any(k.startswith(f"{t}.") for k in have) for t in tasks):
             todo.append(run_dir)
     todo = list(dict.fromkeys(todo))  # a run shared by several rows is evaluated once
-    print(f"{len(todo)} finished run(s) to evaluate on {', '.join(tasks)}" + (f" (limit {limit})" if limit else ""))
+    groups: dict = {}
+    for task, limit in limits.items():  # tasks sharing a limit go to lm-eval together
+        groups.setdefault(limit, []).append(task)
+    shown_limits = ", ".join(f"{t}" + (f" (limit {n})" if n else "") for t, n in limits.items())
+    print(f"{len(todo)} finished run(s) to evaluate on {shown_limits}")
     for i, run_dir in enumerate(todo, 1):
         start = time.perf_counter()
-        result = evaluate_run(run_dir, tasks, limit=limit, num_fewshot=fewshot, refresh=False)
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result["scores"].items()) if "stderr" not in k)
+        scores: dict = {}
+        for limit, group in groups.items():
+            scores.update(evaluate_run(run_dir, group, limit=limit, num_fewshot=fewshot, refresh=False)["scores"])
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items()) if "stderr" not in k)
         print(f"[{i}/{len(todo)}] {run_dir.name} ({time.perf_counter() - start:.0f}s): {shown}")
     table = refresh_table(sweep_dir)
     _print_status(table)

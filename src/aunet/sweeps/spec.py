@@ -134,9 +134,18 @@ class TuneSpec:
 
 @dataclass
 class EvalSpec:
+    """Tasks ``aunet sweep eval`` runs on every finished run. ``limit`` caps the items per task: one number, or a
+    mapping ``{default: 500, mmlu: 10}`` (lm-eval applies a limit to each of MMLU's 57 subjects)."""
+
     tasks: list[str] = field(default_factory=list)
-    limit: Union[int, None] = None
+    limit: Union[int, dict, None] = None
     num_fewshot: Union[int, None] = None
+
+    def limit_for(self, task: str) -> int | None:
+        if isinstance(self.limit, dict):
+            value = self.limit.get(task, self.limit.get("default"))
+            return None if value is None else int(value)
+        return self.limit
 
 
 @dataclass
