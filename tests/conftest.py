@@ -9,6 +9,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One intra-op thread, for this process and the training subprocesses tests start: the models here are microscopic,
+# and on a loaded 2-core machine two threads per process made the suite several times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Caches (trained tokenizers) go to a throwaway folder, never into the repository or the read-only data dir.
 os.environ.setdefault("AUNET_CACHE_DIR", __import__("tempfile").mkdtemp(prefix="aunet-test-cache-"))
 
@@ -24,7 +27,7 @@ settings.register_profile(
 settings.register_profile("thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

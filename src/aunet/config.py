@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from pathlib import Path
@@ -113,11 +114,17 @@ def _number_from_text(text: str, key: str) -> float | str:
     return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
 
 
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints`` once per class: it dominated sweep planning (tens of thousands of configs built)."""
+    return typing.get_type_hints(cls)
+
+
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``data``: unknown keys, missing required keys and wrong types are ConfigErrors."""
     if not isinstance(data, dict):
         raise ConfigError(prefix.rstrip("."), f"expected a mapping of {cls.__name__} fields, got {data!r}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:

@@ -40,3 +40,20 @@ class DataError(UserError):
 
 class RunError(UserError):
     """A training run that cannot start or continue (mismatched checkpoint, finished run, non-finite loss)."""
+
+
+class StateError(UserError):
+    """A file the suite wrote earlier (checkpoint, summary, plan, sweep table, queue) that is truncated or garbled;
+    the message names the file and what to delete or rerun. Never repaired silently: a run is never restarted
+    behind the user's back."""
+
+
+class RunStopped(Exception):
+    """A run stopped on request (SIGTERM, which SLURM sends before pre-empting a job) after saving its checkpoint.
+
+    Not an error: the command exits 0, and the same command with ``--resume`` continues from ``step``.
+    """
+
+    def __init__(self, message: str, step: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step

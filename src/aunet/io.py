@@ -1,7 +1,8 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one.
 
 Everything the project records (configs, summaries, tables, tokenizers) goes through these helpers: write to a
-temporary file in the same directory, flush and fsync, then ``os.replace`` over the target.
+temporary file in the same directory, flush and fsync, then ``os.replace`` over the target. :func:`read_json` reads
+such a file back and turns a truncated or garbled one into a one-line error naming it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from typing import Any
 
 import yaml
 
+from aunet.errors import StateError
+
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (parents created)."""
@@ -21,6 +27,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        # mkstemp makes the file private (0600); a record must get the mode any new file gets (shared results).
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -42,6 +50,17 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 def atomic_write_yaml(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def read_json(path: str | Path, fix: str) -> Any:
+    """Parse a JSON file the suite wrote; a truncated or garbled one is a :class:`StateError` naming the file and
+    ``fix`` (what to delete or rerun), never a JSONDecodeError traceback."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_bytes())
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StateError(f"{p}: unreadable ({detail}); {fix}") from None
 
 
 def _json_default(obj: Any) -> Any:

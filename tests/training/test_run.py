@@ -134,8 +134,9 @@ def test_two_process_ddp_run_on_cpu_records_one_summary(tmp_path, data_dir):
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text(json.dumps(run.to_dict()))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "AUNET_DATA_DIR": str(data_dir.resolve())}
-    proc = subprocess.run([sys.executable, "-m", "aunet", "train", str(cfg), "--devices", "2", "--strategy", "ddp"],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    # --resume on a fresh run, as a SLURM script that always passes it: every rank must see that nothing is there yet.
+    proc = subprocess.run([sys.executable, "-m", "aunet", "train", str(cfg), "--devices", "2", "--strategy", "ddp",
+                           "--resume"], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summaries = list((tmp_path / "runs").glob("*/summary.json"))
     assert len(summaries) == 1

@@ -166,7 +166,17 @@ def run_run(args: argparse.Namespace) -> int:
     plan = _plan(args)
     result = run_sweep(plan, args.storage, workers=args.workers, retry_failed=args.retry_failed)
     _print_status(result["table"])
+    _print_stopped(result["stopped"])
     return 0
+
+
+def _print_stopped(stopped: list[str]) -> None:
+    """A worker pre-empted by SIGTERM: its run's checkpoint is saved and the run is back in the queue."""
+    import sys
+
+    for line in stopped:
+        print(f"stopped {line}; the run is back in the queue: rerun the sweep (or a worker) to continue it",
+              file=sys.stderr)
 
 
 def _print_status(table_path: Path | None) -> None:
@@ -189,8 +199,10 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
     from aunet.sweeps.table import refresh_tables_for_run
 
     study = open_study(open_storage(args.storage), args.study, create=False)
-    taken = run_worker(study, after_run=refresh_tables_for_run)
+    stopped: list[str] = []
+    taken = run_worker(study, after_run=refresh_tables_for_run, stopped=stopped)
     print(f"worker done: {taken} run(s) taken")
+    _print_stopped(stopped)
     return 0
 
 
@@ -248,8 +260,9 @@ def run_tune(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     import time
 
-    from aunet.errors import ConfigError
+    from aunet.errors import ConfigError, StateError
     from aunet.evaluation.evaluate import evaluate_run, read_scores
+    from aunet.io import read_json
     from aunet.sweeps.table import PLAN_FILE, refresh_table
 
     spec = _spec(args)
@@ -262,7 +275,9 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ConfigError("eval.tasks", "no tasks: give --tasks or an eval section in the sweep", args.sweep)
     limits = {t: args.limit if args.limit is not None else spec.eval.limit_for(t) for t in tasks}
     fewshot = args.num_fewshot if args.num_fewshot is not None else spec.eval.num_fewshot
-    plan = json.loads(plan_file.read_text())
+    plan = read_json(plan_file, f"rerun 'aunet sweep run {args.sweep}' to write it again")
+    if not isinstance(plan, dict) or not isinstance(plan.get("runs"), list) or "runs_dir" not in plan:
+        raise StateError(f"{plan_file}: not a sweep plan; rerun 'aunet sweep run {args.sweep}' to write it again")
     runs_dir = Path(plan["runs_dir"])
     todo = []
     for row in plan["runs"]:

@@ -22,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "  aunet train tiny-aunet2\n"
             "  aunet train tiny-bpe --set train.budget_flops=2e12 --set train.lr=1e-3\n"
             "  aunet train my-run.yaml --data corpora/*.jsonl --devices 4 --strategy ddp --precision bf16-mixed\n"
-            "  aunet train my-run.yaml --resume            # continue from checkpoints/last.ckpt"
+            "  aunet train my-run.yaml --resume            # continue from checkpoints/last.ckpt\n\n"
+            "On SIGTERM (sent by SLURM before pre-empting a job) the run saves checkpoints/last.ckpt at the end of\n"
+            "the current step and exits 0; --resume continues from there with the same results."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -62,11 +64,18 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from aunet.errors import RunStopped
     from aunet.training.config import load_run_config
     from aunet.training.run import train
 
     config = load_run_config(args.config, overrides_from_args(args))
-    summary = train(config, run_dir=args.run_dir, resume=args.resume)
+    try:
+        summary = train(config, run_dir=args.run_dir, resume=args.resume)
+    except RunStopped as stop:  # SIGTERM (SLURM pre-emption): the checkpoint is saved, a clean exit
+        print(f"run {(args.run_dir or Path(config.run_id())).name}: {stop}", file=sys.stderr)
+        return 0
     if summary:
         print(f"run {summary['run_id']}: val_bpb {summary['val_bpb']:.4f}, {summary['steps']} steps, "
               f"{summary['flops_spent']:.3g} FLOPs, {summary['throughput']['bytes_per_s']:.0f} bytes/s")

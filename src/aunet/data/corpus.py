@@ -150,7 +150,8 @@ class CorpusSource:
                 any_bytes = any_bytes or bool(doc.data)
                 yield doc
         if files is None and not any_bytes:
-            raise DataError(f"{root}: corpus is empty (no document has any text); add text or fix the path")
+            where = all_files[0] if len(all_files) == 1 else root  # name the file of a one-file corpus
+            raise DataError(f"{where}: corpus is empty (no document has any text); add text or fix the path")
 
     def _read(self, path: Path, rel: str) -> Iterator[Document]:
         suffix = suffix_of(path)

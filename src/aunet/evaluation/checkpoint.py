@@ -135,7 +135,11 @@ def load_checkpoint(spec: Union[str, Path], device: Union[str, torch.device, Non
         raise EvalError(f"{ckpt_path}: stored model config is invalid ({exc})") from None
     model = build_model(config)
     state = _model_state(ckpt.get("state_dict") or {})
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes that differ raise even with strict=False: weights of another model
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), "")[:160]
+        raise EvalError(f"{ckpt_path}: weights do not fit the model config ({detail})") from None
     if missing or unexpected:
         raise EvalError(f"{ckpt_path}: weights do not fit the model config (missing {list(missing)[:3]}, "
                         f"unexpected {list(unexpected)[:3]})")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from aunet.errors import ConfigError
-from aunet.io import atomic_write_json
+from aunet.io import atomic_write_json, read_json
 from aunet.sweeps.plan import Plan
 from aunet.sweeps.runner import (
     GRACE_S,
@@ -32,7 +31,8 @@ def claim_results_dir(plan: Plan) -> Path:
     owner = sweep_dir / OWNER_FILE
     source = str(Path(plan.spec.source).resolve()) if plan.spec.source else ""
     if owner.is_file():
-        claimed = json.loads(owner.read_text()).get("source", "")
+        data = read_json(owner, f"delete it if {sweep_dir} belongs to this sweep")
+        claimed = data.get("source", "") if isinstance(data, dict) else ""
         if claimed and source and claimed != source:
             raise ConfigError("name", f"{sweep_dir} already holds the results of {claimed}; give this sweep another name")
     atomic_write_json(owner, {"name": plan.spec.name, "source": source})
@@ -54,13 +54,15 @@ def run_sweep(plan: Plan, storage_url: str | None = None, workers: int = 1, retr
     """Run every missing run of ``plan`` with ``workers`` local worker processes (1: in this process)."""
     url, enqueued = enqueue(plan, storage_url, retry_failed)
     sweep_dir = plan.results_dir
+    stopped: list[str] = []
     if workers <= 1:
         study = open_study(open_storage(url), plan.spec.name, create=False)
-        run_worker(study, train_fn, grace_s=grace_s, after_run=lambda run_dir: refresh_table(sweep_dir))
+        run_worker(study, train_fn, grace_s=grace_s, after_run=lambda run_dir: refresh_table(sweep_dir),
+                   stopped=stopped)
     else:
         spawn_workers(url, plan.spec.name, workers)
     table = refresh_table(sweep_dir)
-    return {"storage": url, "enqueued": enqueued, "table": table}
+    return {"storage": url, "enqueued": enqueued, "table": table, "stopped": stopped}
 
 
 def spawn_workers(storage_url: str, study_name: str, workers: int) -> None:

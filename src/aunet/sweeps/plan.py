@@ -193,7 +193,8 @@ def _planned(spec, family, variant, budget, seed, multiplier, sized, target, ste
     n_bytes = steps * batch * seq_bytes
     warnings = []
     if not sized.in_range:
-        warnings.append(f"size outside the ladder: FLOPs per byte {sized.flops_per_byte:.3g} vs target {target:.3g}")
+        warnings.append(f"size outside the ladder: FLOPs per byte {sized.flops_per_byte:.3g}, "
+                        f"{sized.gap:+.1%} from the target {target:.3g}")
     epochs = n_bytes / train_bytes if train_bytes else None
     if epochs is not None and epochs > 1:
         warnings.append(f"repeats its corpus {epochs:.1f} times")

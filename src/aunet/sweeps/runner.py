@@ -24,13 +24,28 @@ from pathlib import Path
 from typing import Any, Callable
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from aunet.errors import UserError
+from aunet.errors import RunStopped, UserError
 from aunet.io import atomic_write_json
 
-HEARTBEAT_S = 30.0
-GRACE_S = 600.0
+
+def _seconds_from_env(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise UserError(f"{name}={value!r}: expected a number of seconds") from None
+    if not seconds > 0:
+        raise UserError(f"{name}={value!r}: expected a positive number of seconds")
+    return seconds
+
+
+HEARTBEAT_S = _seconds_from_env("AUNET_SWEEP_HEARTBEAT_S", 30.0)
+GRACE_S = _seconds_from_env("AUNET_SWEEP_GRACE_S", 600.0)
 
 TrainFn = Callable[..., dict[str, Any]]
 
@@ -51,13 +66,42 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
             path = Path(url[len("journal:"):]).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path), grace_period=10)))
+            lock = JournalFileOpenLock(str(path), grace_period=10)
+            _cut_torn_entry(path, lock)
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
         if "://" in url:
             return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}
                                               if url.startswith("sqlite") else None)
     except Exception as exc:  # noqa: BLE001 - any failure to open is the user's URL or filesystem
-        raise StorageError(f"cannot open storage {url!r}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        detail = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        if url.startswith("journal:") and isinstance(exc, (ValueError, KeyError, TypeError)):
+            raise StorageError(
+                f"{url[len('journal:'):]}: garbled sweep journal ({detail}); delete it: it is only the queue, "
+                "finished runs are kept in their folders and the others are enqueued again") from None
+        raise StorageError(f"cannot open storage {url!r}: {detail}") from None
     raise StorageError(f"storage {url!r} is not journal:PATH, sqlite:///PATH or a database URL")
+
+
+def _cut_torn_entry(path: Path, lock: Any) -> None:
+    """Remove the unfinished last entry of a journal whose writer died in the middle of an append (a crashed node).
+
+    Optuna skips such an entry while it is last, but the next append is glued onto it, and from then on every
+    process fails to read the journal. The entry never took effect for any reader, so cutting it changes nothing
+    they saw; it is done under the journal's own lock, so no append is in progress."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) == b"\n":
+                return
+    except OSError:  # missing or empty: nothing to cut
+        return
+    lock.acquire()
+    try:
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            os.truncate(path, data.rfind(b"\n") + 1)
+    finally:
+        lock.release()
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, create: bool) -> optuna.Study:
@@ -89,14 +133,49 @@ def _worker_gone(trial: optuna.trial.FrozenTrial, grace_s: float) -> bool:
     return lock.stale()
 
 
-def fail_stale_trials(study: optuna.Study, grace_s: float = GRACE_S) -> list[str]:
-    """Mark running trials whose worker is gone as failed (their runs get enqueued again); returns their run ids."""
+def _fail_stale(study: optuna.Study, grace_s: float) -> list[optuna.trial.FrozenTrial]:
+    """Mark running trials whose worker is gone as failed; returns the trials this process marked.
+
+    Two processes may find the same stale trial: the storage lets only the first mark it (the second gets
+    UpdateFinishedTrialError), so only one of them re-enqueues its run."""
     stale = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if _worker_gone(trial, grace_s):
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            stale.append(trial.user_attrs.get("run_id", "?"))
+            try:
+                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                continue  # another process marked it first
+            stale.append(trial)
     return stale
+
+
+def fail_stale_trials(study: optuna.Study, grace_s: float = GRACE_S) -> list[str]:
+    """Mark running trials whose worker is gone as failed (their runs get enqueued again); returns their run ids."""
+    return [t.user_attrs.get("run_id", "?") for t in _fail_stale(study, grace_s)]
+
+
+def _enqueue_run(study: optuna.Study, run_id: str, run_dir: str, config: dict[str, Any]) -> None:
+    study.enqueue_trial({}, user_attrs={"run_id": run_id, "run_dir": run_dir, "config": config})
+
+
+def requeue_stale_trials(study: optuna.Study, grace_s: float = GRACE_S) -> list[str]:
+    """Put the runs of dead workers back in the queue (a surviving worker calls this when nothing is waiting)."""
+    requeued = []
+    for trial in _fail_stale(study, grace_s):
+        attrs = trial.user_attrs
+        if {"run_id", "run_dir", "config"} <= attrs.keys() and not _finished(Path(attrs["run_dir"])):
+            _enqueue_run(study, attrs["run_id"], attrs["run_dir"], attrs["config"])
+            requeued.append(attrs["run_id"])
+    return requeued
+
+
+def _finished(run_dir: Path) -> bool:
+    """A run is finished when its summary is readable (a garbled one is trained again, and its error recorded)."""
+    try:
+        json.loads((run_dir / "summary.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def enqueue_missing(study: optuna.Study, runs: list[dict[str, Any]], runs_dir: Path, *, retry_failed: bool = False,
@@ -109,14 +188,31 @@ def enqueue_missing(study: optuna.Study, runs: list[dict[str, Any]], runs_dir: P
     for run in runs:
         run_id = run["run_id"]
         run_dir = runs_dir / run_id
-        if run_id in busy or (run_dir / "summary.json").is_file():
+        if run_id in busy or _finished(run_dir):
             continue
         if (run_dir / "failure.json").is_file() and not retry_failed:
             continue
-        study.enqueue_trial({}, user_attrs={"run_id": run_id, "run_dir": str(run_dir),
-                                            "config": run["run_config"]})
+        _enqueue_run(study, run_id, str(run_dir), run["run_config"])
         enqueued.append(run_id)
     return enqueued
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine. A killed worker stays a zombie until its parent reaps it, and
+    ``aunet sweep run --workers N`` reaps its workers in order, so a zombie counts as dead (Linux /proc)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    except OSError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): trust kill(0)
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 class RunLock:
@@ -137,8 +233,9 @@ class RunLock:
             return True
         if info.get("host") == socket.gethostname():
             try:
-                os.kill(int(info["pid"]), 0)
-            except (OSError, ValueError, KeyError):
+                if not _pid_alive(int(info["pid"])):
+                    return True
+            except (ValueError, KeyError, TypeError):
                 return True
         return age > self.grace_s
 
@@ -204,7 +301,7 @@ def _write_failure(run_dir: Path, exc: BaseException) -> None:
 
 
 def _objective(train_fn: TrainFn, grace_s: float, heartbeat_s: float,
-               after_run: Callable[[Path], None] | None) -> Callable[[optuna.Trial], float]:
+               after_run: Callable[[Path], None] | None, stopped: list[str]) -> Callable[[optuna.Trial], float]:
     from aunet.training.config import run_config_from_dict
 
     def objective(trial: optuna.Trial) -> float:
@@ -213,9 +310,8 @@ def _objective(train_fn: TrainFn, grace_s: float, heartbeat_s: float,
             trial.study.stop()
             raise optuna.TrialPruned("no waiting run")
         run_dir = Path(trial.user_attrs["run_dir"])
-        summary_file = run_dir / "summary.json"
-        if summary_file.is_file():
-            return float(json.loads(summary_file.read_text()).get("val_bpb", float("nan")))
+        if _finished(run_dir):
+            return float(json.loads((run_dir / "summary.json").read_bytes()).get("val_bpb", float("nan")))
         lock = RunLock(run_dir, grace_s)
         if not lock.acquire():
             raise optuna.TrialPruned(f"run {run_id} is being trained by another worker")
@@ -224,6 +320,13 @@ def _objective(train_fn: TrainFn, grace_s: float, heartbeat_s: float,
                 config = run_config_from_dict(trial.user_attrs["config"])
                 try:
                     summary = train_fn(config, run_dir=run_dir, resume=True)
+                except RunStopped as stop:
+                    # Pre-empted (SIGTERM) with its checkpoint saved: not a failure. The run goes back to the queue
+                    # for any other worker, and this one takes nothing more (its machine is going away).
+                    _enqueue_run(trial.study, run_id, str(run_dir), trial.user_attrs["config"])
+                    stopped.append(f"{run_id}: {stop}")
+                    trial.study.stop()
+                    raise optuna.TrialPruned(f"stopped by SIGTERM at step {stop.step}") from None
                 except Exception as exc:
                     _write_failure(run_dir, exc)
                     raise
@@ -242,15 +345,20 @@ def waiting_count(study: optuna.Study) -> int:
 
 
 def run_worker(study: optuna.Study, train_fn: TrainFn | None = None, *, grace_s: float = GRACE_S,
-               heartbeat_s: float = HEARTBEAT_S, after_run: Callable[[Path], None] | None = None) -> int:
+               heartbeat_s: float = HEARTBEAT_S, after_run: Callable[[Path], None] | None = None,
+               stopped: list[str] | None = None) -> int:
     """Train waiting runs until none is left; returns how many trials this worker took.
 
-    ``after_run(run_dir)`` is called after each run, finished or failed (the CLI refreshes the sweep tables)."""
+    When nothing is waiting, the runs of dead workers (see :func:`requeue_stale_trials`) are put back in the queue
+    and trained here, so a sweep finishes when one of its workers is killed. A run stopped by SIGTERM ends the
+    worker; its message is appended to ``stopped``. ``after_run(run_dir)`` is called after each run, finished or
+    failed (the CLI refreshes the sweep tables)."""
     if train_fn is None:
         from aunet.training.run import train as train_fn
-    objective = _objective(train_fn, grace_s, heartbeat_s, after_run)
+    stopped = stopped if stopped is not None else []
+    objective = _objective(train_fn, grace_s, heartbeat_s, after_run, stopped)
     taken = 0
-    while waiting_count(study) > 0:
+    while not stopped and (waiting_count(study) > 0 or requeue_stale_trials(study, grace_s)):
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
         taken += 1
     return taken

@@ -173,6 +173,10 @@ class SweepSpec:
 _TOP_KEYS = {f.name for f in dataclasses.fields(SweepSpec)} - {"source"}
 
 
+def _folder_safe(name: str) -> bool:
+    return bool(name) and not name.startswith(".") and all(c.isalnum() or c in "-_." for c in name)
+
+
 def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
     """Validate a parsed sweep YAML; every error names the dotted key."""
     for key in raw:
@@ -192,6 +196,10 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
     families = {}
     for fam, body in families_raw.items():
         spec = from_dict(FamilySpec, body or {}, prefix=f"families.{fam}.")
+        for key, label in ((f"families.{fam}", fam), (f"families.{fam}.family", spec.family)):
+            # The family names its runs' folders (<results>/runs/<family>-<hash>): no path may hide in it.
+            if label is not None and not _folder_safe(str(label)):
+                raise ConfigError(key, f"{label!r} cannot name run folders: use letters, digits, - _ . (not first)")
         given = [k for k in ("template", "ladder", "model") if getattr(spec, k) is not None]
         if len(given) != 1:
             raise ConfigError(f"families.{fam}", "give exactly one of template, ladder, model")

@@ -29,24 +29,28 @@ COLUMNS = [
 
 def run_status(run_dir: Path) -> tuple[str, str]:
     """``finished``, ``failed`` (with the error), ``partial`` (a checkpoint, no summary) or ``planned``."""
-    if (run_dir / "summary.json").is_file():
-        return "finished", ""
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        if _read_json(summary):
+            return "finished", ""
+        # A garbled summary is not a finished run (its numbers would be blank): say which file to delete.
+        return "failed", f"{summary}: unreadable; delete it to finish the run again from its checkpoint"
     failure = run_dir / "failure.json"
     if failure.is_file():
-        try:
-            return "failed", json.loads(failure.read_text()).get("error", "")
-        except ValueError:
-            return "failed", "unreadable failure.json"
+        record = _read_json(failure)
+        return "failed", str(record.get("error", "")) if record else f"{failure}: unreadable"
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
         return "partial", ""
     return "planned", ""
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object, or {} for a missing, truncated or garbled file (a table row must not stop a sweep)."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
 def row_for(planned: dict[str, Any], runs_dir: Path) -> dict[str, Any]:

@@ -1,7 +1,10 @@
-"""Lightning callbacks of a training run: timing, throughput with a user-set peak, records kept current."""
+"""Lightning callbacks of a training run: timing, throughput with a user-set peak, records kept current, atomic
+checkpoints and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections import deque
 from pathlib import Path
@@ -108,17 +111,93 @@ class RecordsOnCheckpoint(L.Callback):
             self.on_save(trainer)
 
 
+def save_checkpoint(trainer: L.Trainer, path: Path) -> None:
+    """``trainer.save_checkpoint`` to a temporary file next to ``path``, then renamed over it on global rank 0.
+
+    Lightning's own "atomic" save stages the bytes in the system temp folder and moves them into place: when that
+    folder is on another filesystem than the results (node-local /tmp and a shared results folder, as on most
+    clusters), the move is a copy, and a job killed during it leaves a truncated ``last.ckpt``. A rename inside the
+    run's own folder is atomic: a reader (or a resumed run) sees the old checkpoint or the new one, never half.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    trainer.save_checkpoint(tmp, weights_only=False)  # collective; only global rank 0 writes a full checkpoint
+    if trainer.is_global_zero:
+        if tmp.is_dir():  # a sharded (FSDP) checkpoint is a folder: a folder cannot replace a folder atomically
+            shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+
+
 class LastCheckpoint(L.Callback):
-    """Saves ``path`` (the resume point) after every validation of a fit, through Lightning's atomic save.
+    """Saves ``path`` (the resume point) after every validation of a fit and, on SIGTERM, at the end of the
+    current optimizer step; always through :func:`save_checkpoint` (atomic).
 
     Lightning's ModelCheckpoint only refreshes ``last.ckpt`` when it also keeps a top-k copy; one file is enough
     here, and it is written after validation so the checkpoint of step k includes that step's validation row.
+
+    SIGTERM (what SLURM sends before pre-empting a job): Lightning's signal connector sets a flag and stops the fit
+    at the end of the current batch by raising ``SIGTERMException``, saving nothing. This callback takes the flag
+    over so that the stop always lands on a point a resume reproduces exactly: after the optimizer step (never in
+    the middle of a gradient accumulation) and after a validation that has started (a validation stopped half-way
+    would be skipped on resume, losing its row). There it saves ``path``, records the step in ``stopped_at`` and
+    hands the flag back to Lightning, which then stops. Under DDP the ranks agree (any rank's signal counts) before
+    the collective save. ``val_every``: the validation interval in optimizer steps.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, val_every: int | None = None) -> None:
         self.path = path
+        self.val_every = val_every
+        self.saved_step: int | None = None  # the step of the last checkpoint written in this segment
+        self.stopped_at: int | None = None  # the step at which a SIGTERM stopped the run
+        self._pending = False  # a SIGTERM taken over from Lightning, not acted on yet
+
+    def _save(self, trainer: L.Trainer) -> None:
+        save_checkpoint(trainer, self.path)
+        self.saved_step = trainer.global_step
+
+    def _hold_sigterm(self, trainer: L.Trainer) -> None:
+        """Take Lightning's SIGTERM flag over (Lightning would stop at the end of this very batch)."""
+        connector = getattr(trainer, "_signal_connector", None)  # Lightning 2.x internals; without them, no delay
+        if connector is not None and getattr(connector, "received_sigterm", False):
+            connector.received_sigterm = False
+            self._pending = True
+
+    def _stop_now(self, trainer: L.Trainer) -> bool:
+        """Whether any rank holds a SIGTERM (a collective under DDP: call it on every rank at the same point)."""
+        if trainer.world_size > 1:
+            return bool(trainer.strategy.reduce_boolean_decision(self._pending, all=False))
+        return self._pending
+
+    def _hand_back(self, trainer: L.Trainer) -> None:
+        """Set Lightning's flag again: it stops the fit at the end of this batch, with the checkpoint saved."""
+        self.stopped_at = trainer.global_step
+        self._pending = False
+        connector = getattr(trainer, "_signal_connector", None)
+        if connector is not None:
+            connector.received_sigterm = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._hold_sigterm(trainer)
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            return  # in the middle of an accumulation: stop after the optimizer step
+        if trainer.max_steps is not None and 0 <= trainer.max_steps <= trainer.global_step:
+            return  # the last step: the run finishes normally in a moment
+        if self.val_every and trainer.global_step % self.val_every == 0:
+            return  # a validation follows: stop after it (on_validation_end)
+        if self._stop_now(trainer):
+            self._save(trainer)
+            self._hand_back(trainer)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            self._hold_sigterm(trainer)  # finish the validation; its checkpoint is the stopping point
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
-        trainer.save_checkpoint(self.path, weights_only=False)
+        self._save(trainer)
+        self._hold_sigterm(trainer)
+        if self._stop_now(trainer):
+            self._hand_back(trainer)

@@ -171,8 +171,24 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def run_id(self) -> str:
-        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.name)
-        return f"{safe}-{self.fingerprint()[:10]}"
+        return f"{safe_name(self.name)}-{self.fingerprint()[:10]}"
+
+
+def safe_name(text: str) -> str:
+    """``text`` with every character but letters, digits and ``-_.`` replaced by ``-`` (a folder name)."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+
+
+def check_name(name: Any) -> str:
+    """A run name given in a config: it names the run folder, so it must not be a path (``../x``, ``a/b``).
+
+    Refused rather than rewritten: a name that silently became another one would hide the mistake."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError("name", f"expected a non-empty string, got {name!r}")
+    if safe_name(name) != name or name.startswith("."):
+        raise ConfigError("name", f"{name!r} cannot name a run folder: use letters, digits, '-', '_' and '.' "
+                                  "(not first); the run folder is <results_dir>/<name>-<hash>")
+    return name
 
 
 SECTIONS = {"name", "model", "data", "train", "trainer"}
@@ -233,9 +249,8 @@ def run_config_from_dict(raw: dict[str, Any], default_name: str = "run") -> RunC
     trainer = from_dict(TrainerConfig, raw.get("trainer") or {}, prefix="trainer.")
     data.validate()
     train.validate()
-    name = raw.get("name") or default_name
-    if not isinstance(name, str):
-        raise ConfigError("name", f"expected a string, got {name!r}")
+    # A given name is checked; a default one (a file or preset name, e.g. "my run.yaml") is made folder-safe.
+    name = check_name(raw["name"]) if raw.get("name") is not None else safe_name(default_name) or "run"
     return RunConfig(model=model, data=data, train=train, trainer=trainer, name=name)
 
 

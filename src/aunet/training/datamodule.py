@@ -133,10 +133,12 @@ class CorpusDataModule(L.LightningDataModule):
         else:
             self.tokenizer = self._tokenizer()
             self.encoder = TokenizerEncoder(self.tokenizer)
-            if self.tokenizer_dir is not None and (self.trainer is None or self.trainer.is_global_zero):
-                self.tokenizer.save(self.tokenizer_dir)
         docs = (doc.data for doc in self.split.val_documents())
         self.val_set = validation_set(docs, self.encoder, self.seq_len, self.run.data.val_bytes)
+        # Saved once the data is known to be usable, so a run refused for its data leaves nothing in its folder.
+        if self.tokenizer is not None and self.tokenizer_dir is not None and (
+                self.trainer is None or self.trainer.is_global_zero):
+            self.tokenizer.save(self.tokenizer_dir)
 
     # --- facts the module and the records need ---------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import platform
 import subprocess
 from dataclasses import dataclass
@@ -23,7 +22,8 @@ from typing import Any
 
 import torch
 
-from aunet.io import atomic_write_json, atomic_write_text
+from aunet.errors import StateError
+from aunet.io import atomic_write_json, atomic_write_text, read_json
 
 SUMMARY_KEYS = (
     "val_bpb", "val_loss", "params", "flops_per_unit", "flops_spent", "bytes_seen", "tokens_seen",
@@ -107,7 +107,12 @@ def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
 def read_segments(paths: RunPaths) -> list[dict[str, Any]]:
     if not paths.segments.is_file():
         return []
-    return json.loads(paths.segments.read_text())
+    segments = read_json(paths.segments, "delete the run folder to start the run again")
+    if not isinstance(segments, list) or not all(isinstance(s, dict) and {"version", "start_step"} <= s.keys()
+                                                 for s in segments):
+        raise StateError(f"{paths.segments}: not a list of logger segments; delete the run folder to start the run "
+                         "again")
+    return segments
 
 
 def add_segment(paths: RunPaths, version: int, start_step: int) -> None:
@@ -128,15 +133,23 @@ def merge_metrics(paths: RunPaths) -> Path | None:
         if not file.is_file():
             continue
         limit = segments[i + 1]["start_step"] if i + 1 < len(segments) else None
-        with file.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            for name in reader.fieldnames or []:
-                if name not in columns:
-                    columns.append(name)
-            for row in reader:
-                if limit is not None and row.get("step") not in (None, "") and int(float(row["step"])) >= limit:
-                    continue
-                rows.append(row)
+        try:
+            with file.open(newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                for name in reader.fieldnames or []:
+                    if name not in columns:
+                        columns.append(name)
+                for row in reader:
+                    if None in row.values() or None in row:
+                        # A short or long row: the last line of a segment killed while Lightning appended to its
+                        # log (a missing field could be the step itself, which would let the row through the limit).
+                        continue
+                    if limit is not None and row.get("step") not in (None, "") and int(float(row["step"])) >= limit:
+                        continue
+                    rows.append(row)
+        except (csv.Error, UnicodeDecodeError, ValueError) as exc:
+            raise StateError(f"{file}: garbled training log ({type(exc).__name__}: {str(exc)[:80]}); delete the run "
+                             "folder to start the run again") from None
     if not columns:
         return None
     if "step" in columns:  # step first, then the rest in order of appearance

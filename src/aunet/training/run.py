@@ -17,13 +17,20 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from aunet.config import read_yaml
-from aunet.errors import RunError
+from aunet.errors import ConfigError, RunError, RunStopped
 from aunet.flops import flops_report
-from aunet.io import atomic_write_yaml
-from aunet.training.callbacks import LastCheckpoint, RecordsOnCheckpoint, ThroughputLogger, TrainTimer
+from aunet.io import atomic_write_yaml, read_json
+from aunet.training.callbacks import (
+    LastCheckpoint,
+    RecordsOnCheckpoint,
+    ThroughputLogger,
+    TrainTimer,
+    save_checkpoint,
+)
 from aunet.training.config import RunConfig, TrainerConfig, run_config_from_dict
 from aunet.training.datamodule import CorpusDataModule
 from aunet.training.module import LanguageModelModule
@@ -33,6 +40,7 @@ from aunet.training.records import (
     git_commit,
     library_versions,
     merge_metrics,
+    read_segments,
     weights_sha256,
     write_summary,
 )
@@ -86,7 +94,11 @@ def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
     if paths.summary.is_file():
         return "finished"
     if paths.config.is_file():
-        stored = run_config_from_dict(read_yaml(paths.config))
+        try:
+            stored = run_config_from_dict(read_yaml(paths.config))
+        except ConfigError as exc:  # a garbled record is named, never overwritten by a silent restart
+            raise RunError(f"{paths.config}: this run's stored config is unusable ({exc.message.split('; ')[0]}); "
+                           "delete the run folder to start the run again") from None
         if stored.fingerprint() != run.fingerprint():
             raise RunError(
                 f"{paths.root} holds a run with a different config; use another --run-dir or delete that folder"
@@ -94,19 +106,28 @@ def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
     if paths.last_checkpoint.is_file():
         if not resume:
             raise RunError(f"{paths.root} holds an unfinished run; pass --resume to continue it")
+        read_segments(paths)  # a garbled record stops the resume here, before anything is written
         return "resume"
     return "fresh"
 
 
-def _check_checkpoint(path: Path, run: RunConfig) -> None:
-    """A checkpoint must come from the same model config (loaded with weights_only=True)."""
+def _check_checkpoint(path: Path, run: RunConfig) -> int:
+    """A checkpoint must come from the same model config (loaded with weights_only=True); returns its step."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means the file is unusable
         raise RunError(f"{path}: cannot read checkpoint ({type(exc).__name__}); delete it to restart the run") from None
-    stored = ckpt.get("hyper_parameters", {}).get("model")
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    stored = hparams.get("model") if isinstance(hparams, dict) else None
+    if not isinstance(stored, dict):
+        raise RunError(f"{path}: not a checkpoint of an aunet training run (no model config); delete it to restart "
+                       "the run")
     if stored != run.model.to_dict():
-        raise RunError(f"{path}: checkpoint is from a different model config; use another --run-dir")
+        family = stored.get("family", "?")
+        other = f"a {family} model" if family != run.model.family else "a different model config"
+        raise RunError(f"{path}: checkpoint is from {other}, this run trains a {run.model.family} model; use "
+                       "another --run-dir")
+    return int(ckpt.get("global_step", 0))
 
 
 def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
@@ -119,24 +140,25 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     """
     paths = RunPaths(Path(run_dir) if run_dir else Path(run.train.results_dir) / run.run_id())
     is_rank_zero = rank_zero_only.rank == 0
-    state = _check_existing(paths, run, resume) if is_rank_zero else "resume" if resume else "fresh"
+    # Every rank reads the folder (nothing is written before the fit, so they agree): assuming "resume" on the other
+    # ranks made the first job of a SLURM script that always passes --resume fail there, with no checkpoint yet.
+    state = _check_existing(paths, run, resume)
     if state == "finished":
-        import json
-
-        return json.loads(paths.summary.read_text())
-    if state == "resume":
-        _check_checkpoint(paths.last_checkpoint, run)
-    if is_rank_zero:
-        atomic_write_yaml(paths.config, run.to_dict())
+        if not is_rank_zero:
+            return {}
+        return read_json(paths.summary, "delete it to finish the run again from its last checkpoint (--resume)")
+    resume_step = _check_checkpoint(paths.last_checkpoint, run) if state == "resume" else 0
 
     L.seed_everything(run.train.seed, workers=True, verbose=False)
     tr = run.trainer
     precision = tr.precision or _default_precision(tr.accelerator)
     timer = TrainTimer()
     logger = CSVLogger(save_dir=str(paths.root), name="logs")  # a new version per segment (never overwritten)
+    plan = plan_steps(run, _world_size(tr))
+    last = LastCheckpoint(paths.last_checkpoint, val_every=plan.val_every)
     all_callbacks: list[L.Callback] = [
         timer,
-        LastCheckpoint(paths.last_checkpoint),
+        last,
         ThroughputLogger(timer, peak_flops=run.train.peak_flops),
         RecordsOnCheckpoint(lambda trainer: merge_metrics(paths)),
     ]
@@ -151,7 +173,6 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
         log_every_n_steps=run.train.log_every_steps, num_sanity_val_steps=0, use_distributed_sampler=False,
         check_val_every_n_epoch=None, enable_model_summary=False, max_epochs=-1, enable_checkpointing=False,
     )
-    plan = plan_steps(run, _world_size(tr))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*litlogger.*")
         trainer = L.Trainer(max_steps=plan.total_steps, val_check_interval=plan.val_every * run.train.accumulate,
@@ -168,15 +189,28 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
                                  token_bytes=datamodule.token_bytes, val_text_bytes=datamodule.val_text_bytes,
                                  compile=tr.compile)
     if is_rank_zero:
-        add_segment(paths, logger.version, _resume_step(paths) if state == "resume" else 0)
+        # Written once the data is known to be usable: a run refused for its corpus leaves no folder behind.
+        atomic_write_yaml(paths.config, run.to_dict())
+        add_segment(paths, logger.version, resume_step)
 
     started = time.time()
     ckpt_path = str(paths.last_checkpoint) if state == "resume" else None
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    if trainer.global_step % plan.val_every != 0:
-        trainer.validate(module, datamodule=datamodule, verbose=False)
-    trainer.save_checkpoint(paths.final_checkpoint, weights_only=False)
-    trainer.save_checkpoint(paths.last_checkpoint, weights_only=False)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        if trainer.global_step % plan.val_every != 0:
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+    except SIGTERMException:
+        # Lightning stopped the fit on SIGTERM (after LastCheckpoint saved the step, see there) and already
+        # flushed the CSV logger: bring metrics.csv up to the checkpoint and report where the run can resume.
+        if is_rank_zero:
+            merge_metrics(paths)
+        step = last.saved_step if last.saved_step is not None else resume_step
+        saved = (f"checkpoint of step {step} in {paths.last_checkpoint}" if paths.last_checkpoint.is_file()
+                 else "no checkpoint yet")
+        raise RunStopped(f"stopped by SIGTERM at step {trainer.global_step}/{plan.total_steps}; {saved}; run the "
+                         "same command with --resume to continue", step=step) from None
+    save_checkpoint(trainer, paths.final_checkpoint)
+    save_checkpoint(trainer, paths.last_checkpoint)
     bytes_seen = module.bytes_seen()
     summary: dict[str, Any] = {}
     if trainer.is_global_zero:
@@ -192,11 +226,6 @@ def _world_size(tr: TrainerConfig) -> int:
     probe = L.Trainer(accelerator=tr.accelerator, devices=tr.devices, num_nodes=tr.num_nodes, strategy=tr.strategy,
                       logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     return probe.world_size
-
-
-def _resume_step(paths: RunPaths) -> int:
-    ckpt = torch.load(paths.last_checkpoint, map_location="cpu", weights_only=True)
-    return int(ckpt.get("global_step", 0))
 
 
 def _summary(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module: LanguageModelModule,
