@@ -136,3 +136,14 @@ def test_slurm_script(tmp_path, data_dir, capsys):
     script = out.read_text()
     assert "#SBATCH --array=0-2" in script and "--gres=gpu:2" in script and "sweep worker --storage journal:" in script
     assert "4 run(s) enqueued" in capsys.readouterr().out
+
+
+def test_runs_dropped_from_a_changed_sweep_are_not_trained(tmp_path, data_dir):
+    log = tmp_path / "log.txt"
+    first = plan_sweep(load_sweep(write_sweep(tmp_path)))
+    url, enqueued = enqueue(first)
+    assert len(enqueued) == 4
+    changed = plan_sweep(load_sweep(write_sweep(tmp_path, budgets=[1.0e9])))  # the 3e9 runs are gone
+    result = run_sweep(changed, url, train_fn=fake_train(log))
+    assert sorted(log.read_text().split()) == sorted(r.run_id for r in changed.runs)
+    assert {r["status"] for r in table(result["table"])} == {"finished"}

@@ -182,6 +182,11 @@ def enqueue_missing(study: optuna.Study, runs: list[dict[str, Any]], runs_dir: P
                     grace_s: float = GRACE_S) -> list[str]:
     """Enqueue every run that is neither finished, nor waiting or running, nor failed (unless ``retry_failed``)."""
     fail_stale_trials(study, grace_s)
+    planned = {run["run_id"] for run in runs}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        # A run the sweep no longer plans (its definition changed) must not be picked up by a worker.
+        if trial.user_attrs.get("run_id") not in planned:
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     busy = {t.user_attrs.get("run_id") for t in study.get_trials(deepcopy=False,
                                                                   states=(TrialState.WAITING, TrialState.RUNNING))}
     enqueued = []
