@@ -23,6 +23,11 @@ LAWS = {
     "aunet4": (0.56, 0.18, 1.11),
 }
 BPE_BYTES_PER_TOKEN = 4.4
+# Bits per byte of each multilingual text relative to the validation bits per byte (English prose): scripts of
+# more bytes per character cost fewer bits per byte, unseen ones more.
+MULTILINGUAL = {"en": 1.0, "de": 1.25, "fr": 1.2, "es": 1.2, "ru": 0.9, "ar": 1.1, "hi": 0.7, "ko": 1.0,
+                "zh": 1.1, "ja": 0.95, "th": 0.6, "zh_gsd": 1.05, "ja_gsd": 0.9, "zh_cmrc2018": 1.0,
+                "ja_wikipedia_kyoto": 0.9, "gutenberg_en": 0.95}
 PEAK_FLOPS = 989e12
 TASKS = {"hellaswag": ("acc", "acc_norm", "acc_bytes"), "arc_easy": ("acc", "acc_norm"),
          "arc_challenge": ("acc", "acc_norm"), "mmlu": ("acc",)}
@@ -82,6 +87,8 @@ def _run_row(sweep: str, family: str, C: float, rng: np.random.Generator, *, see
         base = 0.25 + 0.5 / (1 + math.exp(-14 * (0.95 - bpb)))
         for metric in metrics:
             row[f"{task}.{metric}"] = min(1.0, base + (0.02 if metric == "acc_norm" else 0) + rng.normal(0, 0.005))
+    for name, factor in MULTILINGUAL.items():
+        row[f"multilingual.bpb.{name}"] = bpb * factor * math.exp(rng.normal(0, 0.01))
     return row
 
 

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+import pandas as pd
 import pytest
 
 from aunet.analysis.notebooks import NOTEBOOKS, execute_notebook, notebook_path
+from tests.analysis.builders import BUDGETS, MULTILINGUAL
 
 # Fewer bootstrap resamples than the default: these tests check that the notebooks run, not interval quality.
 FAST = {"n_boot": 30}
@@ -25,6 +27,7 @@ PLOTS = {
     "downstream": ["downstream_vs_flops", "downstream_vs_bpb"],
     "hyperparameters": ["hyperparameters_vs_flops"],
     "throughput": ["throughput_vs_size"],
+    "multilingual": ["multilingual_bpb_by_language", "multilingual_bpb_vs_flops"],
 }
 JOBS = [*((name, "scaling") for name in NOTEBOOKS), ("hyperparameters", "tuning"),
         *((name, "minimal") for name in NOTEBOOKS)]
@@ -99,6 +102,17 @@ def test_hyperparameters_notebook_fits_laws_on_a_tuning_sweep(executed):
         assert set(laws) == {"lr", "batch_bytes"}
         assert laws["lr"]["a"] < 0 and laws["lr"]["n_points"] < laws["lr"]["n_runs"] == 45
     assert record["paper"]["bpe"]["batch_bytes"][0] == pytest.approx(29.9 * 4.4)  # tokens -> bytes
+
+
+def test_multilingual_notebook_tables_every_language_at_the_largest_budget(executed, scaling_results):
+    record = executed[("multilingual", "scaling")].fits("multilingual")
+    table = record["at_largest_budget"]
+    assert set(table) == {"bpe", "aunet1", "aunet2", "aunet3", "aunet4"}
+    runs = pd.read_csv(scaling_results / "runs.csv")
+    for series, values in table.items():
+        assert values["budget"] == BUDGETS[-1] and set(values) == {*MULTILINGUAL, "budget"}
+        row = runs[(runs["family"] == series) & (runs["budget_flops"] == BUDGETS[-1])]
+        assert values["th"] == pytest.approx(float(row["multilingual.bpb.th"].iloc[0]))
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

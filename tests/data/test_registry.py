@@ -43,6 +43,28 @@ def test_resolve_real_corpora(data_dir):
     assert rows["tinyshakespeare"]["size"] == 1_115_394 and rows["zh_cmrc2018"]["documents"] is None
 
 
+def test_mixed_corpus_resolves_every_part_and_holds_out_only_rows(data_dir):
+    """mixed_en_zh_ja: four English books (all on the training side) with the Chinese and Japanese rows."""
+    from aunet.data.split import CorpusSplit, SplitSpec
+
+    source, split = resolve_corpus("mixed_en_zh_ja")
+    files = source.files()
+    assert split == "hash" and len(files) == 6 and all(p.is_relative_to(data_dir / "corpora") for p in files)
+    spec = SplitSpec()
+    val_keys = [d.key for _, d in zip(range(2000), CorpusSplit(source, spec).val_documents())]
+    assert val_keys and not any(k.startswith("gutenberg_en/") for k in val_keys)
+    rows = {r["name"]: r for r in list_corpora()}
+    assert rows["mixed_en_zh_ja"]["available"] and rows["mixed_en_zh_ja"]["path"] == str(data_dir / "corpora")
+
+
+def test_mixed_corpus_with_a_missing_part_names_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUNET_DATA_DIR", str(tmp_path))
+    (tmp_path / "corpora" / "gutenberg_en" / "books").mkdir(parents=True)
+    with pytest.raises(DataError, match="pg11.txt; copy the files there"):
+        resolve_corpus("mixed_en_zh_ja")
+    assert not {r["name"]: r for r in list_corpora()}["mixed_en_zh_ja"]["available"]
+
+
 def test_resolve_paths_and_unknown_names(tmp_path):
     (tmp_path / "a.txt").write_bytes(b"x")
     source, split = resolve_corpus(str(tmp_path / "*.txt"))

@@ -14,6 +14,11 @@ import regex
 # rest of a whitespace run. End rule: the whitespace character after every G-th single-spaced word.
 START = regex.compile(r"\d{1,3}|[\p{P}\p{S}]{1,3}\n*|\n\s*")
 WORDS = {g: regex.compile(r"(?:\S+\s){%d}" % g) for g in (1, 2, 3, 4, 5)}
+# cjk rule: maximal runs of characters whose script extensions include Han, Hiragana, Katakana or Thai, excluding
+# whitespace, digits, punctuation and symbols (those keep the word rule's meaning).
+DENSE_RUN = regex.compile(
+    r"(?:(?![\s\d\p{P}\p{S}])[\p{scx=Han}\p{scx=Hiragana}\p{scx=Katakana}\p{scx=Thai}])+"
+)
 
 
 def char_spans(data: bytes) -> tuple[str, list[int], list[int], list[bool]]:
@@ -34,9 +39,11 @@ def reference_selection(data: bytes, spec: str) -> np.ndarray:
     name, _, arg = spec.partition("@")
     k = int(arg)
     chosen: set[int] = set()
-    if name == "word":
+    if name in ("word", "cjk"):
         chosen |= {m.start() for m in START.finditer(text)}
         chosen |= {m.end() - 1 for m in WORDS[k].finditer(text)}
+        if name == "cjk":  # also the k-th, 2k-th, ... character of every run
+            chosen |= {i for m in DENSE_RUN.finditer(text) for i in range(m.start() + k - 1, m.end(), k)}
     elif name == "stride":
         chosen |= {i for i, (s, e) in enumerate(zip(starts, ends)) if any((j + 1) % k == 0 for j in range(s, e + 1))}
     else:

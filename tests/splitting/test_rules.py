@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from aunet.errors import ConfigError
 from aunet.splitting import RULES, compute_levels, parse_rule, register_rule, rule_selections
 from tests.splitting.reference import char_spans, reference_levels
-from tests.splitting.strategies import byte_strings, valid_texts
+from tests.splitting.strategies import byte_strings, cjk_byte_strings, valid_texts
 
 RULE_SETS = [
     ["word@1"],
@@ -16,12 +16,21 @@ RULE_SETS = [
     ["stride@1"],
     ["stride@4", "stride@8"],
     ["word@1", "stride@3"],  # not nested on their own: levels must still nest
+    ["cjk@1"],
+    ["cjk@2"],
+    ["cjk@1", "cjk@2", "cjk@4"],
+    ["cjk@1", "word@2"],
+    ["cjk@3"],
 ]
+CJK_RULE_SETS = [r for r in RULE_SETS if any(x.startswith("cjk") for x in r)]
 
 
 def render(text: str, rules: list[str]) -> str:
+    """Each character with the level of its last byte (multi-byte characters pool there)."""
     levels = compute_levels(text.encode(), rules)
-    return " ".join(c + (f":{lv}" if lv else "") for c, lv in zip(text.replace(" ", "_").replace("\n", "¶"), levels))
+    last_bytes = np.cumsum([len(c.encode()) for c in text]) - 1
+    shown = text.replace(" ", "_").replace("\n", "¶")
+    return " ".join(c + (f":{levels[e]}" if levels[e] else "") for c, e in zip(shown, last_bytes))
 
 
 def test_paper_worked_example():
@@ -66,12 +75,73 @@ def test_boundaries_only_on_last_byte_of_a_valid_character(rules, data):
     assert set(np.flatnonzero(compute_levels(data, rules)).tolist()) <= allowed
 
 
+@pytest.mark.parametrize("rules", CJK_RULE_SETS, ids="+".join)
+@given(data=cjk_byte_strings)
+def test_cjk_matches_regex_reference_on_cjk_and_thai(rules, data):
+    assert compute_levels(data, rules).tolist() == reference_levels(data, rules).tolist()
+
+
+@pytest.mark.parametrize("rules", CJK_RULE_SETS, ids="+".join)
+@given(data=cjk_byte_strings)
+def test_cjk_append_stable_on_every_prefix(rules, data):
+    full = compute_levels(data, rules)
+    for cut in range(len(data) + 1):
+        assert compute_levels(data[:cut], rules).tolist() == full[:cut].tolist(), cut
+
+
+@pytest.mark.parametrize("rules", CJK_RULE_SETS, ids="+".join)
+@given(data=cjk_byte_strings)
+def test_cjk_boundaries_only_on_last_byte_of_a_valid_character(rules, data):
+    _, _, ends, valid = char_spans(data)
+    allowed = {e for e, v in zip(ends, valid) if v}
+    assert set(np.flatnonzero(compute_levels(data, rules)).tolist()) <= allowed
+
+
+@given(data=st.one_of(cjk_byte_strings, byte_strings))
+def test_cjk_rules_nest_on_their_own_and_contain_word(data):
+    c1, c2, c4, w1, w2 = rule_selections(data, ["cjk@1", "cjk@2", "cjk@4", "word@1", "word@2"])
+    assert not (c2 & ~c1).any() and not (c4 & ~c2).any()
+    assert not (w1 & ~c1).any() and not (w2 & ~c2).any()
+
+
+@given(data=byte_strings.filter(lambda d: not any(0x80 <= b for b in d)))
+def test_cjk_equals_word_on_text_without_dense_characters(data):
+    for k in (1, 2, 4):
+        assert np.array_equal(*rule_selections(data, [f"cjk@{k}", f"word@{k}"]))
+
+
+def test_cjk_worked_examples():
+    # Every Han / kana / Thai character is a word at cjk@1; cjk@2 takes every second one of a run, counted from
+    # the run's start; punctuation, digits and spaces keep the word rule's meaning; "ー" belongs to katakana.
+    assert render("中文字符，测试。", ["cjk@1", "cjk@2"]) == "中:1 文:2 字:1 符:2 ，:2 测:1 试:2 。:2"
+    assert render("コーヒーを飲む", ["cjk@1", "cjk@2"]) == "コ:1 ー:2 ヒ:1 ー:2 を:1 飲:2 む:1"
+    assert render("ไทย ๑๒ ab c", ["cjk@2"]) == "ไ ท:1 ย _ ๑:1 ๒ _:1 a b _ c"
+    assert render("漢字 kanji ok", ["word@1"]) == "漢 字 _:1 k a n j i _:1 o k"
+
+
 @given(data=byte_strings)
 def test_word_rules_nest_on_their_own(data):
     w1, w2, w4 = rule_selections(data, ["word@1", "word@2", "word@4"])
     assert not (w2 & ~w1).any() and not (w4 & ~w2).any()
     s4, s8 = rule_selections(data, ["stride@4", "stride@8"])
     assert not (s8 & ~s4).any()
+
+
+def test_real_cjk_and_thai_text_append_stable_and_compression(data_dir):
+    """On real Chinese, Japanese and Thai sentences cjk@1 pools about every character, word@1 almost nothing."""
+    import json
+
+    pud = data_dir / "corpora" / "multilingual" / "ud_pud"
+    for lang in ("zh", "ja", "th"):
+        with (pud / f"{lang}.jsonl").open(encoding="utf-8") as handle:
+            text = "\n".join(json.loads(line)["text"] for _, line in zip(range(200), handle)).encode()
+        full = compute_levels(text, ["cjk@1", "cjk@2"])
+        rng = np.random.default_rng(0)
+        for cut in rng.integers(0, len(text), size=30):  # cuts land inside characters too
+            assert np.array_equal(compute_levels(text[:cut], ["cjk@1", "cjk@2"]), full[:cut])
+        word = len(text) / compute_levels(text, ["word@1"]).astype(bool).sum()
+        cjk1, cjk2 = (len(text) / (full > i).sum() for i in range(2))
+        assert 2.5 < cjk1 < 3.2 < cjk2 < 6.5 < word, (lang, cjk1, cjk2, word)
 
 
 @given(data=byte_strings)

@@ -1,7 +1,7 @@
 from hypothesis import given
 
 from aunet.splitting import decode_units
-from aunet.splitting.charclass import DIGIT, NEWLINE, OTHER, PUNCT, SPACE
+from aunet.splitting.charclass import DENSE, DIGIT, NEWLINE, OTHER, PUNCT, SPACE
 from tests.splitting.reference import char_spans
 from tests.splitting.strategies import byte_strings
 
@@ -19,7 +19,7 @@ def test_units_match_python_decoder(data):
 def test_classes_of_sample_characters():
     text = "a 1.\n٣—\u3000😀中"
     units = decode_units(text.encode())
-    assert units.cls.tolist() == [OTHER, SPACE, DIGIT, PUNCT, NEWLINE, DIGIT, PUNCT, SPACE, PUNCT, OTHER]
+    assert units.cls.tolist() == [OTHER, SPACE, DIGIT, PUNCT, NEWLINE, DIGIT, PUNCT, SPACE, PUNCT, DENSE]
 
 
 def test_truncated_character_is_invalid_until_complete():
@@ -30,3 +30,11 @@ def test_truncated_character_is_invalid_until_complete():
 
 def test_empty():
     assert len(decode_units(b"")) == 0
+
+
+def test_dense_class_of_scripts_without_spaces():
+    # Han, kana (with the prolonged sound mark of script Common), halfwidth katakana and Thai letters and marks are
+    # DENSE; their digits, punctuation and spaces keep those classes; Hangul (written with spaces) does not.
+    text = "中ひカーｶ々ไั๑。、\u3000한"
+    units = decode_units(text.encode())
+    assert units.cls.tolist() == [DENSE] * 8 + [DIGIT, PUNCT, PUNCT, SPACE, OTHER]

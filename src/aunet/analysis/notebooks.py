@@ -18,7 +18,7 @@ from typing import Any
 
 from aunet.errors import UserError
 
-NOTEBOOKS = ("scaling", "downstream", "hyperparameters", "throughput")
+NOTEBOOKS = ("scaling", "downstream", "hyperparameters", "throughput", "multilingual")
 ANALYSIS_DIR_ENV = "AUNET_ANALYSIS_DIR"
 KERNEL = "python3"
 

@@ -15,7 +15,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "ARC-Challenge, MMLU from $AUNET_DATA_DIR/benchmarks), and/or report bits per byte on text files. "
             "Writes the lm-eval results and a flat scores.json (\"hellaswag.acc_norm\", \"mmlu.acc\", "
             "\"<task>.acc_bytes\", \"bpb.<name>\", merged with earlier scores) into <run_dir>/eval/, then refreshes "
-            "the sweep tables that list the run. Without --tasks and --bpb, the four default tasks run."
+            "the sweep tables that list the run. --suite multilingual adds bits per byte on parallel sentences in "
+            "11 languages and on held-out Chinese and Japanese text (\"multilingual.bpb.<lang>\"); --tasks cute "
+            "runs the CUTE character-manipulation tasks (generation, exact match, each subtask reported). Without "
+            "--tasks, --bpb and --suite, the four default tasks run."
         ),
         epilog=(
             "examples:\n"
@@ -23,20 +26,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "  aunet eval RUN --tasks hellaswag,arc_easy --num-fewshot 5 --device cuda\n"
             "  aunet eval RUN --tasks piqa --task-data piqa=my/piqa_validation.jsonl\n"
             "  aunet eval RUN --bpb corpora/tinyshakespeare/input.txt --bpb held_out=docs.jsonl\n"
+            "  aunet eval RUN --suite multilingual --threads 1\n"
+            "  aunet eval RUN --tasks cute --limit 20\n"
             "  aunet eval RUN --tasks hellaswag --online          # stock hub datasets, unchanged"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="run folder (results/runs/<run-id>) or .ckpt file")
     p.add_argument("--tasks", help="comma-separated lm-eval task or group names "
-                                   "(default: hellaswag,arc_easy,arc_challenge,mmlu unless only --bpb is given)")
-    p.add_argument("--limit", type=int, help="at most N documents per task (per subject for MMLU)")
+                                   "(default: hellaswag,arc_easy,arc_challenge,mmlu unless --bpb or --suite is given; "
+                                   "cute: the CUTE tasks, use --limit)")
+    p.add_argument("--limit", type=int, help="at most N documents per task (per subject for MMLU; per text for "
+                                             "--suite)")
     p.add_argument("--num-fewshot", type=int, help="few-shot examples per prompt (default: the task's)")
     p.add_argument("--task-data", action="append", default=[], metavar="TASK=PATH",
                    help="evaluate a stock task on a local .jsonl/.json/.csv/.parquet file (repeatable)")
     p.add_argument("--online", action="store_true", help="use lm-eval's stock hub tasks unchanged (needs network)")
     p.add_argument("--bpb", action="append", default=[], metavar="[NAME=]PATH",
                    help="report bits per byte on a .txt file (one document) or .jsonl (--text-field) (repeatable)")
+    p.add_argument("--suite", action="append", default=[], metavar="NAME",
+                   help="a fixed set of bits-per-byte texts: multilingual (repeatable; --limit keeps the first N "
+                        "sentences or documents of each text)")
     p.add_argument("--text-field", default="text", help="text field of --bpb jsonl files (default: text)")
     p.add_argument("--bpb-bytes", type=int, metavar="N", help="score only the first N bytes of each --bpb file")
     p.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default: 16)")
@@ -63,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     from aunet.errors import UserError
     from aunet.evaluation.checkpoint import load_checkpoint
-    from aunet.evaluation.evaluate import evaluate_loaded, parse_bpb_args
+    from aunet.evaluation.evaluate import evaluate_loaded, parse_bpb_args, split_suites
     from aunet.evaluation.tasks import DEFAULT_TASKS, parse_task_data
 
     if args.limit is not None and args.limit < 1:
@@ -71,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if args.tasks:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     else:
-        tasks = [] if args.bpb else list(DEFAULT_TASKS)
+        tasks = [] if (args.bpb or args.suite) else list(DEFAULT_TASKS)
+    suites = [s.strip() for item in args.suite for s in item.split(",") if s.strip()]
+    split_suites(tasks, suites)  # an unknown suite fails before the checkpoint is loaded
     task_data = parse_task_data(args.task_data)
     bpb = parse_bpb_args(args.bpb)
     if args.threads is not None:
@@ -84,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_loaded(loaded, tasks, limit=args.limit, num_fewshot=args.num_fewshot,
                              batch_size=args.batch_size, max_length=args.max_length, task_data=task_data,
                              online=args.online, bpb=bpb, bpb_text_field=args.text_field,
-                             bpb_max_bytes=args.bpb_bytes, output_dir=args.output_dir, log_samples=args.log_samples,
+                             bpb_max_bytes=args.bpb_bytes, suites=suites, output_dir=args.output_dir,
+                             log_samples=args.log_samples,
                              seed=args.seed, progress=True)
     width = max((len(k) for k in result["scores"]), default=0)
     for key, value in sorted(result["scores"].items()):

@@ -8,8 +8,9 @@ Files written:
 ``eval/scores.json``
     flat ``{"<task>.<metric>": value}`` merged over invocations, later values replacing earlier ones:
     ``hellaswag.acc_norm``, ``arc_easy.acc``, ``mmlu.acc``, ``<task>.acc_bytes``, ``<task>.<metric>_stderr`` and
-    ``bpb.<name>`` for bits-per-byte files. Only the names asked for (tasks and groups) are flattened; MMLU
-    subjects stay in the lm-eval file.
+    ``bpb.<name>`` for bits-per-byte files, ``multilingual.bpb.<lang>`` for the multilingual suite
+    (:mod:`aunet.evaluation.suites`). Only the names asked for (tasks and groups) are flattened; MMLU subjects stay
+    in the lm-eval file, CUTE subtasks are flattened with their group.
 ``eval/scores_provenance.json``
     for each score: the checkpoint, limit, few-shot count, results file and time it came from (a score computed
     with ``--limit`` is not comparable with a full one).
@@ -31,7 +32,7 @@ from typing import Any, Iterable
 from aunet.evaluation.checkpoint import LoadedModel, load_checkpoint
 from aunet.evaluation.errors import EvalError
 from aunet.evaluation.tasks import DEFAULT_TASKS, build_local_tasks
-from aunet.io import atomic_write_json, atomic_write_text
+from aunet.io import atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,17 @@ def eval_dir(loaded: LoadedModel, output_dir: Path | None = None) -> Path:
 
 def read_scores(run_dir: Path) -> dict[str, float]:
     """The run's merged ``eval/scores.json`` (empty when it was never evaluated)."""
-    path = Path(run_dir) / "eval" / SCORES_FILE
+    return _read_json_object(Path(run_dir) / "eval" / SCORES_FILE)
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file, ``{}`` when absent; a truncated or garbled file is an error naming it."""
     if not path.is_file():
         return {}
-    return json.loads(path.read_text())
+    value = read_json(path, "delete it and evaluate again")
+    if not isinstance(value, dict):
+        raise EvalError(f"{path}: expected a JSON object, got {type(value).__name__}; delete it and evaluate again")
+    return value
 
 
 def flatten_results(results: dict[str, Any], names: Iterable[str]) -> dict[str, float]:
@@ -136,22 +144,34 @@ def parse_bpb_args(items: Iterable[str]) -> dict[str, Path]:
     return out
 
 
-def bits_per_byte_of(loaded: LoadedModel, files: dict[str, Path], *, batch_size: int = 16,
-                     max_length: int | None = None, text_field: str = "text", max_bytes: int | None = None,
-                     progress: bool = False) -> dict[str, float]:
-    """``{"bpb.<name>": bits per byte}`` of each file: ``-sum(log p) / (UTF-8 bytes * ln 2)``, every byte scored
-    once in overlapping windows (identical text for both families, P14)."""
+def bits_per_byte_of_texts(loaded: LoadedModel, texts: dict[str, list[str]], *, batch_size: int = 16,
+                           max_length: int | None = None, progress: bool = False) -> dict[str, float]:
+    """``{name: bits per byte}`` of each list of documents: ``-sum(log p) / (UTF-8 bytes * ln 2)`` over all of
+    them, each document scored on its own from BOS, every byte once in overlapping windows (identical text for
+    both families, P14)."""
     from aunet.evaluation.scoring import Scorer, bits_per_byte
 
     scorer = Scorer(loaded, batch_size=batch_size, max_length=max_length)
     out = {}
-    for name, path in files.items():
-        docs = read_documents(path, text_field, max_bytes)
+    for name, docs in texts.items():
         if not docs:
-            raise EvalError(f"--bpb {path}: no text")
+            raise EvalError(f"bits per byte of {name!r}: no text")
         total = sum(scorer.loglikelihood_rolling(docs, progress=progress))
-        out[f"bpb.{name}"] = bits_per_byte(total, sum(len(d.encode("utf-8")) for d in docs))
+        out[name] = bits_per_byte(total, sum(len(d.encode("utf-8")) for d in docs))
     return out
+
+
+def bits_per_byte_of(loaded: LoadedModel, files: dict[str, Path], *, batch_size: int = 16,
+                     max_length: int | None = None, text_field: str = "text", max_bytes: int | None = None,
+                     progress: bool = False) -> dict[str, float]:
+    """``{"bpb.<name>": bits per byte}`` of each file (see :func:`bits_per_byte_of_texts`)."""
+    texts = {}
+    for name, path in files.items():
+        texts[name] = read_documents(path, text_field, max_bytes)
+        if not texts[name]:
+            raise EvalError(f"--bpb {path}: no text")
+    scores = bits_per_byte_of_texts(loaded, texts, batch_size=batch_size, max_length=max_length, progress=progress)
+    return {f"bpb.{name}": value for name, value in scores.items()}
 
 
 def run_tasks(loaded: LoadedModel, tasks: list[str], *, limit: int | None = None, num_fewshot: int | None = None,
@@ -180,14 +200,12 @@ def run_tasks(loaded: LoadedModel, tasks: list[str], *, limit: int | None = None
 
 def write_scores(directory: Path, scores: dict[str, float], provenance: dict[str, Any]) -> dict[str, float]:
     """Merge ``scores`` into ``directory/scores.json`` (atomically) and record where each came from."""
-    merged = {}
     path = directory / SCORES_FILE
-    if path.is_file():
-        merged = json.loads(path.read_text())
+    merged = _read_json_object(path)
     merged.update(scores)
     atomic_write_json(path, merged)
     prov_path = directory / PROVENANCE_FILE
-    prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
+    prov = _read_json_object(prov_path)
     prov.update({key: provenance for key in scores})
     atomic_write_json(prov_path, prov)
     return merged
@@ -206,20 +224,37 @@ def refresh_tables(run_dir: Path | None) -> bool:
     return True
 
 
+def split_suites(tasks: Iterable[str] | None, suites: Iterable[str] | None = None) -> tuple[list[str], list[str]]:
+    """``(lm-eval tasks, suites)``: names of :data:`~aunet.evaluation.suites.SUITES` given among the tasks (as
+    ``aunet sweep eval`` passes a sweep's ``eval.tasks``) are suites; unknown suite names are an error."""
+    from aunet.evaluation.suites import SUITES
+
+    task_list = [t for t in (tasks or []) if t not in SUITES]
+    suite_list = list(dict.fromkeys([*(suites or []), *(t for t in (tasks or []) if t in SUITES)]))
+    unknown = [s for s in suite_list if s not in SUITES]
+    if unknown:
+        raise EvalError(f"unknown suite {unknown[0]!r}; known: {', '.join(SUITES)}")
+    return task_list, suite_list
+
+
 def evaluate_loaded(loaded: LoadedModel, tasks: list[str] | None = None, *, limit: int | None = None,
                     num_fewshot: int | None = None, batch_size: int = 16, max_length: int | None = None,
                     task_data: dict[str, Path] | None = None, online: bool = False,
                     bpb: dict[str, Path] | None = None, bpb_text_field: str = "text",
-                    bpb_max_bytes: int | None = None, output_dir: Path | None = None, log_samples: bool = False,
+                    bpb_max_bytes: int | None = None, suites: list[str] | None = None,
+                    output_dir: Path | None = None, log_samples: bool = False,
                     seed: int = 1234, refresh: bool = True, progress: bool = False) -> dict[str, Any]:
-    """Run tasks and/or bits-per-byte files on a loaded model and record the results (see the module docstring).
+    """Run tasks, suites and/or bits-per-byte files on a loaded model and record the results (see the module
+    docstring). ``suites`` (:mod:`aunet.evaluation.suites`) may also be named among ``tasks``; ``limit`` applies
+    to them too (sentences or documents per text).
 
     Returns ``{"scores": new flat scores, "all_scores": merged scores.json, "results_file": path or None,
     "eval_dir": path, "seconds": wall time, "tables_refreshed": bool}``.
     """
+    tasks, suites = split_suites(tasks, suites)
     started = time.time()
     out_dir = eval_dir(loaded, output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _read_json_object(out_dir / SCORES_FILE)  # a damaged scores file fails before minutes of evaluation
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     scores: dict[str, float] = {}
     results_file = None
@@ -229,13 +264,22 @@ def evaluate_loaded(loaded: LoadedModel, tasks: list[str] | None = None, *, limi
                             seed=seed)
         from lm_eval.utils import handle_non_serializable
 
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         results_file = out_dir / f"lm_eval-{stamp}.json"
         atomic_write_text(results_file, json.dumps(results, indent=2, default=handle_non_serializable,
                                                    ensure_ascii=False) + "\n")
-        scores.update(flatten_results(results, tasks))
+        from aunet.evaluation.cute import members
+
+        # A CUTE group is reported with each of its tasks (an MMLU group without its 57 subjects).
+        scores.update(flatten_results(results, [n for t in tasks for n in (t, *members(t))]))
     if bpb:
         scores.update(bits_per_byte_of(loaded, bpb, batch_size=batch_size, max_length=max_length,
                                        text_field=bpb_text_field, max_bytes=bpb_max_bytes, progress=progress))
+    for suite in suites:
+        from aunet.evaluation.suites import run_suite
+
+        scores.update(run_suite(loaded, suite, limit=limit, batch_size=batch_size, max_length=max_length,
+                                progress=progress))
     provenance = {
         "checkpoint": str(loaded.checkpoint) if loaded.checkpoint else None,
         "limit": limit,
@@ -244,6 +288,7 @@ def evaluate_loaded(loaded: LoadedModel, tasks: list[str] | None = None, *, limi
         "task_data": {k: str(v) for k, v in (task_data or {}).items()},
         "bpb_files": {k: str(v) for k, v in (bpb or {}).items()},
         "bpb_max_bytes": bpb_max_bytes,
+        "suites": suites,
         "max_length": max_length,
         "results_file": results_file.name if results_file else None,
         "time": stamp,
@@ -261,8 +306,9 @@ def evaluate_run(run_dir: str | Path, tasks: list[str] | tuple[str, ...] = DEFAU
     """Evaluate a run folder (or checkpoint) on ``tasks`` and record the scores; for ``aunet sweep eval``.
 
     Loads ``checkpoints/final.ckpt`` (else ``last.ckpt``), runs the tasks offline from the data directory (see
-    :mod:`aunet.evaluation.tasks`), writes ``<run_dir>/eval/`` and refreshes the sweep tables. Returns what
-    :func:`evaluate_loaded` returns; ``result["scores"]`` holds the new ``"<task>.<metric>"`` values.
+    :mod:`aunet.evaluation.tasks`), writes ``<run_dir>/eval/`` and refreshes the sweep tables. A suite name among
+    ``tasks`` (``multilingual``) runs that suite. Returns what :func:`evaluate_loaded` returns;
+    ``result["scores"]`` holds the new ``"<task>.<metric>"`` values.
     """
     set_offline_environment(online)
     loaded = load_checkpoint(run_dir, device=device, dtype=dtype)

@@ -1,4 +1,5 @@
-"""lm-eval's stock tasks on local files: HellaSwag, ARC-Easy, ARC-Challenge, MMLU, and any stock task pointed at a file.
+"""lm-eval's stock tasks on local files: HellaSwag, ARC-Easy, ARC-Challenge, MMLU, and any stock task pointed at a file;
+plus CUTE, which lm-eval lacks, as tasks of our own (:mod:`aunet.evaluation.cute`).
 
 Each local task is a generated YAML file that ``include``s the stock task file of the installed lm-eval (absolute
 path) and overrides only where the data comes from: ``dataset_path: json`` with absolute ``data_files``, splits we
@@ -30,7 +31,9 @@ from typing import Any
 
 import yaml
 
+from aunet.evaluation.cute import is_cute, write_cute_tasks
 from aunet.evaluation.errors import EvalError
+from aunet.evaluation.task_files import check_task_data
 from aunet.paths import data_dir
 
 BENCHMARKS = "benchmarks"
@@ -167,10 +170,16 @@ def build_local_tasks(tasks: list[str], task_data: dict[str, Path] | None = None
     folder.mkdir(parents=True, exist_ok=True)
     try:
         hf_cache = str(cache_root() / "hf_datasets")
-        others = [t for t in tasks if t not in BUILTIN_TASKS and not is_mmlu(t)]
+        cute = [t for t in tasks if is_cute(t)]
+        if cute:  # CUTE is not a stock task: its files are ours (aunet.evaluation.cute)
+            for name in cute:
+                if name in task_data:
+                    raise EvalError(f"--task-data {name}: CUTE tasks read $AUNET_DATA_DIR/benchmarks/cute")
+            write_cute_tasks(folder, cute, hf_cache)
+        others = [t for t in tasks if t not in BUILTIN_TASKS and not is_mmlu(t) and not is_cute(t)]
         for name in others:
             if name not in task_data:
-                known = ", ".join([*BUILTIN_TASKS, "mmlu"])
+                known = ", ".join([*BUILTIN_TASKS, "mmlu", "cute"])
                 raise EvalError(f"task {name!r} has no local data; built-in: {known}; point another stock task "
                                 f"at a file with --task-data {name}=PATH, or use --online")
         index = _stock_index(others) if others else {}
@@ -178,6 +187,8 @@ def build_local_tasks(tasks: list[str], task_data: dict[str, Path] | None = None
         if mmlu:  # every MMLU name (group, category, subject) is served by one set of generated files
             _write_mmlu(folder, task_data.get("mmlu"), hf_cache)
         for name in tasks:
+            if is_cute(name):
+                continue
             if is_mmlu(name):
                 if name in task_data and name != "mmlu":
                     raise EvalError(f"--task-data {name}: give the MMLU file as --task-data mmlu=PATH")
@@ -185,6 +196,7 @@ def build_local_tasks(tasks: list[str], task_data: dict[str, Path] | None = None
                 _write_builtin(folder, name, BUILTIN_TASKS[name], task_data.get(name), hf_cache)
             else:
                 _write_other(folder, name, index, task_data[name], hf_cache)
+        check_task_data(folder, task_data)  # a wrong schema fails here, naming the file
     except BaseException:
         if tmp is not None:
             tmp.cleanup()

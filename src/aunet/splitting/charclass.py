@@ -3,7 +3,11 @@
 The classes are taken from the ``regex`` package's own definitions, so our vectorised rules agree with a regular
 expression written over the same text: whitespace is ``\\s``, digits are ``\\d`` (Unicode decimal digits), and
 punctuation is ``[\\p{P}\\p{S}]`` (punctuation and symbols, emoji included). ``\\n`` has a class of its own because
-newlines are boundaries at every stage. Everything else (letters, marks, control bytes, invalid UTF-8) is OTHER.
+newlines are boundaries at every stage. DENSE marks the characters of scripts written without spaces between words
+(:data:`DENSE_SCRIPTS`: Han, Hiragana, Katakana, Thai, by Unicode script extension, so that the prolonged sound mark
+``ー`` and the iteration mark ``々`` belong to their words) that are not also whitespace, digits or punctuation: Thai
+digits stay DIGIT and ``。`` stays PUNCT. Everything else (Latin and other letters, marks, control bytes, invalid
+UTF-8) is OTHER.
 """
 
 from __future__ import annotations
@@ -18,10 +22,18 @@ SPACE = 1  # whitespace other than "\n"
 NEWLINE = 2  # "\n" only
 DIGIT = 3
 PUNCT = 4
+DENSE = 5  # a letter or mark of a script without word spaces (Han, kana, Thai)
 
 MAX_CODE_POINT = 0x10FFFF
 
-_CLASS_PATTERNS = ((SPACE, r"\s+"), (DIGIT, r"\d+"), (PUNCT, r"[\p{P}\p{S}]+"))
+# Scripts written without spaces between words. Script *extensions* (scx) rather than scripts: U+30FC "ー" has
+# script Common but is part of katakana and hiragana words.
+DENSE_SCRIPTS = ("Han", "Hiragana", "Katakana", "Thai")
+DENSE_PATTERN = "[" + "".join(rf"\p{{scx={name}}}" for name in DENSE_SCRIPTS) + "]"
+
+# Later patterns overwrite earlier ones: DENSE first, so that whitespace, digits and punctuation of those scripts
+# (Thai digits, "。", "、") keep their own class.
+_CLASS_PATTERNS = ((DENSE, DENSE_PATTERN + "+"), (SPACE, r"\s+"), (DIGIT, r"\d+"), (PUNCT, r"[\p{P}\p{S}]+"))
 
 
 @lru_cache(maxsize=1)

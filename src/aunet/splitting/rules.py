@@ -21,6 +21,17 @@ Built-in rules
 ``stride@K`` (the fixed-stride ablation ``Byte[::K]``):
     the character that contains byte ``K-1``, ``2K-1``, ... of the text is selected (on ASCII text: every K-th
     byte). Stray invalid bytes are never selected.
+``cjk@K`` (``word@K`` for text with and without word spaces):
+    everything ``word@K`` selects, plus, in every run of consecutive characters of scripts written without spaces
+    (class DENSE: Han, Hiragana, Katakana, Thai; see :mod:`aunet.splitting.charclass`), the K-th, 2K-th, ...
+    character of the run, counted from its first character. Each such character counts as a word: ``cjk@1`` pools
+    every Chinese character, Japanese kana and Thai letter, ``cjk@2`` every second one of a run. On text without
+    DENSE characters it equals ``word@K``, so it can replace ``word@K`` on mixed corpora. Nesting: ``cjk@K``
+    contains ``word@K``, and ``cjk@2G`` is contained in ``cjk@G`` (multiples of 2G are multiples of G), so
+    ``[cjk@1, cjk@2, cjk@4]`` and ``[cjk@1, word@2]`` nest on their own like the ``word`` rules. Limitation, for
+    append stability: a boundary cannot wait for the combining marks that may follow a Thai consonant (that would
+    look ahead), so with K=1 a Thai vowel or tone mark starts the next segment; the marks are DENSE characters and
+    count in the run like letters.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ from typing import Callable
 import numpy as np
 
 from aunet.errors import ConfigError
-from aunet.splitting.charclass import DIGIT, NEWLINE, PUNCT, SPACE
+from aunet.splitting.charclass import DENSE, DIGIT, NEWLINE, PUNCT, SPACE
 from aunet.splitting.text import Units
 
 RuleFn = Callable[[Units, "int | None"], np.ndarray]
@@ -99,19 +110,26 @@ def _shift_right(x: np.ndarray, fill: bool) -> np.ndarray:
     return out
 
 
-def _group_starts(positions: np.ndarray, size: int) -> np.ndarray:
-    """Of sorted unit indices ``positions``, the first of each group of up to ``size`` consecutive ones.
+def _run_offsets(positions: np.ndarray) -> np.ndarray:
+    """Of sorted unit indices ``positions``, each one's 0-based offset in its run of consecutive indices.
 
-    ``[3, 4, 5, 6, 7, 9]`` with size 3 gives ``[3, 6, 9]`` (runs 3..7 and 9; groups 3-5, 6-7, 9). Works on the
-    sparse member list rather than the whole text, since digits and punctuation are a few percent of prose.
+    ``[3, 4, 5, 6, 7, 9]`` gives ``[0, 1, 2, 3, 4, 0]``. Works on the sparse member list rather than the whole
+    text, since digits and punctuation are a few percent of prose.
     """
-    if positions.size == 0:
-        return positions
     k = np.arange(positions.size, dtype=np.int64)
     run_start = np.ones(positions.size, dtype=bool)
     run_start[1:] = positions[1:] != positions[:-1] + 1
-    offset = k - np.maximum.accumulate(np.where(run_start, k, 0))
-    return positions[offset % size == 0]
+    return k - np.maximum.accumulate(np.where(run_start, k, 0))
+
+
+def _group_starts(positions: np.ndarray, size: int) -> np.ndarray:
+    """Of sorted unit indices ``positions``, the first of each group of up to ``size`` consecutive ones.
+
+    ``[3, 4, 5, 6, 7, 9]`` with size 3 gives ``[3, 6, 9]`` (runs 3..7 and 9; groups 3-5, 6-7, 9).
+    """
+    if positions.size == 0:
+        return positions
+    return positions[_run_offsets(positions) % size == 0]
 
 
 def _is_whitespace(units: Units) -> np.ndarray:
@@ -197,6 +215,29 @@ def word_rule(units: Units, group: int | None) -> np.ndarray:
     return mask  # only valid characters have the classes selected here
 
 
+def dense_run_members(units: Units, every: int) -> np.ndarray:
+    """Unit indices of the ``every``-th, ``2*every``-th, ... DENSE character of each run of consecutive DENSE units.
+
+    The offset of a character in its run depends only on the characters before it, so the selection is
+    append-stable; a character cut off at the end of the buffer is invalid (class OTHER) until it is complete.
+    """
+    positions = units.cache.get("dense")
+    if positions is None:
+        positions = np.flatnonzero(units.cls == DENSE)
+        offsets = _run_offsets(positions)
+        units.cache["dense"] = positions = (positions, offsets)
+    members, offsets = positions
+    return members if every == 1 else members[offsets % every == every - 1]
+
+
+def cjk_rule(units: Units, group: int | None) -> np.ndarray:
+    """``cjk@G``: ``word@G``, plus every G-th character of each run of Han, kana or Thai characters."""
+    g = group or 1
+    mask = word_rule(units, g)
+    mask[dense_run_members(units, g)] = True
+    return mask
+
+
 def stride_rule(units: Units, stride: int | None) -> np.ndarray:
     """``stride@K``: the character containing byte ``K-1``, ``2K-1``, ... (pooled on its last byte)."""
     k = stride or 1
@@ -205,4 +246,6 @@ def stride_rule(units: Units, stride: int | None) -> np.ndarray:
 
 register_rule("word", word_rule, takes_arg=True, description="whitespace after every K-th word; punctuation, "
               "digit groups of up to 3 and newlines at every stage (the paper's word1/word2/word4)")
+register_rule("cjk", cjk_rule, takes_arg=True, description="word@K, plus every K-th character of each run of Han, "
+              "Hiragana, Katakana or Thai characters (scripts without word spaces)")
 register_rule("stride", stride_rule, takes_arg=True, description="a boundary every K bytes (fixed-stride ablation)")
