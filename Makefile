@@ -20,8 +20,10 @@ AUNET_CACHE_DIR ?= $(CURDIR)/cache
 export AUNET_CACHE_DIR
 
 PYTEST_ARGS ?=
+# Where `make demo` writes its sweep (the table, plots and fits under $(DEMO_DIR)/demo, run folders under runs/).
+DEMO_DIR ?= build/demo
 
-.PHONY: help install test bench-levels bench-train bench-generation clean
+.PHONY: help install test demo bench-levels bench-train bench-generation clean
 
 help:
 	@echo "make install       create $(VENV) (CPU torch) and install aunet with its test extras"
