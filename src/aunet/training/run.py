@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import time
@@ -56,6 +57,36 @@ class Plan:
     micro_batch: int
     flops_per_step: float
     units_per_step: int
+
+
+class _DropLightningChatter(logging.Filter):
+    """Drop Lightning's advertisement and, without a progress bar, its hardware banner and notes on the trainer's
+    settings: a sweep of many runs would print them once per run, burying the lines that matter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.banner = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("💡 Tip"):
+            return False
+        return self.banner or not message.startswith(("GPU available", "TPU available", "`Trainer"))
+
+
+_CHATTER = _DropLightningChatter()
+
+
+def _filter_chatter(banner: bool) -> None:
+    """Filter the logger Lightning's ``rank_zero_info`` writes to (installed by whichever of its packages was
+    imported last, so looked up now), keeping the hardware banner only when ``banner``."""
+    from lightning_utilities.core.rank_zero import log as rank_zero_log
+
+    _CHATTER.banner = banner
+    if _CHATTER not in rank_zero_log.filters:
+        rank_zero_log.addFilter(_CHATTER)
+# Lightning's own use of a torch API deprecated in torch 2.13; nothing a user of this suite can act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def plan_steps(run: RunConfig, world_size: int = 1) -> Plan:
@@ -173,6 +204,7 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
         log_every_n_steps=run.train.log_every_steps, num_sanity_val_steps=0, use_distributed_sampler=False,
         check_val_every_n_epoch=None, enable_model_summary=False, max_epochs=-1, enable_checkpointing=False,
     )
+    _filter_chatter(banner=tr.progress_bar)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*litlogger.*")
         trainer = L.Trainer(max_steps=plan.total_steps, val_check_interval=plan.val_every * run.train.accumulate,
@@ -223,6 +255,7 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
 
 def _world_size(tr: TrainerConfig) -> int:
     """Number of processes the trainer will run on (asks Lightning's accelerator logic, launches nothing)."""
+    _filter_chatter(banner=False)  # the real trainer prints the banner, once
     probe = L.Trainer(accelerator=tr.accelerator, devices=tr.devices, num_nodes=tr.num_nodes, strategy=tr.strategy,
                       logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     return probe.world_size
