@@ -54,7 +54,19 @@ def test_sweep_runs_everything_once_and_writes_the_table(tmp_path, data_dir, cap
     finished = {r["run_id"]: (Path(r["run_dir"]) / "summary.json").stat().st_mtime for r in rows}
     assert main(["sweep", "run", str(path)]) == 0  # nothing left to do: nothing is trained again
     assert {r["run_id"]: (Path(r["run_dir"]) / "summary.json").stat().st_mtime for r in rows} == finished
-    assert "4 finished" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 finished" in out
+    assert "micro: 4 runs, 4 to train" in out and "[4/4] finished " in out  # one progress line per run
+    assert "micro: 4 runs, 0 to train" in out
+
+
+def test_progress_lines_give_each_failure_its_reason(tmp_path, data_dir, capsys):
+    plan = plan_sweep(load_sweep(write_sweep(tmp_path)))
+    run_sweep(plan, train_fn=fake_train(tmp_path / "log.txt", fail={"bpe"}))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert len(lines) == 4
+    assert sum("failed bpe-" in line and "loss became nan" in line for line in lines) == 2
+    assert sum("finished aunet" in line and "val_bpb 1.0000" in line for line in lines) == 2
 
 
 def test_failed_runs_are_recorded_and_retried_on_request(tmp_path, data_dir):

@@ -195,12 +195,17 @@ def _print_status(table_path: Path | None) -> None:
 
 
 def run_worker_cmd(args: argparse.Namespace) -> int:
-    from aunet.sweeps.runner import open_storage, open_study, run_worker
+    from aunet.sweeps.runner import open_storage, open_study, run_outcome, run_worker
     from aunet.sweeps.table import refresh_tables_for_run
 
     study = open_study(open_storage(args.storage), args.study, create=False)
     stopped: list[str] = []
-    taken = run_worker(study, after_run=refresh_tables_for_run, stopped=stopped)
+
+    def after_run(run_dir: Path) -> None:
+        refresh_tables_for_run(run_dir)
+        print(run_outcome(run_dir), flush=True)
+
+    taken = run_worker(study, after_run=after_run, stopped=stopped)
     print(f"worker done: {taken} run(s) taken")
     _print_stopped(stopped)
     return 0

@@ -18,6 +18,7 @@ from aunet.sweeps.runner import (
     enqueue_missing,
     open_storage,
     open_study,
+    run_outcome,
     run_worker,
 )
 from aunet.sweeps.table import refresh_table, save_plan
@@ -55,10 +56,18 @@ def run_sweep(plan: Plan, storage_url: str | None = None, workers: int = 1, retr
     url, enqueued = enqueue(plan, storage_url, retry_failed)
     sweep_dir = plan.results_dir
     stopped: list[str] = []
+    print(f"{plan.spec.name}: {len(plan.runs)} runs, {len(enqueued)} to train "
+          f"(the others are finished, failed or taken by another worker)", flush=True)
+    done = [0]
+
+    def after_run(run_dir: Path) -> None:
+        refresh_table(sweep_dir)
+        done[0] += 1
+        print(f"[{done[0]}/{len(enqueued)}] {run_outcome(run_dir)}", flush=True)
+
     if workers <= 1:
         study = open_study(open_storage(url), plan.spec.name, create=False)
-        run_worker(study, train_fn, grace_s=grace_s, after_run=lambda run_dir: refresh_table(sweep_dir),
-                   stopped=stopped)
+        run_worker(study, train_fn, grace_s=grace_s, after_run=after_run, stopped=stopped)
     else:
         spawn_workers(url, plan.spec.name, workers)
     table = refresh_table(sweep_dir)

@@ -345,6 +345,23 @@ def _objective(train_fn: TrainFn, grace_s: float, heartbeat_s: float,
     return objective
 
 
+def run_outcome(run_dir: Path) -> str:
+    """One line on how a run ended, for progress output: finished with its bpb and time, failed with its reason,
+    or unfinished (stopped, or taken by another worker)."""
+    run_dir = Path(run_dir)
+    try:
+        if _finished(run_dir):
+            summary = json.loads((run_dir / "summary.json").read_bytes())
+            return (f"finished {run_dir.name}: val_bpb {summary.get('val_bpb', float('nan')):.4f} in "
+                    f"{summary.get('wall_time_s', float('nan')):.0f} s")
+        failure = run_dir / "failure.json"
+        if failure.is_file():
+            return f"failed {run_dir.name}: {json.loads(failure.read_bytes()).get('error', '?')}"
+    except (OSError, ValueError):  # a damaged record is reported by the table refresh, not here
+        pass
+    return f"not finished {run_dir.name}"
+
+
 def waiting_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
