@@ -85,10 +85,13 @@ if bytes_per_token is None and (runs["family"] == "bpe").any():
 fits = {}
 per_budget = 0
 if available:
-    per_budget = int(runs[runs["val_bpb"].notna()].groupby(["series", budget_col]).size().max())
+    # Distinct hyperparameter settings per budget (seeds of one setting do not count): with one, every run would
+    # count as the best and a fitted law would only restate the sweep's own choices.
+    done = runs[runs["val_bpb"].notna()]
+    per_budget = int(done.groupby(["series", budget_col])[available].nunique().max().max())
     if per_budget < 2:
-        note("one run per budget: every run would count as the best, so a fitted law would only restate the "
-             "sweep's own choices; no law is fitted (a tuning sweep with several runs per budget is needed)")
+        note("one learning rate and batch per budget: a fitted law would only restate the sweep's own choices; no "
+             "law is fitted (a tuning sweep with several settings per budget is needed)")
 for s in tables.series_order(runs["series"]) if per_budget >= 2 else []:
     rows = runs[(runs["series"] == s) & runs["val_bpb"].notna()]
     for hp in available:

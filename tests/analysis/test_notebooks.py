@@ -91,7 +91,7 @@ def test_downstream_notebook_uses_the_headline_metric_of_each_task(executed):
 
 def test_hyperparameters_notebook_says_so_when_there_is_one_run_per_budget(executed):
     run = executed[("hyperparameters", "scaling")]
-    assert "note: one run per budget" in run.text
+    assert "note: one learning rate and batch per budget" in run.text
     assert run.fits("hyperparameters")["laws"] == {} and run.fits("hyperparameters")["runs_per_budget"] == 1
 
 
