@@ -67,7 +67,7 @@ def score_grid(x_col, xlabel, title, name, log_x):
         col = headline[task]
         for s in tables.series_order(data["series"]):
             pts = data[(data["series"] == s) & data[col].notna()].sort_values(x_col)
-            style = plots.series_style(s)
+            style = plots.series_styles(data["series"])[s]
             ax.plot(pts[x_col], pts[col], color=style["color"], marker=style["marker"],
                     linestyle=style["linestyle"], markersize=4, label=style["label"])
         ax.axhline(CHANCE, color="0.4", linestyle=":", linewidth=1, label="chance (25%)")

@@ -120,7 +120,7 @@ if available:
         c_lo, c_hi = data[budget_col].min(), data[budget_col].max()
         grid = np.logspace(np.log10(c_lo) - 0.1, np.log10(c_hi) + 0.1, 100)
         for s in tables.series_order(data["series"]):
-            style = plots.series_style(s)
+            style = plots.series_styles(data["series"])[s]
             rows = runs[(runs["series"] == s) & runs["val_bpb"].notna()]  # the rows the fit was given
             has_value = rows[hp].notna().to_numpy()
             pts = rows[has_value]

@@ -77,16 +77,19 @@ series_list = tables.series_order(points["series"]) if ready else []
 # %% [markdown]
 # ## Fits: $L(C) = E + A\,C^{-\alpha}$ per family
 #
-# Four or more budgets: the full three-parameter law. Two or three: $E$ is forced to 0 (a pure power law), as three
-# parameters through three points would leave nothing to estimate an interval from.
+# Four or more budgets: the full three-parameter law. Three: $E$ is forced to 0 (a pure power law), as three
+# parameters through three points would leave nothing to estimate an interval from. Fewer: no fit, the points are
+# joined (two points determine a power law exactly, with no residual to judge it by).
 
 # %%
 fits = {}
 for s in series_list:
     pts = points[points["series"] == s]
     n_budgets = pts[budget_col].nunique()
-    if n_budgets < 2:
-        note(f"{s}: runs at {n_budgets} budget; a curve needs 2 or more, no fit")
+    if n_budgets < 3:
+        # Two points fix both parameters of L = A C^-alpha: such a "fit" has no residual and no interval, and its
+        # extrapolation would look as trustworthy as a real one. The points are drawn joined instead.
+        note(f"{s}: runs at {n_budgets} budget(s); a fit needs 3 or more, points joined instead")
         continue
     irreducible = n_budgets >= 4
     if not irreducible:
@@ -118,10 +121,15 @@ print(summary.to_string(index=False) if len(summary) else "no fits")
 if ready:
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for s in series_list:
-        style = plots.series_style(s)
+        style = plots.series_styles(series_list)[s]
         pts = points[points["series"] == s]
         ax.scatter(pts[compute_col], pts["val_bpb"], color=style["color"], marker=style["marker"], s=28, zorder=3,
                    label=style["label"] if s not in fits else None)
+        if s not in fits and pts[budget_col].nunique() > 1:
+            cols = list(dict.fromkeys([compute_col, "val_bpb"]))  # the compute may be the budget column itself
+            means = pts.groupby(pts[budget_col].to_numpy())[cols].mean().sort_values(compute_col)
+            ax.plot(means[compute_col], means["val_bpb"], color=style["color"], linestyle=style["linestyle"],
+                    linewidth=1)
         if s in fits:
             fit = fits[s]
             lo_c, hi_c = fit.C_range
@@ -151,7 +159,7 @@ else:
     for run_id, metrics in curves.groupby("run_id", sort=False):
         series = metrics["series"].iloc[0]
         curve = tables.learning_curve(metrics)
-        style = plots.series_style(series)
+        style = plots.series_styles(curves["series"])[series]
         ax.plot(curve["train/flops_spent"], curve["val/bpb"], color=style["color"], alpha=0.8, linewidth=1,
                 label=style["label"] if series not in labelled else None)
         labelled.add(series)
@@ -182,7 +190,7 @@ else:
     for s in aunets:
         g = compute_equivalent_gain_interval(fits[s], fits["bpe"], grid)
         gains[s] = g
-        style = plots.series_style(s)
+        style = plots.series_styles(series_list)[s]
         inside = grid <= min(fits[s].C_range[1], fits["bpe"].C_range[1]) * 1.0001
         # An unreachable BPE loss makes the upper bound infinite: the band is cut at 1000x to keep the axis useful.
         plots.draw_band(ax, grid, g.lo, np.minimum(g.hi, 1e3), style["color"], alpha=0.12)

@@ -53,7 +53,7 @@ if present:
     for ax, (col, title, label, scale, log_y) in zip(axes.flat, present):
         data = runs[runs[col].notna() & runs[size_col].notna()]
         for s in tables.series_order(data["series"]):
-            style = plots.series_style(s)
+            style = plots.series_styles(data["series"])[s]
             pts = data[data["series"] == s]
             ax.scatter(pts[size_col], pts[col] * scale, color=style["color"], marker=style["marker"], s=18,
                        alpha=0.6)

@@ -170,11 +170,14 @@ def write_tuning_results(root: Path, sweep: str = "tuning", seed: int = 1) -> Pa
 
 
 def write_minimal_results(root: Path, sweep: str = "minimal") -> Path:
-    """A sparse table: only run_id, family, budget_flops, status, val_bpb; BPE at 2 budgets, AU-Net-2 at 1.
-    Every notebook must skip what it cannot do and still finish."""
+    """A sparse table: only run_id, family, budget_flops, status, val_bpb; BPE at 3 budgets, AU-Net-1 at 2,
+    AU-Net-2 at 1. Every notebook must skip what it cannot do and still finish."""
     rows = [
         {"run_id": "b1", "family": "bpe", "budget_flops": 1e19, "status": "finished", "val_bpb": 1.10},
         {"run_id": "b2", "family": "bpe", "budget_flops": 3e19, "status": "finished", "val_bpb": 1.02},
+        {"run_id": "b3", "family": "bpe", "budget_flops": 1e20, "status": "finished", "val_bpb": 0.96},
+        {"run_id": "c1", "family": "aunet1", "budget_flops": 1e19, "status": "finished", "val_bpb": 1.15},
+        {"run_id": "c2", "family": "aunet1", "budget_flops": 3e19, "status": "finished", "val_bpb": 1.07},
         {"run_id": "a1", "family": "aunet2", "budget_flops": 1e19, "status": "finished", "val_bpb": 1.08},
         {"run_id": "a2", "family": "aunet2", "budget_flops": 3e19, "status": "planned", "val_bpb": None},
     ]

@@ -123,6 +123,8 @@ def test_notebook_degrades_on_a_sparse_table(name, executed):
         fits = run.fits("scaling")
         assert list(fits["families"]) == ["bpe"] and not fits["families"]["bpe"]["irreducible"]
         assert any("aunet2: runs at 1 budget" in n for n in fits["notes"])
+        # Two budgets determine a power law exactly: joined, not fitted (no extrapolation without a residual).
+        assert any("aunet1: runs at 2 budget(s); a fit needs 3 or more" in n for n in fits["notes"])
         assert any("budget_flops is used as the compute" in n for n in fits["notes"])
         assert (run.out / "plots" / "scaling_bpb_vs_flops.png").is_file()
     else:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from aunet.analysis import notebooks, store, tables
-from aunet.analysis.plots import series_style
+from aunet.analysis.plots import series_style, series_styles
 from tests.analysis.builders import LAWS
 
 
@@ -24,8 +24,8 @@ def test_read_runs_coerces_types_and_adds_missing_columns(scaling_results, minim
     assert len(done) == 20 and set(done["status"]) == {"finished"}
     sparse = tables.read_runs(minimal_results)
     assert set(tables.RUNS_COLUMNS) <= set(sparse.columns) and sparse["flops_spent"].isna().all()
-    assert not tables.has_values(sparse, "flops_spent") and tables.has_values(sparse, "val_bpb", min_count=3)
-    assert not tables.has_values(sparse, "val_bpb", min_count=4)  # the planned run has no value
+    assert not tables.has_values(sparse, "flops_spent") and tables.has_values(sparse, "val_bpb", min_count=6)
+    assert not tables.has_values(sparse, "val_bpb", min_count=7)  # the planned run has no value
     assert tables.first_with_values(sparse, "flops_spent", "planned_flops", "budget_flops") == "budget_flops"
 
 
@@ -40,6 +40,14 @@ def test_read_runs_keeps_variants_apart(tmp_path):
         "bpe", "aunet2", "aunet2/stride@4", "mystery"]
     assert series_style("aunet2/stride@4", ["stride@4"])["linestyle"] != series_style("aunet2")["linestyle"]
     assert series_style("aunet2/stride@4")["color"] == tables.family_color("aunet2")
+
+
+def test_variants_of_one_family_get_distinct_shades_and_markers():
+    styles = series_styles(["bpe", "aunet2/word", "aunet2/stride4", "aunet2/stride5", "aunet3/mid1"])
+    variants = [styles[f"aunet2/{v}"] for v in ("word", "stride4", "stride5")]
+    assert len({s["color"] for s in variants}) == 3 and len({s["marker"] for s in variants}) == 3
+    assert styles["bpe"]["color"] == tables.family_color("bpe")
+    assert styles["aunet3/mid1"]["color"] == tables.family_color("aunet3")  # a lone variant keeps the family colour
 
 
 @pytest.mark.parametrize("make, message", [

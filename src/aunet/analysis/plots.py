@@ -5,6 +5,7 @@ Only drawing lives here; every number drawn comes from :mod:`aunet.analysis` fit
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,36 @@ def series_style(series: str, variants: list[str] | None = None) -> dict[str, An
     label = family_label(family) + (f" ({variant})" if variant else "")
     return {"color": family_color(family), "label": label, "linestyle": _LINESTYLES[index % len(_LINESTYLES)],
             "marker": _MARKERS[index % len(_MARKERS)]}
+
+
+def _shade(color: str, index: int, count: int) -> str:
+    """The ``index``-th of ``count`` shades of ``color``, from darker to lighter, so that variants of one family
+    keep its hue and stay apart even where their line styles are taken by another meaning (extrapolation)."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    t = index / max(1, count - 1)  # 0: darkest, 1: lightest
+    rgb = np.array(to_rgb(color))
+    dark, light = rgb * 0.55, rgb + (1.0 - rgb) * 0.55
+    return to_hex(dark + (light - dark) * t)
+
+
+def series_styles(series: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """:func:`series_style` of every series of a table, variants of one family told apart by marker, line style
+    and shade (a family with a single series keeps its own colour)."""
+    names = list(dict.fromkeys(series))
+    variants: dict[str, list[str]] = {}
+    for name in names:
+        family, _, variant = name.partition("/")
+        if variant:
+            variants.setdefault(family, []).append(variant)
+    out = {}
+    for name in names:
+        family, _, variant = name.partition("/")
+        style = series_style(name, variants.get(family))
+        if variant and len(variants[family]) > 1:
+            style["color"] = _shade(family_color(family), variants[family].index(variant), len(variants[family]))
+        out[name] = style
+    return out
 
 
 def draw_band(ax: Axes, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, color: str, alpha: float = 0.18) -> None:
