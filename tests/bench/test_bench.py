@@ -49,3 +49,19 @@ def test_results_are_recorded_between_markers(tmp_path, monkeypatch):
     assert "hand-written notes" in text and "second numbers" in text and "first numbers" not in text
     assert text.count("aunet bench: cpu-quick begin") == 1
     assert json.loads((tmp_path / "benchmarks" / "bench-cpu-quick.json").read_text())["command"] == "aunet bench --quick"
+
+
+def test_targets_are_judged_from_the_result():
+    def family(ratio, utilization):
+        return {"ratio_to_bpe": ratio, "utilization": utilization}
+
+    result = {"train": {"bpe": family(1.0, 0.55), "aunet2": family(0.95, 0.52), "aunet3": family(0.69, 0.38)},
+              "pool_upsample_share": 0.11, "data_loader_share": 0.001, "levels_mb_per_s": 96.0,
+              "generation_speedup_4k": 26.5}
+    verdicts = {name.split(" ")[0]: ok for name, _, ok in bench_cmd.targets(result)}
+    assert verdicts["aunet2"] and not verdicts["aunet3"]  # 0.95 >= 1/1.1, 0.69 is not
+    rows = {name: (value, ok) for name, value, ok in bench_cmd.targets(result)}
+    assert rows["training FLOP/s >= 50% of the dense matmul, every family"] == ("38% (aunet3) to 55%", False)
+    assert rows["pooling + upsampling < 10% of an AU-Net-3 step"] == ("11.0%", False)
+    assert rows["data loading < 2% of a step"][1] and rows["levels >= 20 MB/s per core"][1]
+    assert "| cascaded generation >= 5x recomputation at 4k bytes | 26.5x | yes |" in bench_cmd._targets_table(result)

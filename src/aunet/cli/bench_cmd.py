@@ -6,6 +6,7 @@ import argparse
 import json
 import shlex
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 BEGIN, END = "<!-- aunet bench: {} begin -->", "<!-- aunet bench: {} end -->"
@@ -28,8 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _summary(r: dict) -> str:
-    lines = [f"dense matmul ({r['dtype']}): {r['matmul_flops_per_s']:.3g} FLOP/s",
-             f"training at matched {r['target_flops_per_byte']:.2g} FLOPs/byte (batch 8):",
+    lines = [f"dense matmul ({r['dtype']}): {r['matmul_flops_per_s']:.3g} FLOP/s", "",
+             f"training at matched {r['target_flops_per_byte']:.2g} FLOPs/byte (batch 8):", "",
              "| family | params | FLOPs/byte | bytes/s | FLOP/s | of matmul | vs BPE | peak memory |",
              "|---|---|---|---|---|---|---|---|"]
     for family, t in r["train"].items():
@@ -49,6 +50,32 @@ def _summary(r: dict) -> str:
     return "\n".join(lines)
 
 
+def targets(r: dict) -> list[tuple[str, str, bool]]:
+    """``(target, measured, met)`` for each performance target of the suite (issue 8), from one bench result."""
+    train = r["train"]
+    rows = [(f"{f} wall-clock per FLOP within 10% of BPE's (FLOP/s ratio >= 0.91)",
+             f"{train[f]['ratio_to_bpe']:.2f}", train[f]["ratio_to_bpe"] >= 1 / 1.1)
+            for f in ("aunet2", "aunet3") if f in train]
+    worst = min(train, key=lambda f: train[f]["utilization"])
+    rows.append(("training FLOP/s >= 50% of the dense matmul, every family",
+                 f"{min(t['utilization'] for t in train.values()):.0%} ({worst}) to "
+                 f"{max(t['utilization'] for t in train.values()):.0%}",
+                 all(t["utilization"] >= 0.5 for t in train.values())))
+    rows += [("pooling + upsampling < 10% of an AU-Net-3 step", f"{r['pool_upsample_share']:.1%}",
+              r["pool_upsample_share"] < 0.10),
+             ("data loading < 2% of a step", f"{r['data_loader_share']:.1%}", r["data_loader_share"] < 0.02),
+             ("levels >= 20 MB/s per core", f"{r['levels_mb_per_s']:.0f} MB/s", r["levels_mb_per_s"] >= 20),
+             ("cascaded generation >= 5x recomputation at 4k bytes", f"{r['generation_speedup_4k']:.1f}x",
+              r["generation_speedup_4k"] >= 5)]
+    return rows
+
+
+def _targets_table(r: dict) -> str:
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, value, ok in targets(r)]
+    return "\n".join(lines)
+
+
 def _write(result: dict, text: str, command: str) -> None:
     from aunet.io import atomic_write_json, atomic_write_text
     from aunet.training.records import library_versions
@@ -57,10 +84,14 @@ def _write(result: dict, text: str, command: str) -> None:
     key = f"{result['device']}{'-quick' if result['quick'] else ''}"
     atomic_write_json(root / "benchmarks" / f"bench-{key}.json", {**result, "versions": library_versions(),
                                                                    "command": command})
-    section = "\n".join([BEGIN.format(key), f"Command: `{command}`  ", f"Machine: {result['machine']['platform']}, "
+    versions = library_versions()
+    shown = ", ".join(f"{name} {versions[name]}" for name in ("torch", "numpy", "lightning") if name in versions)
+    section = "\n".join([BEGIN.format(key), f"Command: `{command}`  ",
+                         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  ",
+                         f"Machine: {result['machine']['platform']}, "
                          f"{result['machine']['processor']}, {result['machine']['threads']} threads"
-                         + (f", {result['machine']['cuda']}" if result['machine']['cuda'] else ""), "", text,
-                         END.format(key)])
+                         + (f", {result['machine']['cuda']}" if result['machine']['cuda'] else "") + "  ",
+                         f"Libraries: {shown}", "", text, END.format(key)])
     path = root / "BENCHMARKS.md"
     current = path.read_text() if path.is_file() else "# Benchmarks\n"
     begin, end = BEGIN.format(key), END.format(key)
@@ -76,12 +107,12 @@ def run(args: argparse.Namespace) -> int:
     from aunet.bench.suite import run as run_suite
 
     result = run_suite(quick=args.quick, device_name=args.device, compile=args.compile)
-    text = _summary(result)
+    text = _summary(result) + "\n\n" + _targets_table(result)
     if args.json:
         print(json.dumps(result))
     else:
         print(text)
     if not args.no_write:
-        _write(result, text, "aunet " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1
+        _write(result, text, "aunet bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1
                else "aunet bench")
     return 0
