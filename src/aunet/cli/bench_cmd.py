@@ -113,6 +113,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(text)
     if not args.no_write:
-        _write(result, text, "aunet bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1
-               else "aunet bench")
+        _write(result, text, " ".join(["aunet", "bench", *map(shlex.quote, sys.argv[2:])]))
     return 0
