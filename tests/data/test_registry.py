@@ -32,7 +32,7 @@ def test_required_names_are_registered():
 def test_resolve_real_corpora(data_dir):
     books, split = resolve_corpus("gutenberg_en")
     assert split == "hash" and len(books.files()) == 34
-    assert all(p.is_relative_to(data_dir) for p in books.files())
+    assert all(p.resolve().is_relative_to(data_dir) for p in books.files())  # data_dir is resolved
     shakespeare, split = resolve_corpus("tinyshakespeare")
     assert split == "tail" and [d.key for d in shakespeare.documents()] == ["input.txt"]
     for name in ("zh_cmrc2018", "ja_wikipedia_kyoto"):
@@ -49,7 +49,7 @@ def test_mixed_corpus_resolves_every_part_and_holds_out_only_rows(data_dir):
 
     source, split = resolve_corpus("mixed_en_zh_ja")
     files = source.files()
-    assert split == "hash" and len(files) == 6 and all(p.is_relative_to(data_dir / "corpora") for p in files)
+    assert split == "hash" and len(files) == 6 and all(p.resolve().is_relative_to(data_dir / "corpora") for p in files)
     spec = SplitSpec()
     val_keys = [d.key for _, d in zip(range(2000), CorpusSplit(source, spec).val_documents())]
     assert val_keys and not any(k.startswith("gutenberg_en/") for k in val_keys)
