@@ -37,6 +37,9 @@ def _summary(r: dict) -> str:
         lines.append(f"| {family} | {t['params'] / 1e6:.2f} M | {t['flops_per_byte']:.3g} | {t['bytes_per_s']:.0f} | "
                      f"{t['flops_per_s']:.3g} | {t['utilization']:.0%} | {t['ratio_to_bpe']:.2f} | "
                      f"{t['peak_memory_bytes'] / 2**20:.0f} MiB |")
+    if "linear_flops_per_s" in r:
+        rates = ", ".join(f"{f} {v['width']} wide {v['flops_per_s']:.3g}" for f, v in r["linear_flops_per_s"].items())
+        lines += ["", f"matmul [4096, w] @ [w, 4w] at each family's first-stage width w (FLOP/s): {rates}"]
     step = r["aunet3_step_seconds"]
     parts = ", ".join(f"{k} {v / step['step']:.0%}" for k, v in step.items() if k != "step")
     lines += ["", f"AU-Net-3 step ({step['step'] * 1e3:.0f} ms): {parts}",
