@@ -12,24 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 from pathlib import Path
 
 import numpy as np
 
 from aunet.paths import data_dir
-from aunet.splitting.measure import throughput
+from aunet.splitting.measure import pin_to_one_core, throughput
 
 PAPER_GPU_BYTES_PER_S = 225_000  # AU-Net-2 training throughput per H100 (paper Table 2)
-
-
-def _pin_to_one_core() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        core = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {core})
-        return f"pinned to core {core}"
-    return "not pinned (no sched_setaffinity on this OS)"
 
 
 def _load_documents(paths: list[str]) -> list[bytes]:
@@ -66,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
 
-    pinning = _pin_to_one_core()
+    pinning = pin_to_one_core()
     documents = _load_documents(args.data)
     result = measure(documents, args.rules.split(","), args.repeats)
     result.update(machine=platform.machine(), processor=platform.processor() or "unknown", cpu_pinning=pinning,

@@ -19,6 +19,7 @@ import statistics
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,41 +39,36 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def _best_rate(fn: Callable[[], Any], flops: float, repeats: int, device: torch.device) -> float:
+    """FLOP/s of ``fn`` (``flops`` per call): best of 3 timings of ``repeats`` calls, after 3 warm-up calls."""
+    for _ in range(3):
+        fn()
+    _sync(device)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return flops * repeats / best
+
+
 def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, size: int = 1024, repeats: int = 20) -> float:
     """Dense matmul rate of this device: fp32 on CPU, bf16 on GPU (larger matrices there)."""
     size = 8192 if device.type == "cuda" else size
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    _sync(device)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 * repeats / best
+    return _best_rate(lambda: a @ b, 2.0 * size**3, repeats, device)
 
 
 def linear_flops_per_s(device: torch.device, dtype: torch.dtype, width: int, rows: int = 4096,
                        repeats: int = 20) -> float:
-    """Rate of the matmul a transformer layer of ``width`` runs most, ``[rows, width] @ [width, 4 width]``: small
-    widths use the machine far less well than the square matmul, which is what narrow byte stages pay."""
+    """Rate of the matmul a transformer layer of ``width`` runs most, ``[rows, width] @ [width, 4 width]``: whether
+    narrow stages use the machine as well as wide ones."""
     a = torch.randn(rows, width, device=device, dtype=dtype)
     b = torch.randn(width, 4 * width, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    _sync(device)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * rows * width * 4 * width * repeats / best
+    return _best_rate(lambda: a @ b, 2.0 * rows * width * 4 * width, repeats, device)
 
 
 def _first_width(config: Any) -> int:
