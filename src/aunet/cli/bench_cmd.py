@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "byte (bytes/s, FLOP/s, utilisation against a dense matmul, ratio to BPE), where an AU-Net-3 "
                     "step spends its time, level computation MB/s, evaluation requests/s batched vs unbatched, "
                     "cascaded generation against recomputation, and peak memory per family. Writes the results "
-                    "into BENCHMARKS.md and benchmarks/bench-<device>.json unless --no-write.")
+                    "into BENCHMARKS.md and benchmarks/bench-<device>[-quick][-compiled].json unless --no-write.")
     p.add_argument("--quick", action="store_true", help="smaller models and fewer steps (under 5 min on 2 cores)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default cpu)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training models")
@@ -84,7 +84,7 @@ def _write(result: dict, text: str, command: str) -> None:
     from aunet.training.records import library_versions
 
     root = Path.cwd()
-    key = f"{result['device']}{'-quick' if result['quick'] else ''}"
+    key = f"{result['device']}{'-quick' if result['quick'] else ''}{'-compiled' if result.get('compiled') else ''}"
     atomic_write_json(root / "benchmarks" / f"bench-{key}.json", {**result, "versions": library_versions(),
                                                                    "command": command})
     versions = library_versions()
