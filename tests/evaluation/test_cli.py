@@ -63,3 +63,19 @@ def test_user_errors_are_one_line_with_exit_2(aunet_run_dir, capsys, args, messa
     code, out, err = run_cli(capsys, *[a.format(run=aunet_run_dir) for a in args])
     assert code == 2 and out == "" and err.count("\n") == 1
     assert err.startswith("error: ") and message in err
+
+
+def test_sweep_evaluations_draw_no_progress_bars(aunet_loaded, capsys):
+    from aunet.evaluation.evaluate import run_tasks
+
+    quiet = run_tasks(aunet_loaded, ["arc_easy"], limit=3, progress=False)
+    err = capsys.readouterr().err
+    assert "%|" not in err and "scoring" not in err  # neither lm-eval's request bars nor our scoring bar
+    shown = run_tasks(aunet_loaded, ["arc_easy"], limit=3, progress=True)
+    err = capsys.readouterr().err
+    assert "scoring" in err and "%|" in err
+    assert quiet["results"]["arc_easy"]["acc,none"] == shown["results"]["arc_easy"]["acc,none"]
+    import lm_eval.api.task as task_module
+    from tqdm import tqdm
+
+    assert task_module.tqdm is tqdm  # restored after the quiet call

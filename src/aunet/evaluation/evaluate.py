@@ -20,6 +20,7 @@ Afterwards ``aunet.sweeps.table.refresh_tables_for_run`` rebuilds the sweep tabl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -27,7 +28,7 @@ import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from aunet.evaluation.checkpoint import LoadedModel, load_checkpoint
 from aunet.evaluation.errors import EvalError
@@ -177,14 +178,16 @@ def bits_per_byte_of(loaded: LoadedModel, files: dict[str, Path], *, batch_size:
 def run_tasks(loaded: LoadedModel, tasks: list[str], *, limit: int | None = None, num_fewshot: int | None = None,
               batch_size: int = 16, max_length: int | None = None, task_data: dict[str, Path] | None = None,
               online: bool = False, log_samples: bool = False, seed: int = 1234,
-              bootstrap_iters: int = 1000) -> dict[str, Any]:
-    """lm-eval's ``simple_evaluate`` on ``tasks`` with the ``aunet`` adapter; returns lm-eval's result dict."""
+              bootstrap_iters: int = 1000, progress: bool = True) -> dict[str, Any]:
+    """lm-eval's ``simple_evaluate`` on ``tasks`` with the ``aunet`` adapter; returns lm-eval's result dict.
+    Without ``progress``, neither our scoring bar nor lm-eval's per-task request bars are drawn (a sweep prints
+    one line per run instead)."""
     set_offline_environment(online)
     import lm_eval
 
     from aunet.evaluation.lm import AUNetLM
 
-    lm = AUNetLM(loaded=loaded, batch_size=batch_size, max_length=max_length, seed=seed)
+    lm = AUNetLM(loaded=loaded, batch_size=batch_size, max_length=max_length, seed=seed, progress=progress)
     kwargs = dict(model=lm, limit=limit, num_fewshot=num_fewshot, bootstrap_iters=bootstrap_iters,
                   log_samples=log_samples, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
                   fewshot_random_seed=seed)
@@ -193,9 +196,27 @@ def run_tasks(loaded: LoadedModel, tasks: list[str], *, limit: int | None = None
             raise EvalError("--task-data and --online exclude each other")
         from lm_eval.tasks import TaskManager
 
-        return lm_eval.simple_evaluate(tasks=list(tasks), task_manager=TaskManager(), **kwargs)
-    with build_local_tasks(list(tasks), task_data) as local:
+        with _request_bars(progress):
+            return lm_eval.simple_evaluate(tasks=list(tasks), task_manager=TaskManager(), **kwargs)
+    with build_local_tasks(list(tasks), task_data) as local, _request_bars(progress):
         return lm_eval.simple_evaluate(tasks=local.names, task_manager=local.task_manager(), **kwargs)
+
+
+@contextlib.contextmanager
+def _request_bars(shown: bool) -> Iterator[None]:
+    """lm-eval draws a progress bar per task while it builds the requests (57 for MMLU) and has no switch for it:
+    without ``shown``, its ``tqdm`` name is replaced by a pass-through for the duration of the call."""
+    if shown:
+        yield
+        return
+    import lm_eval.api.task as task_module
+
+    original = task_module.tqdm
+    task_module.tqdm = lambda iterable=None, *args, **kwargs: iterable
+    try:
+        yield
+    finally:
+        task_module.tqdm = original
 
 
 def write_scores(directory: Path, scores: dict[str, float], provenance: dict[str, Any]) -> dict[str, float]:
@@ -261,7 +282,7 @@ def evaluate_loaded(loaded: LoadedModel, tasks: list[str] | None = None, *, limi
     if tasks:
         results = run_tasks(loaded, tasks, limit=limit, num_fewshot=num_fewshot, batch_size=batch_size,
                             max_length=max_length, task_data=task_data, online=online, log_samples=log_samples,
-                            seed=seed)
+                            seed=seed, progress=progress)
         from lm_eval.utils import handle_non_serializable
 
         out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write

@@ -51,8 +51,10 @@ class AUNetLM(LM):
     def __init__(self, checkpoint: str | None = None, *, loaded: LoadedModel | None = None,
                  batch_size: int | str | None = DEFAULT_BATCH_SIZE, max_batch_size: int | None = None,
                  device: str | None = "cpu", dtype: str | None = None, max_length: int | str | None = None,
-                 rolling_stride: int | str | None = None, seed: int = 1234, **unused: Any) -> None:
+                 rolling_stride: int | str | None = None, seed: int = 1234, progress: bool = True,
+                 **unused: Any) -> None:
         super().__init__()
+        self.progress = progress  # False: no bars even where lm-eval asks for them (sweep evaluations)
         if unused:
             raise EvalError(f"unknown model_args for aunet: {', '.join(sorted(unused))}; known: checkpoint, "
                             "batch_size, device, dtype, max_length, rolling_stride, seed")
@@ -86,7 +88,7 @@ class AUNetLM(LM):
     def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         """``(sum of log-probs of the continuation, is_greedy)`` per ``(context, continuation)`` request."""
         pairs = [tuple(r.args) for r in requests]
-        results = self.scorer.loglikelihood(pairs, progress=not disable_tqdm)
+        results = self.scorer.loglikelihood(pairs, progress=self.progress and not disable_tqdm)
         for pair, result in zip(pairs, results):
             self.cache_hook.add_partial("loglikelihood", pair, result)
         return results
@@ -94,7 +96,7 @@ class AUNetLM(LM):
     def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
         """Log-likelihood of each whole document (every unit scored once, overlapping windows)."""
         texts = [r.args[0] for r in requests]
-        results = self.scorer.loglikelihood_rolling(texts, progress=not disable_tqdm)
+        results = self.scorer.loglikelihood_rolling(texts, progress=self.progress and not disable_tqdm)
         for text, result in zip(texts, results):
             self.cache_hook.add_partial("loglikelihood_rolling", (text,), result)
         return results
@@ -104,7 +106,7 @@ class AUNetLM(LM):
         order = sorted(range(len(requests)), key=lambda i: -len(requests[i].args[0]))
         out: list[str] = [""] * len(requests)
         iterator = order
-        if not disable_tqdm:
+        if self.progress and not disable_tqdm:
             from tqdm import tqdm
 
             iterator = tqdm(order, desc="generating", unit="request")
