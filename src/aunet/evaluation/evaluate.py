@@ -205,18 +205,23 @@ def run_tasks(loaded: LoadedModel, tasks: list[str], *, limit: int | None = None
 @contextlib.contextmanager
 def _request_bars(shown: bool) -> Iterator[None]:
     """lm-eval draws a progress bar per task while it builds the requests (57 for MMLU) and has no switch for it:
-    without ``shown``, its ``tqdm`` name is replaced by a pass-through for the duration of the call."""
+    without ``shown``, its ``tqdm`` name is replaced by a pass-through for the duration of the call, and the
+    ``datasets`` bars (first read of a task file) are switched off."""
     if shown:
         yield
         return
+    import datasets
     import lm_eval.api.task as task_module
 
-    original = task_module.tqdm
+    original, datasets_bars = task_module.tqdm, datasets.is_progress_bar_enabled()
     task_module.tqdm = lambda iterable=None, *args, **kwargs: iterable
+    datasets.disable_progress_bars()
     try:
         yield
     finally:
         task_module.tqdm = original
+        if datasets_bars:
+            datasets.enable_progress_bars()
 
 
 def write_scores(directory: Path, scores: dict[str, float], provenance: dict[str, Any]) -> dict[str, float]:
