@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 
 from aunet.cli import main
@@ -159,3 +160,44 @@ def test_runs_dropped_from_a_changed_sweep_are_not_trained(tmp_path, data_dir):
     result = run_sweep(changed, url, train_fn=fake_train(log))
     assert sorted(log.read_text().split()) == sorted(r.run_id for r in changed.runs)
     assert {r["status"] for r in table(result["table"])} == {"finished"}
+
+
+def test_a_run_finished_while_waiting_for_its_lock_is_not_trained_again(tmp_path, monkeypatch):
+    """The race behind a run trained twice by two workers: finished by the other worker between a worker's check
+    and its taking of the lock. The check is repeated under the lock."""
+    from aunet.sweeps import runner
+
+    run_dir = tmp_path / "runs" / "aunet2-race"
+    run_dir.mkdir(parents=True)
+    atomic_write_json(run_dir / "summary.json", {"val_bpb": 1.5})
+    real, checks = runner._finished, []
+
+    def finished_after_first_check(d: Path) -> bool:  # unfinished when first looked at, finished under the lock
+        checks.append(d)
+        return len(checks) > 1 and real(d)
+
+    monkeypatch.setattr(runner, "_finished", finished_after_first_check)
+    study = optuna.create_study(direction="minimize")
+    runner._enqueue_run(study, "aunet2-race", str(run_dir), {})
+    log = tmp_path / "log.txt"
+    run_worker(study, fake_train(log))
+    assert not log.exists() and len(checks) == 2  # checked again under the lock, and not trained
+    assert study.trials[0].value == 1.5 and not (run_dir / ".lock").exists()
+
+
+def test_a_trial_popped_twice_does_not_stop_the_worker(tmp_path, monkeypatch):
+    """Two workers popping one waiting trial (SQLite): the second one's result cannot be told; it goes on."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    study = optuna.create_study(direction="minimize")
+    calls = []
+
+    def optimize(objective, n_trials, catch, gc_after_trial):
+        calls.append(1)
+        raise UpdateFinishedTrialError("Trial#0 has already finished and can not be updated.")
+
+    waiting = iter([1, 1, 0])
+    monkeypatch.setattr(study, "optimize", optimize)
+    monkeypatch.setattr("aunet.sweeps.runner.waiting_count", lambda s: next(waiting))
+    monkeypatch.setattr("aunet.sweeps.runner.requeue_stale_trials", lambda s, g: [])
+    assert run_worker(study, fake_train(tmp_path / "log.txt")) == 2 and len(calls) == 2

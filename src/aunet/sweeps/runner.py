@@ -305,6 +305,10 @@ def _write_failure(run_dir: Path, exc: BaseException) -> None:
     })
 
 
+def _val_bpb(run_dir: Path) -> float:
+    return float(json.loads((run_dir / "summary.json").read_bytes()).get("val_bpb", float("nan")))
+
+
 def _objective(train_fn: TrainFn, grace_s: float, heartbeat_s: float,
                after_run: Callable[[Path], None] | None, stopped: list[str]) -> Callable[[optuna.Trial], float]:
     from aunet.training.config import run_config_from_dict
@@ -316,11 +320,13 @@ def _objective(train_fn: TrainFn, grace_s: float, heartbeat_s: float,
             raise optuna.TrialPruned("no waiting run")
         run_dir = Path(trial.user_attrs["run_dir"])
         if _finished(run_dir):
-            return float(json.loads((run_dir / "summary.json").read_bytes()).get("val_bpb", float("nan")))
+            return _val_bpb(run_dir)
         lock = RunLock(run_dir, grace_s)
         if not lock.acquire():
             raise optuna.TrialPruned(f"run {run_id} is being trained by another worker")
         try:
+            if _finished(run_dir):  # another worker finished it between the check above and taking the lock
+                return _val_bpb(run_dir)
             with _Beat(trial, lock, heartbeat_s):
                 config = run_config_from_dict(trial.user_attrs["config"])
                 try:
@@ -381,6 +387,12 @@ def run_worker(study: optuna.Study, train_fn: TrainFn | None = None, *, grace_s:
     objective = _objective(train_fn, grace_s, heartbeat_s, after_run, stopped)
     taken = 0
     while not stopped and (waiting_count(study) > 0 or requeue_stale_trials(study, grace_s)):
-        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        try:
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        except UpdateFinishedTrialError:
+            # SQLite has no row locks, so two workers can pop the same waiting trial; the run lock lets only one of
+            # them train it, and the other's result cannot be told to the finished trial. Nothing is lost: the
+            # run's record is its folder. Go on with the next run.
+            pass
         taken += 1
     return taken
