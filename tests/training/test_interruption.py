@@ -147,6 +147,13 @@ class SigtermAt(L.Callback):
         if self.where == "train":
             self._fire(trainer)
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        # After the run's own hooks of the batch, before Lightning's end-of-batch check of its flag: the window
+        # in which a signal used to stop the fit without saving the step.
+        if self.where == "train_end" and not self.sent and trainer.global_step == self.step:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         if self.where == "val" and trainer.state.fn == "fit":
             self.step += 1  # validation of step k runs after its optimizer step (global_step == k)
@@ -160,8 +167,9 @@ class SigtermAt(L.Callback):
         (1, "train", 3, 3),  # between validations: saved at the end of the step itself
         (1, "val", 4, 4),  # during a validation (2 batches): it completes, its checkpoint is the stop
         (2, "train", 3, 3),  # in the first half of an accumulation: saved after the optimizer step
+        (1, "train_end", 3, 4),  # after the step's hooks: held to the next safe point (step 4's validation)
     ],
-    ids=["mid-interval", "mid-validation", "mid-accumulation"],
+    ids=["mid-interval", "mid-validation", "mid-accumulation", "after-the-hooks"],
 )
 def test_sigterm_stops_on_a_step_a_resume_reproduces(tmp_path, data_dir, accumulate, where, step, stops_at):
     sections = dict(train={"max_steps": 8, "val_every_steps": 4, "accumulate": accumulate},

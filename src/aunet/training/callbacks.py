@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -154,6 +156,17 @@ class LastCheckpoint(L.Callback):
     def _save(self, trainer: L.Trainer) -> None:
         save_checkpoint(trainer, self.path)
         self.saved_step = trainer.global_step
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning's handler sets a flag that its loop checks after this callback's hooks of a batch: a signal
+        # landing between the two stopped the fit without the checkpoint of the step. From here on the signal only
+        # reaches this callback, which hands it to Lightning at a safe point (Lightning's teardown restores the
+        # handlers it found).
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self._pending = True
 
     def _hold_sigterm(self, trainer: L.Trainer) -> None:
         """Take Lightning's SIGTERM flag over (Lightning would stop at the end of this very batch)."""
