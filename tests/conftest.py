@@ -16,10 +16,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("AUNET_CACHE_DIR", __import__("tempfile").mkdtemp(prefix="aunet-test-cache-"))
 
 from pathlib import Path  # noqa: E402
+from typing import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
+
+from tests.threads import single_thread  # noqa: E402
 
 settings.register_profile(
     "default", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
@@ -37,6 +40,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Every test on one torch thread, whatever an earlier test (a CLI call with ``--threads``) left behind."""
+    with single_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

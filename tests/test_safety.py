@@ -18,6 +18,7 @@ from aunet.errors import ConfigError
 from aunet.sweeps.spec import load_sweep
 from aunet.training.config import run_config_from_dict
 from tests.sweeps.helpers import write_sweep
+from tests.threads import single_thread
 from tests.training.helpers import TINY_AUNET, tiny_run
 
 SOURCE = Path(aunet.__file__).parent
@@ -84,13 +85,8 @@ def unfinished(tmp_path_factory, data_dir):
 
     tmp = tmp_path_factory.mktemp("unfinished")
     run = tiny_run(tmp, train={"max_steps": 4, "val_every_steps": 2}, data={"val_bytes": 100})
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.raises(Crash):
-            train(run, callbacks=[CrashAt(step=2)])
-    finally:
-        torch.set_num_threads(before)
+    with single_thread(), pytest.raises(Crash):  # module fixtures start before the one_thread fixture
+        train(run, callbacks=[CrashAt(step=2)])
     return tmp / "runs" / run.run_id(), run.to_dict()
 
 

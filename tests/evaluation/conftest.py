@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-import torch
 
 from aunet.evaluation.checkpoint import LoadedModel, load_checkpoint
 from aunet.training.run import train
+from tests.threads import single_thread
 from tests.training.helpers import TINY_BPE, tiny_run
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
 
 # Three stages, so that scoring and generation exercise pooling twice; a byte window shorter than the inputs.
 TINY_AUNET3 = dict(family="aunet", dims=[32, 48, 64], layers=[1, 1, 1], head_dims=[16, 16, 16], caps=[96, 32, 16],
@@ -29,7 +17,7 @@ TINY_AUNET3 = dict(family="aunet", dims=[32, 48, 64], layers=[1, 1, 1], head_dim
 
 
 def _trained(tmp_path: Path, model: dict) -> Path:
-    with single_thread():  # session fixtures start before the function-scoped one_thread below
+    with single_thread():  # session fixtures start before the function-scoped one_thread fixture
         summary = train(tiny_run(tmp_path, model=model, train={"max_steps": 6, "val_every_steps": 6}))
     return tmp_path / "runs" / summary["run_id"]
 
@@ -52,11 +40,3 @@ def aunet_loaded(aunet_run_dir: Path) -> LoadedModel:
 @pytest.fixture(scope="session")
 def bpe_loaded(bpe_run_dir: Path) -> LoadedModel:
     return load_checkpoint(bpe_run_dir)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Microscopic models gain nothing from intra-op threads, and on a busy 2-core machine every op would wait
-    for the other core (milliseconds per attention call, 15x slower scoring measured): run on one thread."""
-    with single_thread():
-        yield

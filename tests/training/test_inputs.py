@@ -9,19 +9,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from aunet.cli import main
 from aunet.training.run import train
 from tests.training.helpers import tiny_run
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 SENTENCE = "The old ferryman counted 1,024 coins — «très bien», said Ελένη; 東京へ行きます. Ünïcödé\u200b! "

@@ -29,15 +29,6 @@ from tests.training.test_run import Crash, CrashAt, rows
 LONG = dict(train={"max_steps": 150, "val_every_steps": 10}, data={"val_bytes": 1024})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread here and in the subprocesses: bitwise-equal numbers, and no spinning on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, data_dir) -> tuple[dict, list]:
     """The uninterrupted run of LONG: its summary and the deterministic columns of its metrics.csv."""
