@@ -57,16 +57,6 @@ if not present:
           "(run 'aunet eval RUN --suite multilingual' or 'aunet sweep eval SWEEP --tasks multilingual')")
 
 
-def variants_of(series_names):
-    """Variant labels per family, in plotting order, so that variants get distinct hatches and line styles."""
-    out = {}
-    for s in series_names:
-        family, _, variant = s.partition("/")
-        if variant:
-            out.setdefault(family, []).append(variant)
-    return out
-
-
 def at_largest_budget(frame):
     """One row per series: the mean over seeds of the runs at that series' largest budget."""
     rows = []
@@ -80,9 +70,9 @@ def at_largest_budget(frame):
     return pd.DataFrame(rows)
 
 
-HATCHES = ["", "//", "..", "xx", "\\\\"]
 best = at_largest_budget(runs) if present else pd.DataFrame()
-variants = variants_of(best["series"]) if len(best) else {}
+# Variants of one family keep its hue in shades, with their own markers, line styles and bar hatches.
+styles = plots.series_styles(tables.series_order(runs["series"]))
 
 # %% [markdown]
 # ## Bits per byte per language (parallel sentences, each series at its largest budget)
@@ -95,12 +85,9 @@ if languages:
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(languages) + 2), 3.8))
     x = np.arange(len(languages))
     for i, s in enumerate(series):
-        family, _, variant = s.partition("/")
-        style = plots.series_style(s, variants.get(family))
-        own = variants.get(family, [])  # variants of one family share its colour: hatches tell them apart
-        hatch = HATCHES[own.index(variant) % len(HATCHES)] if variant in own else ""
+        style = styles[s]
         values = best.loc[best["series"] == s, languages].to_numpy(float)[0]
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, color=style["color"], hatch=hatch,
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, color=style["color"], hatch=style["hatch"],
                edgecolor="white", linewidth=0.5, label=style["label"])
     ax.set_xticks(x, languages)
     plots.finish_axes(ax, title="Bits per byte on the same 1,000 sentences in each language (lower is better)",
@@ -128,7 +115,7 @@ if texts and compute_col:
             # between seeds is the noise any difference must exceed).
             pts = runs_s.groupby(budget_col or compute_col, as_index=False)[[compute_col, col]].mean()
             pts = pts.sort_values(compute_col)
-            style = plots.series_style(s, variants.get(s.partition("/")[0]))
+            style = styles[s]
             ax.plot(pts[compute_col], pts[col], color=style["color"], marker=style["marker"],
                     linestyle=style["linestyle"], markersize=4, label=style["label"])
             if len(runs_s) > len(pts):

@@ -46,6 +46,7 @@ def test_variants_of_one_family_get_distinct_shades_and_markers():
     styles = series_styles(["bpe", "aunet2/word", "aunet2/stride4", "aunet2/stride5", "aunet3/mid1"])
     variants = [styles[f"aunet2/{v}"] for v in ("word", "stride4", "stride5")]
     assert len({s["color"] for s in variants}) == 3 and len({s["marker"] for s in variants}) == 3
+    assert len({s["hatch"] for s in variants}) == 3  # bars (the multilingual chart) are told apart too
     assert styles["bpe"]["color"] == tables.family_color("bpe")
     assert styles["aunet3/mid1"]["color"] == tables.family_color("aunet3")  # a lone variant keeps the family colour
 

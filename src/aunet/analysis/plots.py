@@ -17,19 +17,20 @@ from aunet.analysis.tables import family_color, family_label
 
 _LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D", "v")
+_HATCHES = ("", "//", "..", "xx", "\\\\")
 
 
 def series_style(series: str, variants: list[str] | None = None) -> dict[str, Any]:
-    """Colour, label, marker and line style of one series (``family`` or ``family/variant``).
+    """Colour, label, marker, line style and bar hatch of one series (``family`` or ``family/variant``).
 
     The colour is always the family's (:func:`aunet.analysis.tables.family_color`); variants of one family are
-    told apart by line style and marker, in the order of ``variants`` (the family's variant labels).
+    told apart by line style, marker and hatch, in the order of ``variants`` (the family's variant labels).
     """
     family, _, variant = series.partition("/")
     index = (variants or []).index(variant) + 1 if variant and variants and variant in variants else 0
     label = family_label(family) + (f" ({variant})" if variant else "")
     return {"color": family_color(family), "label": label, "linestyle": _LINESTYLES[index % len(_LINESTYLES)],
-            "marker": _MARKERS[index % len(_MARKERS)]}
+            "marker": _MARKERS[index % len(_MARKERS)], "hatch": _HATCHES[index % len(_HATCHES)]}
 
 
 def _shade(color: str, index: int, count: int) -> str:
