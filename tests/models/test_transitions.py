@@ -60,3 +60,62 @@ def test_blockwise_sliding_window_attention_equals_the_masked_reference():
         q, k, v = (torch.randn(2, 3, seq, 8, dtype=torch.float64) for _ in range(3))
         reference = F.scaled_dot_product_attention(q, k, v, attn_mask=sliding_window_mask(seq, window))
         assert torch.allclose(sliding_window_attention(q, k, v, window), reference, atol=1e-12), (seq, window)
+
+
+def _random_segments(batch: int, length: int, n_coarse: int, rate: float, seed: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(batch, length, generator=g) < rate
+    mask[:, 0] = True
+    mask = keep_first_boundaries(mask, n_coarse)
+    return (mask, *segment_index(mask))
+
+
+def test_grouped_and_gathered_multilinear_upsampling_agree_in_values_and_gradients():
+    # Sparse boundaries give segments longer than n_offsets (wrap-around) and offsets no position uses (empty groups).
+    torch.manual_seed(0)
+    up = Upsample(coarse_dim=12, fine_dim=8, mode="multilinear", n_offsets=4, eps=1e-5).double()
+    mask, segment, offset = _random_segments(3, 40, 10, 0.15, seed=1)
+    assert offset.max() >= 4 and len(set((offset % 4).flatten().tolist())) == 4
+    coarse = torch.randn(3, 10, 12, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn(3, 40, 8, dtype=torch.float64)
+    results = []
+    for path in (up.multilinear_gathered, up.multilinear_grouped):
+        out = path(coarse, segment, offset)
+        grads = torch.autograd.grad(out, (coarse, up.proj.weight, up.norm.weight), grad_out)
+        results.append((out, grads))
+    (out_a, grads_a), (out_b, grads_b) = results
+    assert torch.allclose(out_a, out_b, atol=1e-12)
+    for a, b in zip(grads_a, grads_b):
+        assert torch.allclose(a, b, atol=1e-12)
+    # Only offsets 0 and 1 used: the empty groups are skipped, and their matrices get no gradient on either path.
+    dense = torch.zeros(1, 6, dtype=torch.bool)
+    dense[0, ::2] = True
+    segment, offset = segment_index(dense)
+    grads = [torch.autograd.grad(path(coarse[:1, :3], segment, offset).sum(), up.proj.weight)[0]
+             for path in (up.multilinear_gathered, up.multilinear_grouped)]
+    assert torch.allclose(grads[0], grads[1], atol=1e-12)
+    unused = grads[1].view(5, 8, 12)[3:]  # [shared, offset 0..3]: offsets 2 and 3
+    assert unused.abs().max() == 0
+
+
+def test_cpu_forward_takes_the_grouped_path():
+    up = Upsample(coarse_dim=6, fine_dim=4, mode="multilinear", n_offsets=3, eps=1e-5)
+    mask, segment, offset = _random_segments(2, 12, 5, 0.3, seed=2)
+    coarse = torch.randn(2, 5, 6)
+    calls = []
+    original = up.multilinear_grouped
+    up.multilinear_grouped = lambda *a: calls.append(1) or original(*a)  # type: ignore[method-assign]
+    up(coarse, segment, offset, mask)
+    assert calls == [1]
+
+
+def test_gather_rows_matches_torch_gather():
+    from aunet.models.transitions import gather_rows
+
+    x = torch.randn(3, 7, 5, requires_grad=True)
+    index = torch.randint(0, 7, (3, 4))
+    expected = torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, 5))
+    assert torch.equal(gather_rows(x, index), expected)
+    g = torch.randn(3, 4, 5)
+    assert torch.allclose(torch.autograd.grad(gather_rows(x, index), x, g)[0],
+                          torch.autograd.grad(expected, x, g)[0])
