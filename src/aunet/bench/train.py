@@ -27,6 +27,7 @@ from aunet.data.packing import ByteEncoder, TokenizerEncoder, pack
 from aunet.flops import flops_report
 from aunet.models import AUNetConfig, BPEConfig, build_model, load_model_config
 from aunet.paths import data_dir
+from aunet.training.optim import adamw
 
 
 def matched_bpe(aunet: AUNetConfig, bytes_per_tok: float, vocab: int) -> BPEConfig:
@@ -101,7 +102,7 @@ def run(aunet_spec: str, vocab: int, batch: int, steps: int, documents: list[byt
     if compile:  # both families alike; the paper trains compiled too
         for model, _ in families.values():
             model.compile()
-    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-3) for name, (m, _) in families.items()}
+    optimizers = {name: adamw(m.parameters(), "32-true", lr=1e-3) for name, (m, _) in families.items()}
     times: dict[str, list[float]] = {name: [] for name in families}
     for i in range(steps + 3):
         for name, (model, batches) in families.items():  # alternate, so machine drift hits both

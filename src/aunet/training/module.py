@@ -17,6 +17,7 @@ from torchmetrics import MeanMetric, SumMetric
 from aunet.errors import RunError
 from aunet.flops import flops_report
 from aunet.models import AUNet, build_model, model_config_from_dict
+from aunet.training.optim import adamw
 from aunet.training.schedule import warmup_cosine
 
 IGNORE = -100
@@ -149,9 +150,9 @@ class LanguageModelModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.hparams.optim
         # Weight decay on every parameter, norms and embeddings included, as in the paper's code.
-        optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], weight_decay=o["weight_decay"]
-        )
+        precision = str(self.trainer.precision) if self._trainer is not None else "32-true"
+        optimizer = adamw(self.model.parameters(), precision, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"],
+                          weight_decay=o["weight_decay"])
         total, warmup, floor = int(o["total_steps"]), int(o["warmup_steps"]), float(o["min_lr_ratio"])
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup, floor))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
