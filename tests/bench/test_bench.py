@@ -65,3 +65,27 @@ def test_targets_are_judged_from_the_result():
     assert rows["pooling + upsampling < 10% of an AU-Net-3 step"] == ("11.0%", False)
     assert rows["data loading < 2% of a step"][1] and rows["levels >= 20 MB/s per core"][1]
     assert "| cascaded generation >= 5x recomputation at 4k bytes | 26.5x | yes |" in bench_cmd._targets_table(result)
+
+
+def test_op_categories():
+    from aunet.bench.suite import op_category
+
+    assert op_category("aten::mm") == op_category("aten::addmm") == "matmul"
+    assert op_category("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    assert op_category("aten::_scaled_dot_product_flash_attention_for_cpu_backward") == "attention"
+    assert op_category("aten::mul") == op_category("Optimizer.step#AdamW.step") == "other"
+
+
+def test_time_split_attributes_a_real_step(data_dir):
+    from contextlib import nullcontext
+
+    from aunet.bench.suite import time_split
+    from aunet.models import BPEConfig, build_model
+    from aunet.training.optim import adamw
+
+    torch.manual_seed(0)
+    model = build_model(BPEConfig(dim=32, layers=2, head_dim=8, vocab_size=64, seq_len=32, ffn_multiple_of=8))
+    batches = [{"tokens": torch.randint(0, 64, (2, 33))} for _ in range(2)]
+    split = time_split(model, adamw(model.parameters(), "32-true", lr=1e-3), batches, nullcontext)
+    assert set(split) == {"matmul", "attention", "other"}
+    assert all(v > 0 for v in split.values())  # every kind of work of a transformer step shows up

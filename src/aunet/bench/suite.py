@@ -14,12 +14,14 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
+import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from aunet.flops import flops_report
 from aunet.models import AUNet, AUNetConfig, build_model
 from aunet.paths import data_dir
+from aunet.training.optim import adamw
 
 FAMILIES = ("bpe", "aunet1", "aunet2", "aunet3", "aunet4")
 STUDY = Path(__file__).resolve().parents[3] / "sweeps" / "cpu-study.yaml"
@@ -142,7 +145,8 @@ def train_throughput(configs: dict, bytes_per_token: dict[str, float], tokenizer
         for model in models.values():
             model.compile()
     batches = {f: _batches(c, tokenizer, documents, batch, steps + 2, device) for f, c in configs.items()}
-    optimizers = {f: torch.optim.AdamW(m.parameters(), lr=1e-3) for f, m in models.items()}
+    precision = "bf16-mixed" if device.type == "cuda" else "32-true"  # as `aunet train` on this device
+    optimizers = {f: adamw(m.parameters(), precision, lr=1e-3) for f, m in models.items()}
     times: dict[str, list[float]] = {f: [] for f in configs}
     for i in range(steps + 2):
         for family, model in models.items():
@@ -166,6 +170,7 @@ def train_throughput(configs: dict, bytes_per_token: dict[str, float], tokenizer
             torch.cuda.reset_peak_memory_stats()
         with autocast():
             activations = _saved_bytes(models[family], batches[family][0])
+        attention = report.attention_flops_per_unit * units
         out[family] = {
             "params": report.params,
             "flops_per_byte": report.flops_per_unit / bytes_per_token[family],
@@ -174,10 +179,67 @@ def train_throughput(configs: dict, bytes_per_token: dict[str, float], tokenizer
             "flops_per_s": units * report.flops_per_unit / seconds,
             "peak_memory_bytes": activations + 4 * params,  # + weights, grads, Adam m and v
             "activation_bytes": activations,
+            "attention_flops_share": report.attention_flops_per_unit / report.flops_per_unit,
         }
+        if device.type == "cpu":  # where the step's time goes, and how fast each kind of work runs
+            split = time_split(models[family], optimizers[family], batches[family][:2], autocast)
+            out[family]["time_shares"] = {k: v / sum(split.values()) for k, v in split.items()}
+            out[family]["matmul_part_flops_per_s"] = (units * report.flops_per_unit - attention) / split["matmul"]
+            out[family]["attention_part_flops_per_s"] = attention / split["attention"] if split["attention"] else 0.0
         if device.type == "cuda":
             out[family]["cuda_peak_allocated"] = torch.cuda.max_memory_allocated()
     return out
+
+
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_grouped_mm")
+
+
+def op_category(name: str) -> str:
+    """``"matmul"``, ``"attention"`` or ``"other"`` for a profiler op name (its self time is counted there)."""
+    if name in MATMUL_OPS:
+        return "matmul"
+    if "scaled_dot_product" in name or "attention" in name:
+        return "attention"
+    return "other"
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for the block: the profiler's C++ side prints a start and a stop line
+    per use to it, which would be noise in the bench's report. Python exceptions still propagate."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def time_split(model, optimizer, batches: list[dict], autocast) -> dict[str, float]:
+    """Seconds per training step spent in matmuls, in attention kernels and in everything else (elementwise ops,
+    norms, copies, the optimizer), from the profiler's self times over ``batches`` (one step each).
+
+    The profiler adds a few microseconds per op, mostly to "other": compare shares between families of one run.
+    CPU only: on a GPU, ops' and kernels' times would have to be matched up first.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in batches:
+            with autocast():
+                loss = _loss(model, batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    split = {"matmul": 0.0, "attention": 0.0, "other": 0.0}
+    for event in prof.key_averages():
+        split[op_category(event.key)] += event.self_cpu_time_total * 1e-6 / len(batches)
+    return split
 
 
 def _time(fn, repeats: int, device: torch.device) -> float:
@@ -199,7 +261,7 @@ def step_breakdown(config: AUNetConfig, batch_data: dict, steps: int, device: to
 
     torch.manual_seed(0)
     model = build_model(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optimizer = adamw(model.parameters(), "bf16-mixed" if device.type == "cuda" else "32-true", lr=1e-3)
     tokens, levels = batch_data["tokens"][:, :-1], batch_data["levels"][:, :-1]
     n = config.n_stages
 

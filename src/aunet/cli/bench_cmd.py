@@ -37,6 +37,18 @@ def _summary(r: dict) -> str:
         lines.append(f"| {family} | {t['params'] / 1e6:.2f} M | {t['flops_per_byte']:.3g} | {t['bytes_per_s']:.0f} | "
                      f"{t['flops_per_s']:.3g} | {t['utilization']:.0%} | {t['ratio_to_bpe']:.2f} | "
                      f"{t['peak_memory_bytes'] / 2**20:.0f} MiB |")
+    if all("time_shares" in t for t in r["train"].values()):
+        matmul = r["matmul_flops_per_s"]
+        lines += ["", "where each family's step goes (profiler self time) and how fast each part runs (its charged "
+                  "FLOPs per second, against the dense matmul):", "",
+                  "| family | attention share of FLOPs | time in matmuls | in attention | in everything else | "
+                  "matmul part | attention part |", "|---|---|---|---|---|---|---|"]
+        for family, t in r["train"].items():
+            shares = t["time_shares"]
+            lines.append(f"| {family} | {t['attention_flops_share']:.0%} | {shares['matmul']:.0%} | "
+                         f"{shares['attention']:.0%} | {shares['other']:.0%} | "
+                         f"{t['matmul_part_flops_per_s'] / matmul:.0%} | "
+                         f"{t['attention_part_flops_per_s'] / matmul:.0%} |")
     if "linear_flops_per_s" in r:
         rates = ", ".join(f"{f} {v['width']} wide {v['flops_per_s']:.3g}" for f, v in r["linear_flops_per_s"].items())
         lines += ["", f"matmul [4096, w] @ [w, 4w] at each family's first-stage width w (FLOP/s): {rates}"]
