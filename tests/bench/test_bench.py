@@ -51,6 +51,25 @@ def test_results_are_recorded_between_markers(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "benchmarks" / "bench-cpu-quick.json").read_text())["command"] == "aunet bench --quick"
 
 
+def test_a_custom_size_gets_its_own_section(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = {"device": "cpu", "quick": False, "machine": {"platform": "p", "processor": "x", "threads": 2,
+                                                          "cuda": None}}
+    bench_cmd._write(base, "default size", "aunet bench")
+    bench_cmd._write({**base, "custom_flops_per_byte": True, "target_flops_per_byte": 8e6}, "wider",
+                     "aunet bench --flops-per-byte 8e6")
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "default size" in text and "wider" in text
+    assert (tmp_path / "benchmarks" / "bench-cpu-8e06.json").is_file()
+
+
+def test_a_non_positive_size_is_refused(capsys):
+    from aunet.cli import main
+
+    assert main(["bench", "--flops-per-byte", "0", "--no-write"]) == 2
+    assert "--flops-per-byte must be positive" in capsys.readouterr().err
+
+
 def test_targets_are_judged_from_the_result():
     def family(ratio, utilization):
         return {"ratio_to_bpe": ratio, "utilization": utilization}

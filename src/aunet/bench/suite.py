@@ -350,18 +350,21 @@ def eval_requests_per_s(config, device: torch.device, text: bytes, n_requests: i
     return rates
 
 
-def run(quick: bool = False, device_name: str = "cpu", compile: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, device_name: str = "cpu", compile: bool = False,
+        flops_per_byte: float | None = None) -> dict[str, Any]:
+    """Every figure of the module docstring, as one JSON-able dict. ``flops_per_byte`` sizes the training families
+    (default 1e6 with ``quick``, else 2e6): larger values give wider stages."""
     device = torch.device(device_name)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
     books = sorted((data_dir() / "corpora" / "gutenberg_en" / "books").glob("*.txt"))
     documents = [p.read_bytes() for p in books[: 4 if quick else 12]]
     out: dict[str, Any] = {"device": device_name, "dtype": str(dtype).replace("torch.", ""), "quick": quick,
-                           "compiled": compile}
+                           "compiled": compile, "custom_flops_per_byte": flops_per_byte is not None}
 
     out["matmul_flops_per_s"] = matmul_flops_per_s(device, dtype)
 
-    target = 1.0e6 if quick else 2.0e6
+    target = flops_per_byte or (1.0e6 if quick else 2.0e6)
     configs, bytes_per_token = matched_configs(target)
     from aunet.data.bpe import BPETokenizer
 

@@ -23,6 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="smaller models and fewer steps (under 5 min on 2 cores)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default cpu)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training models")
+    p.add_argument("--flops-per-byte", type=float, default=None, metavar="F",
+                   help="size the training families at F FLOPs per byte (default 1e6 with --quick, else 2e6); "
+                        "recorded as its own section")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md and the JSON file")
     p.set_defaults(run=run)
@@ -97,6 +100,8 @@ def _write(result: dict, text: str, command: str) -> None:
 
     root = Path.cwd()
     key = f"{result['device']}{'-quick' if result['quick'] else ''}{'-compiled' if result.get('compiled') else ''}"
+    if result.get("custom_flops_per_byte"):
+        key += f"-{result['target_flops_per_byte']:.0e}".replace("+", "")
     atomic_write_json(root / "benchmarks" / f"bench-{key}.json", {**result, "versions": library_versions(),
                                                                    "command": command})
     versions = library_versions()
@@ -121,7 +126,11 @@ def _write(result: dict, text: str, command: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from aunet.bench.suite import run as run_suite
 
-    result = run_suite(quick=args.quick, device_name=args.device, compile=args.compile)
+    if args.flops_per_byte is not None and not args.flops_per_byte > 0:
+        print(f"aunet bench: --flops-per-byte must be positive, got {args.flops_per_byte:g}", file=sys.stderr)
+        return 2
+    result = run_suite(quick=args.quick, device_name=args.device, compile=args.compile,
+                       flops_per_byte=args.flops_per_byte)
     text = _summary(result) + "\n\n" + _targets_table(result)
     if args.json:
         print(json.dumps(result))
