@@ -4,6 +4,8 @@
    formula) and its ratio to a dense matmul measured in the same run, and each family's FLOP/s relative to BPE's.
    Families are sized like ``sweeps/cpu-study.yaml`` (same templates and sizing rule) at one target FLOPs per byte,
    so they are the models a study actually trains. Steps alternate between families so machine drift hits all.
+   On CPU, each family's step is also split by the profiler into matmuls, attention and everything else, with the
+   charged FLOP rate of each part: the measured cause of a family's gap to BPE.
 2. Where the time of an AU-Net-3 step goes: byte stage, deeper stages, pooling, upsampling, head and loss,
    optimizer, and the data loader, each timed forward + backward in isolation at the step's shapes.
 3. Level computation (MB/s, one core), evaluation requests/s batched against unbatched, cascaded generation against
