@@ -9,6 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from aunet.flops import flops_report, window_fraction
 from aunet.models import AUNet, BPEConfig, BPETransformer, load_model_config
+from aunet.models.transitions import Upsample
 from tests.models.helpers import RULES, byte_batch, sample_texts, tiny_aunet
 
 
@@ -77,7 +78,9 @@ def counted_flops(model, *inputs) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("stages", [1, 2, 3, 4])
-def test_formula_matches_torch_flop_counter_aunet(stages):
+def test_formula_matches_torch_flop_counter_aunet(stages, monkeypatch):
+    # The transition term describes the static upsampling (GPUs, torch.compile); the CPU's grouped form is cheaper.
+    monkeypatch.setattr(Upsample, "grouped_on_cpu", False)
     torch.manual_seed(0)
     cfg = tiny_aunet(stages, seq_len=96)
     tokens, levels = byte_batch(sample_texts(2, 96), RULES[: stages - 1], 96)
@@ -89,6 +92,26 @@ def test_formula_matches_torch_flop_counter_aunet(stages):
     assert rel(counts["mm"], linear) < 0.15
     # The counter charges the full S x S score and value products; the paper's term charges the causal half.
     assert rel(counts["bmm"], 2 * report.attention_flops_per_unit * n_bytes) < 0.15
+
+
+def test_grouped_upsampling_projects_each_byte_once(monkeypatch):
+    """On CPU the grouped form spends one projection per fine position; the static form one per offset map per
+    coarse position. Counted: the difference is exactly the upsampling matmuls' difference (forward + backward)."""
+    torch.manual_seed(0)
+    cfg = tiny_aunet(3, seq_len=96)
+    model = AUNet(cfg)
+    tokens, levels = byte_batch(sample_texts(2, 96), RULES[:2], 96)
+    grouped = counted_flops(model, tokens, levels)["mm"]
+    monkeypatch.setattr(Upsample, "grouped_on_cpu", False)
+    static = counted_flops(model, tokens, levels)["mm"]
+    batch = tokens.shape[0]
+    expected = 0
+    for i in range(2):  # transitions: fine stage i <- coarse stage i + 1
+        fine, coarse = cfg.dims[i], cfg.dims[i + 1]
+        fine_rows, coarse_rows = batch * cfg.caps[i], batch * cfg.caps[i + 1]
+        # forward, grad of input, grad of weight: 3 matmuls of 2 * rows * in * out each
+        expected += 3 * 2 * coarse * fine * (coarse_rows * cfg.n_offsets - fine_rows)
+    assert static - grouped == expected
 
 
 def test_formula_matches_torch_flop_counter_bpe():

@@ -15,7 +15,9 @@ The BPE model is the one-stage case with ``S_0`` = its token sequence length and
 As in the paper, the input embedding is not counted, the output head is (reported separately as ``head_share``),
 attention is not halved for causality, and the contraction comes from the caps, not from measured boundary
 counts. The pooling and upsampling projections are left out of ``flops_per_unit`` like the paper does, and are
-reported on their own as ``transition_flops_per_unit`` so their cost stays visible.
+reported on their own as ``transition_flops_per_unit`` so their cost stays visible: counted as the static form of
+multilinear upsampling runs them (every offset map on the coarse sequence; GPUs and ``torch.compile``). Eager CPU
+training groups bytes by offset and spends less on upsampling (see :class:`aunet.models.transitions.Upsample`).
 """
 
 from __future__ import annotations

@@ -96,6 +96,8 @@ class Upsample(nn.Module):
     ``n_offsets * L' / L`` times the FLOPs (4x at the byte transition of the CPU presets, 10x deeper).
     """
 
+    grouped_on_cpu = True  # False: the static form everywhere (what ``flops_report`` counts)
+
     def __init__(self, coarse_dim: int, fine_dim: int, mode: str, n_offsets: int, eps: float) -> None:
         super().__init__()
         self.mode, self.n_offsets, self.fine_dim = mode, n_offsets, fine_dim
@@ -107,7 +109,7 @@ class Upsample(nn.Module):
     def forward(self, coarse: Tensor, segment: Tensor, offset: Tensor, boundary: Tensor) -> Tensor:
         """``coarse`` ``[B, L', Dc]``; ``segment``, ``offset``, ``boundary`` ``[B, L]`` -> ``[B, L, Df]``."""
         if self.mode == "multilinear":
-            grouped = coarse.device.type == "cpu" and not torch.compiler.is_compiling()
+            grouped = self.grouped_on_cpu and coarse.device.type == "cpu" and not torch.compiler.is_compiling()
             return (self.multilinear_grouped if grouped else self.multilinear_gathered)(coarse, segment, offset)
         out = gather_rows(self.proj(self.norm(coarse)), segment)
         if self.mode == "simple":
