@@ -63,6 +63,19 @@ def test_a_custom_size_gets_its_own_section(tmp_path, monkeypatch):
     assert (tmp_path / "benchmarks" / "bench-cpu-8e06.json").is_file()
 
 
+def test_a_new_section_goes_after_the_recorded_ones_not_after_the_prose(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = {"device": "cpu", "quick": True, "machine": {"platform": "p", "processor": "x", "threads": 2, "cuda": None}}
+    (tmp_path / "BENCHMARKS.md").write_text("# Benchmarks\n\nintro\n")
+    bench_cmd._write(base, "quick numbers", "aunet bench --quick")
+    with (tmp_path / "BENCHMARKS.md").open("a") as f:
+        f.write("\n## What the numbers mean\n\ndiscussion\n")
+    bench_cmd._write({**base, "device": "cuda"}, "gpu numbers", "aunet bench --quick --device cuda")
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert text.index("intro") < text.index("quick numbers") < text.index("gpu numbers") < text.index("discussion")
+    assert "\n\n\n" not in text
+
+
 def test_a_non_positive_size_is_refused(capsys):
     from aunet.cli import main
 

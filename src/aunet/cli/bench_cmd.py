@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 from datetime import datetime, timezone
@@ -118,8 +119,14 @@ def _write(result: dict, text: str, command: str) -> None:
     if begin in current and end in current:
         head, rest = current.split(begin, 1)
         current = head + section + rest.split(end, 1)[1]
-    else:
-        current = current.rstrip() + f"\n\n## `aunet bench` ({key})\n\n" + section + "\n"
+    else:  # a new section goes after the last recorded one, ahead of any prose that discusses them
+        new = f"## `aunet bench` ({key})\n\n{section}\n"
+        ends = [m.end() for m in re.finditer(r"<!-- aunet bench: \S+ end -->", current)]
+        if not ends:
+            current = current.rstrip() + "\n\n" + new
+        else:
+            before, after = current[: ends[-1]], current[ends[-1]:].lstrip("\n")
+            current = before + "\n\n" + new + ("\n" + after if after else "")
     atomic_write_text(path, current)
 
 
