@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from aunet.flops import flops_report
 from aunet.models import AUNet, AUNetConfig, build_model
 from aunet.paths import data_dir
-from aunet.training.optim import adamw
+from aunet.training.optim import adamw, default_precision
 
 FAMILIES = ("bpe", "aunet1", "aunet2", "aunet3", "aunet4")
 STUDY = Path(__file__).resolve().parents[3] / "sweeps" / "cpu-study.yaml"
@@ -147,8 +147,7 @@ def train_throughput(configs: dict, bytes_per_token: dict[str, float], tokenizer
         for model in models.values():
             model.compile()
     batches = {f: _batches(c, tokenizer, documents, batch, steps + 2, device) for f, c in configs.items()}
-    precision = "bf16-mixed" if device.type == "cuda" else "32-true"  # as `aunet train` on this device
-    optimizers = {f: adamw(m.parameters(), precision, lr=1e-3) for f, m in models.items()}
+    optimizers = {f: adamw(m.parameters(), default_precision(device.type), lr=1e-3) for f, m in models.items()}
     times: dict[str, list[float]] = {f: [] for f in configs}
     for i in range(steps + 2):
         for family, model in models.items():
@@ -263,7 +262,7 @@ def step_breakdown(config: AUNetConfig, batch_data: dict, steps: int, device: to
 
     torch.manual_seed(0)
     model = build_model(config).to(device)
-    optimizer = adamw(model.parameters(), "bf16-mixed" if device.type == "cuda" else "32-true", lr=1e-3)
+    optimizer = adamw(model.parameters(), default_precision(device.type), lr=1e-3)
     tokens, levels = batch_data["tokens"][:, :-1], batch_data["levels"][:, :-1]
     n = config.n_stages
 

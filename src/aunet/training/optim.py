@@ -1,10 +1,17 @@
-"""The optimizer every training step uses, in training runs and in ``aunet bench`` alike."""
+"""The precision and optimizer of a training step, in training runs and in ``aunet bench`` alike."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 import torch
+
+
+def default_precision(accelerator: str) -> str:
+    """Lightning precision when a run names none: ``bf16-mixed`` on a GPU (``gpu``, ``cuda``, or ``auto`` with one
+    present), ``32-true`` otherwise."""
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if on_gpu else "32-true"
 
 
 def adamw(parameters: Iterable[torch.nn.Parameter], precision: str, lr: float, betas: tuple[float, float] = (0.9, 0.95),

@@ -35,6 +35,7 @@ from aunet.training.callbacks import (
 from aunet.training.config import RunConfig, TrainerConfig, run_config_from_dict
 from aunet.training.datamodule import CorpusDataModule
 from aunet.training.module import LanguageModelModule
+from aunet.training.optim import default_precision
 from aunet.training.records import (
     RunPaths,
     add_segment,
@@ -115,11 +116,6 @@ def plan_steps(run: RunConfig, world_size: int = 1) -> Plan:
     return Plan(total, min(warmup, total - 1), val_every, per_device // world_size, flops_per_step, units_per_step)
 
 
-def _default_precision(accelerator: str) -> str:
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return "bf16-mixed" if on_gpu else "32-true"
-
-
 def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
     """``fresh``, ``resume`` or ``finished``; RunError for a folder that holds another config."""
     if paths.summary.is_file():
@@ -182,7 +178,7 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
 
     L.seed_everything(run.train.seed, workers=True, verbose=False)
     tr = run.trainer
-    precision = tr.precision or _default_precision(tr.accelerator)
+    precision = tr.precision or default_precision(tr.accelerator)
     timer = TrainTimer()
     logger = CSVLogger(save_dir=str(paths.root), name="logs")  # a new version per segment (never overwritten)
     plan = plan_steps(run, _world_size(tr))
