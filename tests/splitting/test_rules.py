@@ -53,45 +53,31 @@ def test_whitespace_runs_restart_word_groups_and_newline_rules():
     assert render("ok?\n\nyes  \n\nno", ["word@1", "word@2"]) == "o k ?:2 ¶:1 ¶ y e s _:1 _ ¶:2 ¶ n o"
 
 
-@pytest.mark.parametrize("rules", RULE_SETS, ids="+".join)
-@given(data=byte_strings)
-def test_matches_regex_reference(rules, data):
+# Every rule set on any bytes; the cjk rule sets again on text dense in Han, kana and Thai, where they differ.
+TEXT_CASES = [(rules, byte_strings) for rules in RULE_SETS] + [(rules, cjk_byte_strings) for rules in CJK_RULE_SETS]
+TEXT_IDS = ["+".join(r) for r in RULE_SETS] + ["+".join(r) + " on cjk text" for r in CJK_RULE_SETS]
+
+
+@pytest.mark.parametrize(("rules", "texts"), TEXT_CASES, ids=TEXT_IDS)
+@given(draw=st.data())
+def test_matches_regex_reference(rules, texts, draw):
+    data = draw.draw(texts)
     assert compute_levels(data, rules).tolist() == reference_levels(data, rules).tolist()
 
 
-@pytest.mark.parametrize("rules", RULE_SETS, ids="+".join)
-@given(data=byte_strings)
-def test_append_stable(rules, data):
+@pytest.mark.parametrize(("rules", "texts"), TEXT_CASES, ids=TEXT_IDS)
+@given(draw=st.data())
+def test_append_stable(rules, texts, draw):
+    data = draw.draw(texts)
     full = compute_levels(data, rules)
     for cut in range(len(data) + 1):
         assert compute_levels(data[:cut], rules).tolist() == full[:cut].tolist(), cut
 
 
-@pytest.mark.parametrize("rules", RULE_SETS, ids="+".join)
-@given(data=byte_strings)
-def test_boundaries_only_on_last_byte_of_a_valid_character(rules, data):
-    _, _, ends, valid = char_spans(data)
-    allowed = {e for e, v in zip(ends, valid) if v}
-    assert set(np.flatnonzero(compute_levels(data, rules)).tolist()) <= allowed
-
-
-@pytest.mark.parametrize("rules", CJK_RULE_SETS, ids="+".join)
-@given(data=cjk_byte_strings)
-def test_cjk_matches_regex_reference_on_cjk_and_thai(rules, data):
-    assert compute_levels(data, rules).tolist() == reference_levels(data, rules).tolist()
-
-
-@pytest.mark.parametrize("rules", CJK_RULE_SETS, ids="+".join)
-@given(data=cjk_byte_strings)
-def test_cjk_append_stable_on_every_prefix(rules, data):
-    full = compute_levels(data, rules)
-    for cut in range(len(data) + 1):
-        assert compute_levels(data[:cut], rules).tolist() == full[:cut].tolist(), cut
-
-
-@pytest.mark.parametrize("rules", CJK_RULE_SETS, ids="+".join)
-@given(data=cjk_byte_strings)
-def test_cjk_boundaries_only_on_last_byte_of_a_valid_character(rules, data):
+@pytest.mark.parametrize(("rules", "texts"), TEXT_CASES, ids=TEXT_IDS)
+@given(draw=st.data())
+def test_boundaries_only_on_last_byte_of_a_valid_character(rules, texts, draw):
+    data = draw.draw(texts)
     _, _, ends, valid = char_spans(data)
     allowed = {e for e, v in zip(ends, valid) if v}
     assert set(np.flatnonzero(compute_levels(data, rules)).tolist()) <= allowed
