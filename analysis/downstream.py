@@ -27,10 +27,8 @@ results_dir = "../results/scaling"  # a results/<sweep> folder holding runs.csv
 output_dir = None  # where plots/ are written; None: results_dir
 
 # %%
-import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from aunet.analysis import plots, tables
@@ -60,14 +58,13 @@ def score_grid(x_col, xlabel, title, name, log_x):
     if not tasks:
         print(f"note: no run has both {x_col} and a score; '{name}' skipped")
         return None
-    ncols = min(2, len(tasks))
-    nrows = math.ceil(len(tasks) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows), squeeze=False)
-    for ax, task in zip(axes.flat, tasks):
+    fig, axes = plots.panel_grid(len(tasks), 2, (5.2, 3.6))
+    styles = plots.series_styles(data["series"])
+    for ax, task in zip(axes, tasks):
         col = headline[task]
         for s in tables.series_order(data["series"]):
             pts = data[(data["series"] == s) & data[col].notna()].sort_values(x_col)
-            style = plots.series_styles(data["series"])[s]
+            style = styles[s]
             ax.plot(pts[x_col], pts[col], color=style["color"], marker=style["marker"],
                     linestyle=style["linestyle"], markersize=4, label=style["label"])
         ax.axhline(CHANCE, color="0.4", linestyle=":", linewidth=1, label="chance (25%)")
@@ -77,9 +74,7 @@ def score_grid(x_col, xlabel, title, name, log_x):
         else:
             ax.invert_xaxis()  # lower loss is better: better models to the right
         plots.finish_axes(ax, title=f"{task} ({col.split('.', 1)[1]})", xlabel=xlabel, ylabel="accuracy (%)",
-                          legend=ax is axes.flat[0])
-    for ax in list(axes.flat)[len(tasks):]:
-        ax.set_visible(False)
+                          legend=ax is axes[0])
     fig.suptitle(title, fontsize=12)
     return plots.save_figure(fig, output_dir, name)[0]
 

@@ -28,7 +28,6 @@ results_dir = "../results/cjk-split"  # a results/<sweep> folder holding runs.cs
 output_dir = None  # where plots/ and fits.json are written; None: results_dir
 
 # %%
-import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -102,10 +101,8 @@ elif present:
 # %%
 texts = [t for t in CJK_TEXTS if t in present]
 if texts and compute_col:
-    ncols = min(4, len(texts))
-    nrows = math.ceil(len(texts) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.2 * nrows), squeeze=False)
-    for ax, name in zip(axes.flat, texts):
+    fig, axes = plots.panel_grid(len(texts), 4, (3.6, 3.2))
+    for ax, name in zip(axes, texts):
         col = columns[name]
         for s in tables.series_order(runs["series"]):
             runs_s = runs[(runs["series"] == s) & runs[col].notna() & runs[compute_col].notna()]
@@ -123,9 +120,7 @@ if texts and compute_col:
                            alpha=0.35, linewidths=0)
         ax.set_xscale("log")
         plots.finish_axes(ax, title=TITLES.get(name, name), xlabel="training compute (FLOPs)", ylabel="bits per byte",
-                          legend=ax is axes.flat[0])
-    for ax in list(axes.flat)[len(texts):]:
-        ax.set_visible(False)
+                          legend=ax is axes[0])
     fig.suptitle("At equal compute, which family or split rule models each language best?", fontsize=12)
     plots.save_figure(fig, output_dir, "multilingual_bpb_vs_flops")
 elif texts:

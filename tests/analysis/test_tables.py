@@ -133,3 +133,15 @@ def test_notebooks_are_found_in_the_checkout_or_through_the_environment(tmp_path
     with pytest.raises(notebooks.NotebookError, match="scaling.py: missing"):
         notebooks.notebook_path("scaling")
 
+
+
+def test_panel_grid_gives_count_axes_and_hides_the_rest():
+    from aunet.analysis.plots import panel_grid
+
+    fig, axes = panel_grid(5, 2, (3.0, 2.0))
+    assert len(axes) == 5 and all(ax.get_visible() for ax in axes)
+    cells = fig.get_axes()
+    assert len(cells) == 6 and not cells[5].get_visible()
+    assert tuple(fig.get_size_inches()) == (6.0, 6.0)
+    fig, axes = panel_grid(1, 4, (3.0, 2.0))
+    assert len(fig.get_axes()) == 1 and tuple(fig.get_size_inches()) == (3.0, 2.0)

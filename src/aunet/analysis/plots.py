@@ -63,6 +63,22 @@ def series_styles(series: Iterable[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def panel_grid(count: int, max_cols: int, panel_size: tuple[float, float]) -> tuple[Figure, list[Axes]]:
+    """A figure of ``count`` panels, at most ``max_cols`` per row, each ``panel_size`` inches (width, height).
+
+    Returns the figure and its first ``count`` axes in reading order; the unused cells of the last row are hidden.
+    """
+    import matplotlib.pyplot as plt
+
+    ncols = min(max_cols, count)
+    nrows = -(-count // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
+    cells = list(axes.flat)
+    for ax in cells[count:]:
+        ax.set_visible(False)
+    return fig, cells[:count]
+
+
 def draw_band(ax: Axes, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, color: str, alpha: float = 0.18) -> None:
     """Shade the interval ``[lo, hi]`` over ``x`` (all shape ``[n]``); non-finite bounds leave gaps."""
     ok = np.isfinite(lo) & np.isfinite(hi)
