@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
-from datetime import datetime, timezone
-from pathlib import Path
-
-BEGIN, END = "<!-- aunet bench: {} begin -->", "<!-- aunet bench: {} end -->"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -96,38 +91,14 @@ def _targets_table(r: dict) -> str:
 
 
 def _write(result: dict, text: str, command: str) -> None:
-    from aunet.io import atomic_write_json, atomic_write_text
-    from aunet.training.records import library_versions
+    from aunet.bench.record import write_section
 
-    root = Path.cwd()
     key = f"{result['device']}{'-quick' if result['quick'] else ''}{'-compiled' if result.get('compiled') else ''}"
     if result.get("custom_flops_per_byte"):
         key += f"-{result['target_flops_per_byte']:.0e}".replace("+", "")
-    atomic_write_json(root / "benchmarks" / f"bench-{key}.json", {**result, "versions": library_versions(),
-                                                                   "command": command})
-    versions = library_versions()
-    shown = ", ".join(f"{name} {versions[name]}" for name in ("torch", "numpy", "lightning") if name in versions)
-    section = "\n".join([BEGIN.format(key), f"Command: `{command}`  ",
-                         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  ",
-                         f"Machine: {result['machine']['platform']}, "
-                         f"{result['machine']['processor']}, {result['machine']['threads']} threads"
-                         + (f", {result['machine']['cuda']}" if result['machine']['cuda'] else "") + "  ",
-                         f"Libraries: {shown}", "", text, END.format(key)])
-    path = root / "BENCHMARKS.md"
-    current = path.read_text() if path.is_file() else "# Benchmarks\n"
-    begin, end = BEGIN.format(key), END.format(key)
-    if begin in current and end in current:
-        head, rest = current.split(begin, 1)
-        current = head + section + rest.split(end, 1)[1]
-    else:  # a new section goes after the last recorded one, ahead of any prose that discusses them
-        new = f"## `aunet bench` ({key})\n\n{section}\n"
-        ends = [m.end() for m in re.finditer(r"<!-- aunet bench: \S+ end -->", current)]
-        if not ends:
-            current = current.rstrip() + "\n\n" + new
-        else:
-            before, after = current[: ends[-1]], current[ends[-1]:].lstrip("\n")
-            current = before + "\n\n" + new + ("\n" + after if after else "")
-    atomic_write_text(path, current)
+    m = result["machine"]
+    machine = f"{m['platform']}, {m['processor']}, {m['threads']} threads" + (f", {m['cuda']}" if m["cuda"] else "")
+    write_section(key, result, text, command, machine)
 
 
 def run(args: argparse.Namespace) -> int:
