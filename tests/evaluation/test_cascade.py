@@ -10,7 +10,7 @@ from aunet.evaluation.checkpoint import LoadedModel
 from aunet.evaluation.generation import _TextStream, generate
 from aunet.models import AUNet, AUNetConfig, BPEConfig, BPETransformer
 from aunet.models.incremental import AUNetCascade, BPEIncremental
-from aunet.models.layers import TransformerStack
+from aunet.models.layers import KVCache, TransformerStack
 from aunet.splitting import compute_levels
 from tests.models.helpers import RULES, SAMPLE
 
@@ -62,6 +62,86 @@ def test_cascade_in_chunks_equals_full_forward(stages, mode):
     # Every stage ran exactly once per position of its own sequence (stage-local counters, P8).
     counts = [len(tokens)] + [int((levels > i).sum()) for i in range(stages - 1)]
     assert state.lengths == counts and all(c > 3 for c in counts)
+
+
+@pytest.mark.parametrize("stages", [1, 2, 3, 4])
+@pytest.mark.parametrize("mode", MODES)
+def test_cascade_steps_of_one_byte_equal_full_forward(stages, mode):
+    """step() (host-integer levels, the generation path) after a prefill equals the full forward at every byte."""
+    torch.manual_seed(stages)
+    model = AUNet(cascade_config(stages, mode)).double().eval()
+    data = (SAMPLE * 2).encode()[:200]
+    reference = full_logits(model, data)
+    lv = compute_levels(data, model.config.splits) if stages > 1 else np.zeros(len(data), dtype=np.uint8)
+    tokens = [256, *data]
+    levels = [stages - 1, *lv.tolist()]
+    state = AUNetCascade(model)
+    got = [state.extend(torch.tensor(tokens[:30]), torch.tensor(levels[:30]))]
+    got += [state.step(t, lv)[None] for t, lv in zip(tokens[30:], levels[30:])]
+    assert (torch.cat(got) - reference).abs().max().item() < TOL
+    counts = [len(tokens)] + [sum(v > i for v in levels) for i in range(stages - 1)]
+    assert state.lengths == counts
+
+
+def test_step_needs_a_prefill_first():
+    model = AUNet(cascade_config(2, "multilinear")).eval()
+    with pytest.raises(ValueError, match="feed the prompt"):
+        AUNetCascade(model).step(ord("a"), 0)
+
+
+@pytest.mark.parametrize("window", [5, None])
+def test_static_stack_step_equals_the_cached_step(window):
+    """The static-shape step (what a CUDA graph replays): position on the device, attention over the whole reserved
+    capacity under a mask, keys written in place; equal to forward_cached position by position."""
+    torch.manual_seed(0)
+    stack = TransformerStack(16, 2, 8, 32, window=window, max_len=8, rope_theta=10000.0, eps=1e-5).double().eval()
+    x = torch.randn(1, 40, 16, dtype=torch.float64)
+    eager, static = stack.new_cache(), stack.new_cache()
+    with torch.no_grad():
+        stack.forward_cached(x[:, :6], eager)
+        stack.forward_cached(x[:, :6], static)
+        static.reserve(64)
+        key_pos = torch.arange(static.capacity)
+        cos, sin = stack.rotary_for(static.capacity)  # grows the 8-row table past the capacity
+        for t in range(6, 40):
+            expected = stack.forward_cached(x[:, t : t + 1], eager)
+            got = stack.step_static(x[:, t : t + 1], static, torch.tensor([t]), key_pos, cos, sin)
+            static.length += 1
+            assert (got - expected).abs().max().item() < TOL
+    assert static.capacity == 64 and (static.keys[0][:, :, :40] - eager.keys[0][:, :, :40]).abs().max() < TOL
+
+
+def test_reserve_keeps_what_the_cache_holds():
+    cache = KVCache(1)
+    k = torch.randn(1, 2, 5, 4)
+    cache.store(0, k, -k, 0)
+    cache.length = 5
+    cache.reserve(100)
+    assert cache.capacity == 100 and torch.equal(cache.keys[0][:, :, :5], k)
+    assert cache.keys[0][:, :, 5:].abs().max() == 0  # zeroed: masked slots must not hold NaN garbage
+    with pytest.raises(ValueError, match="stored keys"):
+        KVCache(1).reserve(10)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("stages", [2, 3])
+def test_graphed_cascade_equals_the_eager_cascade_on_a_gpu(stages):
+    """CUDA-graph replays of each stack's step give the eager cascade's logits, through several recaptures as the
+    caches outgrow their capacity (a short prompt, then 300 bytes)."""
+    torch.manual_seed(stages)
+    model = AUNet(cascade_config(stages, "multilinear")).cuda().eval()
+    data = (SAMPLE * 4).encode()[:320]
+    lv = compute_levels(data, model.config.splits)
+    tokens, levels = [256, *data], [stages - 1, *lv.tolist()]
+    graphed, eager = AUNetCascade(model), AUNetCascade(model, graphs=False)
+    assert graphed.graphs and not eager.graphs
+    for state in (graphed, eager):
+        state.extend(torch.tensor(tokens[:20], device="cuda"), torch.tensor(levels[:20], device="cuda"))
+    worst = 0.0
+    for t, level in zip(tokens[20:], levels[20:]):
+        worst = max(worst, (graphed.step(t, level) - eager.step(t, level)).abs().max().item())
+    assert worst < 1e-4 and graphed.lengths == eager.lengths
+    assert stages <= graphed.graph_captures <= 10 * (2 * stages - 1)
 
 
 def biased_model(stages: int, mode: str, seed: int) -> AUNet:

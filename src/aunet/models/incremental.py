@@ -18,6 +18,12 @@ upsampling mode): pooling selects, upsampling reads the most recent boundary at 
 (inclusive), the final RMSNorm precedes the head, and attention uses the training window.
 
 Batch size is 1: sequences of a batch pool different bytes, so their deeper stages would run at different steps.
+
+Generating one byte at a time, :meth:`AUNetCascade.step` takes the byte and its level as host integers (the caller
+computed the level on the host anyway), so which stages run and every upsampling offset are known without asking the
+device; each stack's one-position step is then either :meth:`TransformerStack.forward_cached` or, on a GPU, the replay
+of a CUDA graph (:class:`GraphedStackStep`): a step of the byte stage is a few dozen small kernels whose launches,
+not their arithmetic, set the speed of eager decoding there.
 """
 
 from __future__ import annotations
@@ -27,7 +33,61 @@ from torch import Tensor
 
 from aunet.models.aunet import AUNet
 from aunet.models.bpe import BPETransformer
-from aunet.models.layers import KVCache
+from aunet.models.layers import KVCache, TransformerStack
+
+
+class GraphedStackStep:
+    """One-position steps of a :class:`TransformerStack` over its :class:`KVCache`, replayed from a CUDA graph.
+
+    The first call (and any call after the cache outgrew the captured capacity, or was reallocated by a chunked
+    :meth:`~TransformerStack.forward_cached`) reserves capacity for twice the current length, warms the static step
+    up on a side stream and captures it; later calls copy the input into the graph's input buffer, set the position
+    on the device and replay. Each call computes exactly :meth:`TransformerStack.step_static` (tested equal to
+    :meth:`~TransformerStack.forward_cached`); re-running a step is harmless, since it only writes its own position.
+    """
+
+    ALIGN = 64  # capacities in multiples of this: aligned masks keep the fused attention kernels
+
+    def __init__(self, stack: TransformerStack, cache: KVCache) -> None:
+        self.stack, self.cache = stack, cache
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.captured_keys: Tensor | None = None
+        self.captures = 0
+
+    def _stale(self, start: int) -> bool:
+        return (self.graph is None or start >= self.cache.capacity
+                or self.cache.keys[0] is not self.captured_keys)
+
+    def _capture(self, x: Tensor, start: int) -> None:
+        capacity = -(-max(2 * (start + 1), start + self.ALIGN) // self.ALIGN) * self.ALIGN
+        self.cache.reserve(capacity)
+        device = x.device
+        self.cos, self.sin = self.stack.rotary_for(capacity)  # held here: the graph reads these very tensors
+        self.key_pos = torch.arange(capacity, device=device)
+        self.pos = torch.tensor([start], device=device)
+        self.x = x.clone()
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # warm-up outside the graph: lazy initialisation must not be captured
+            self.stack.step_static(self.x, self.cache, self.pos, self.key_pos, self.cos, self.sin)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = self.stack.step_static(self.x, self.cache, self.pos, self.key_pos, self.cos, self.sin)
+        self.captured_keys = self.cache.keys[0]
+        self.captures += 1
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """``x`` ``[1, 1, D]`` at position ``cache.length`` -> its output ``[1, 1, D]``; advances the cache."""
+        start = self.cache.length
+        if self._stale(start):
+            self._capture(x, start)
+        else:
+            self.x.copy_(x)
+        self.pos.fill_(start)
+        self.graph.replay()  # type: ignore[union-attr]
+        self.cache.length = start + 1
+        return self.out.clone()  # the graph's output buffer is overwritten by the next replay
 
 
 class AUNetCascade:
@@ -40,9 +100,15 @@ class AUNetCascade:
         lengths: positions so far at each stage (``lengths[0]`` = tokens fed).
     """
 
-    def __init__(self, model: AUNet) -> None:
+    def __init__(self, model: AUNet, graphs: bool | None = None) -> None:
+        """``graphs``: replay single-byte steps of each stack from CUDA graphs (default: when the model is on a
+        GPU)."""
         self.model = model
         n = model.config.n_stages
+        device = model.head.weight.device
+        self.graphs = device.type == "cuda" if graphs is None else graphs
+        if self.graphs and device.type != "cuda":
+            raise ValueError("CUDA graphs need the model on a CUDA device")
         self.n_stages = n
         self.enc_caches = [stack.new_cache() for stack in model.encoders]
         self.dec_caches = [stack.new_cache() for stack in model.decoders]
@@ -52,6 +118,73 @@ class AUNetCascade:
         # and the stage-i position of the boundary it was pooled at.
         self.latest_up: list[Tensor | None] = [None] * (n - 1)
         self.segment_start: list[Tensor | int] = [0] * (n - 1)
+        self._steppers: dict[int, GraphedStackStep] = {}
+
+    def _stack_step(self, stack: TransformerStack, cache: KVCache, x: Tensor) -> Tensor:
+        """One new position of ``stack``: ``x`` ``[1, 1, D]`` -> ``[1, 1, D]``, from a CUDA graph when enabled."""
+        if not self.graphs:
+            return stack.forward_cached(x, cache)
+        stepper = self._steppers.get(id(cache))
+        if stepper is None:
+            stepper = self._steppers[id(cache)] = GraphedStackStep(stack, cache)
+        return stepper(x)
+
+    @property
+    def graph_captures(self) -> int:
+        """CUDA graphs captured so far (one per stack, plus one per capacity growth)."""
+        return sum(s.captures for s in self._steppers.values())
+
+    @torch.no_grad()
+    def step(self, token: int, level: int) -> Tensor:
+        """Feed one byte after the prompt; return its next-byte logits ``[258]``.
+
+        Args:
+            token: the byte (0..255) as a host integer.
+            level: its level (:func:`aunet.splitting.compute_levels` on the grown buffer), a host integer: the
+                byte closes segments of stages ``1..level``, so stages ``0..min(level, n-1)`` get a new position.
+
+        The same logits as :meth:`extend` on ``[token]``, ``[level]``, without any host-device synchronisation:
+        which stages run and each upsampling offset follow from host integers.
+        """
+        model, n = self.model, self.n_stages
+        if self.lengths[0] == 0:
+            raise ValueError("step() continues a sequence: feed the prompt (BOS first) with extend()")
+        x = model.embed.weight[token].view(1, 1, -1)
+        if n == 1:
+            out = self._stack_step(model.trunk, self.trunk_cache, x)
+            self.lengths[0] += 1
+            return model.head(model.norm(out))[0, 0]
+        reached = min(max(level, 0), n - 1)  # the deepest stage that gets a new position
+        skips: list[Tensor] = []
+        for i in range(reached + 1):
+            if i < n - 1:
+                x = self._stack_step(model.encoders[i], self.enc_caches[i], x)
+                skips.append(x)
+                if i < reached:  # pooling one selected row: the gather is the row itself
+                    x = model.downs[i].proj(model.downs[i].norm(x))
+            else:
+                x = self._stack_step(model.trunk, self.trunk_cache, x)
+            self.lengths[i] += 1
+        out = x  # the new output of stage `reached`
+        for i in reversed(range(min(reached, n - 2) + 1)):  # decoders of the stages that got a position
+            up = model.ups[i]
+            position = self.lengths[i] - 1  # stage-local position of this byte's entry at stage i
+            if i < reached:  # stage i+1 got a new entry at this very position: a new table, offset 0 (P2)
+                self.latest_up[i] = up.proj(up.norm(out[0, 0])).view(up.n_maps, up.fine_dim)
+                self.segment_start[i] = position
+            start = self.segment_start[i]
+            if isinstance(start, Tensor):  # set by extend() without a sync; read once here
+                start = self.segment_start[i] = int(start)
+            offset = position - start
+            table = self.latest_up[i]
+            if up.mode == "multilinear":
+                upsampled = table[0] + table[1 + offset % up.n_offsets]  # type: ignore[index]
+            elif up.mode == "simple":
+                upsampled = table[0] * float(offset == 0)  # type: ignore[index]
+            else:
+                upsampled = table[0]  # type: ignore[index]
+            out = self._stack_step(model.decoders[i], self.dec_caches[i], skips[i] + upsampled)
+        return model.head(model.norm(out))[0, 0]
 
     @torch.no_grad()
     def extend(self, tokens: Tensor, levels: Tensor | None = None) -> Tensor:

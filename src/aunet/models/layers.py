@@ -80,7 +80,8 @@ class KVCache:
     ``keys[l]``/``values[l]`` ``[B, H, capacity, Dh]`` hold the rotated keys and the values of layer ``l`` for
     stage-local positions ``0..length-1``; the capacity doubles when full, so appending is amortised O(1). The whole
     history is kept even with a sliding window (attention only reads the last ``window`` keys), which keeps the code
-    simple at the price of memory linear in the length.
+    simple at the price of memory linear in the length. Buffers start zeroed: a static-shape step attends over the
+    whole capacity with a mask, and masked garbage (a NaN) would still poison its weighted sum.
     """
 
     def __init__(self, n_layers: int) -> None:
@@ -88,20 +89,38 @@ class KVCache:
         self.values: list[Tensor | None] = [None] * n_layers
         self.length = 0
 
+    @property
+    def capacity(self) -> int:
+        """Positions the buffers hold before they must grow (0 before the first store)."""
+        return self.keys[0].shape[2] if self.keys[0] is not None else 0
+
+    def _grow(self, layer: int, capacity: int, keep: int) -> None:
+        buf_k, buf_v = self.keys[layer], self.values[layer]
+        shape = (buf_k.shape[0], buf_k.shape[1], capacity, buf_k.shape[3])  # type: ignore[union-attr]
+        new_k, new_v = buf_k.new_zeros(shape), buf_v.new_zeros(shape)  # type: ignore[union-attr]
+        new_k[:, :, :keep] = buf_k[:, :, :keep]  # type: ignore[index]
+        new_v[:, :, :keep] = buf_v[:, :, :keep]  # type: ignore[index]
+        self.keys[layer], self.values[layer] = new_k, new_v
+
+    def reserve(self, capacity: int) -> None:
+        """Grow every layer's buffers to hold at least ``capacity`` positions (buffers must exist: store first)."""
+        for layer in range(len(self.keys)):
+            if self.keys[layer] is None:
+                raise ValueError("reserve() needs stored keys to take the batch, heads and head size from")
+            if self.keys[layer].shape[2] < capacity:  # type: ignore[union-attr]
+                self._grow(layer, capacity, self.length)
+
     def store(self, layer: int, k: Tensor, v: Tensor, start: int) -> tuple[Tensor, Tensor]:
         """Write ``k``, ``v`` ``[B, H, n, Dh]`` at positions ``start..start+n-1`` of ``layer``; return views of all
         keys and values so far, ``[B, H, start+n, Dh]``."""
         end = start + k.shape[2]
+        if self.keys[layer] is None:
+            shape = (k.shape[0], k.shape[1], max(end, 16), k.shape[3])
+            self.keys[layer], self.values[layer] = k.new_zeros(shape), v.new_zeros(shape)
+        elif self.keys[layer].shape[2] < end:  # type: ignore[union-attr]
+            self._grow(layer, max(end, 2 * self.keys[layer].shape[2]), start)  # type: ignore[union-attr]
         buf_k, buf_v = self.keys[layer], self.values[layer]
-        if buf_k is None or buf_k.shape[2] < end:
-            capacity = max(end, 2 * (buf_k.shape[2] if buf_k is not None else 0), 16)
-            shape = (k.shape[0], k.shape[1], capacity, k.shape[3])
-            new_k, new_v = k.new_empty(shape), v.new_empty(shape)
-            if buf_k is not None and start:
-                new_k[:, :, :start] = buf_k[:, :, :start]
-                new_v[:, :, :start] = buf_v[:, :, :start]  # type: ignore[index]
-            self.keys[layer], self.values[layer] = buf_k, buf_v = new_k, new_v
-        buf_k[:, :, start:end] = k
+        buf_k[:, :, start:end] = k  # type: ignore[index]
         buf_v[:, :, start:end] = v  # type: ignore[index]
         return buf_k[:, :, :end], buf_v[:, :, :end]  # type: ignore[index]
 
@@ -175,6 +194,24 @@ class Attention(nn.Module):
         return self.wo(out.transpose(1, 2).reshape(b, s, d))
 
 
+    def forward_static(self, x: Tensor, cos: Tensor, sin: Tensor, window: int | None, keys: Tensor, values: Tensor,
+                       pos: Tensor, key_pos: Tensor) -> Tensor:
+        """One new position, static in shape: its key and value are written into ``keys``/``values``
+        ``[1, H, C, Dh]`` at ``pos`` ``[1]`` (a device tensor), and its query attends over all ``C`` slots with a
+        mask of the causal window, so nothing here depends on a host value and the step can be replayed from a CUDA
+        graph. ``x`` ``[1, 1, D]``; ``cos``/``sin`` ``[1, Dh]`` at ``pos``; ``key_pos`` ``[C]`` = ``arange(C)``.
+        The same function as :meth:`forward_cached` for one position (slots past ``pos`` are masked)."""
+        b, s, d = x.shape
+        q, k, v = self._heads(x, cos, sin)
+        keys.index_copy_(2, pos, k)
+        values.index_copy_(2, pos, v)
+        visible = key_pos <= pos
+        if window is not None:
+            visible &= key_pos > pos - window
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible[None, :])  # [1 query, C keys]
+        return self.wo(out.transpose(1, 2).reshape(b, s, d))
+
+
 class SwiGLU(nn.Module):
     """``w2(silu(x W1) * (x W3))``, with W1 and W3 fused into one matmul."""
 
@@ -207,6 +244,13 @@ class Block(nn.Module):
                        start: int) -> Tensor:
         """:meth:`forward` for new positions, reading and extending ``cache`` (see :meth:`Attention.forward_cached`)."""
         x = x + self.attn.forward_cached(self.attn_norm(x), cos, sin, window, cache, layer, start)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+    def forward_static(self, x: Tensor, cos: Tensor, sin: Tensor, window: int | None, keys: Tensor, values: Tensor,
+                       pos: Tensor, key_pos: Tensor) -> Tensor:
+        """:meth:`forward_cached` for one position, static in shape (see :meth:`Attention.forward_static`)."""
+        x = x + self.attn.forward_static(self.attn_norm(x), cos, sin, window, keys, values, pos, key_pos)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -270,6 +314,29 @@ class TransformerStack(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer.forward_cached(x, cos, sin, self.window, cache, i, start)
         cache.length = end
+        return x
+
+
+    def rotary_for(self, length: int) -> tuple[Tensor, Tensor]:
+        """The whole rotary tables, grown (geometrically) to cover at least ``length`` positions."""
+        if length > self.rope_cos.shape[0]:
+            self._rotary(max(length, 2 * self.rope_cos.shape[0]), self.rope_cos.device)
+        return self.rope_cos, self.rope_sin
+
+    def step_static(self, x: Tensor, cache: KVCache, pos: Tensor, key_pos: Tensor, cos: Tensor,
+                    sin: Tensor) -> Tensor:
+        """The output at position ``pos`` of a sequence whose earlier positions are in ``cache``, static in shape:
+        ``x`` ``[1, 1, D]`` -> ``[1, 1, D]``; ``pos`` ``[1]`` long on the device; ``key_pos`` ``[C]`` =
+        ``arange(cache.capacity)``; ``cos``/``sin`` the tables of :meth:`rotary_for` (at least ``C`` rows).
+
+        Equal to :meth:`forward_cached` on one position, but every shape is fixed by the cache's capacity and the
+        position is read on the device, so :class:`~aunet.models.incremental.GraphedStackStep` can capture it once
+        and replay it for every later position. Does not advance ``cache.length`` (the caller does).
+        """
+        cos_at, sin_at = cos.index_select(0, pos), sin.index_select(0, pos)
+        for i, layer in enumerate(self.layers):
+            x = layer.forward_static(x, cos_at, sin_at, self.window, cache.keys[i], cache.values[i], pos,
+                                     key_pos)  # type: ignore[arg-type]
         return x
 
 
