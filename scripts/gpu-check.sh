@@ -3,7 +3,8 @@
 # and AU-Net-3 trained in bf16 with torch.compile at the paper's sequence lengths; cascaded generation timed).
 #
 #   scripts/gpu-check.sh --prepare-data      # here, once: copy a few MB of real text into .gpudata/ (git-ignored)
-#   scripts/gpu-check.sh [OUT_DIR]           # on the GPU machine (default OUT_DIR: $OUT, else build/gpu-check)
+#   scripts/gpu-check.sh [OUT_DIR [ARGS]]    # on the GPU machine (default OUT_DIR: $OUT, else build/gpu-check);
+#                                            # ARGS go to python -m aunet.bench.gpu (e.g. --label run2)
 #   scripts/gpu-check.sh --cpu [OUT_DIR]     # the same steps on microscopic models on CPU (what `make test` runs)
 #   python -m aunet.bench.gpu --record OUT_DIR/gpu-check.json   # afterwards: BENCHMARKS.md and benchmarks/
 #
@@ -18,7 +19,7 @@ DATA_FILE=".gpudata/books.txt"
 
 mode=gpu
 if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 elif [[ "${1:-}" == "--prepare-data" ]]; then
     src="${AUNET_DATA_DIR:-../shared/data}/corpora/gutenberg_en/books"
@@ -47,6 +48,8 @@ elif [[ "${1:-}" == "--cpu" ]]; then
     shift
 fi
 out_dir="${1:-${OUT:-build/gpu-check}}"
+shift $(( $# > 0 ? 1 : 0 ))
+extra=("$@")  # passed on to python -m aunet.bench.gpu (e.g. --label, --steps)
 mkdir -p "$out_dir"
 log="$out_dir/gpu-check.log"
 
@@ -68,10 +71,11 @@ status=0
     "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu "${gpu_tests[@]}" || status=1
     echo "== training and generation benchmark"
     if [[ $mode == gpu ]]; then
-        "$PYTHON" -m aunet.bench.gpu --device cuda --out "$out_dir" "${data_args[@]}" || status=1
+        "$PYTHON" -m aunet.bench.gpu --device cuda --new-bytes 128 --out "$out_dir" "${data_args[@]}" "${extra[@]}" \
+            || status=1
     else
         "$PYTHON" -m aunet.bench.gpu --device cpu --micro --micro-batch 2 --steps 2 --warmup 1 --new-bytes 4 \
-            --repeats 1 --contexts 256,512 --out "$out_dir" "${data_args[@]}" || status=1
+            --repeats 1 --contexts 256,512 --out "$out_dir" "${data_args[@]}" "${extra[@]}" || status=1
     fi
     echo "== done, status $status"
     exit "$status"

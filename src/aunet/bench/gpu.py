@@ -6,9 +6,9 @@
 
 For each training preset (default ``ladder/bpe-1e19``, ``ladder/aunet2-1e19``, ``ladder/aunet3-1e19``, at the
 paper's sequence lengths of 2048 tokens and 8192 bytes), the training step of ``aunet train`` is run as Lightning's
-``bf16-mixed`` runs it: fp32 weights under bf16 autocast, the forward ``torch.compile``-d as
-:class:`~aunet.training.module.LanguageModelModule` compiles it, float cross-entropy, backward, gradient clipping at
-0.2 and the AdamW of training. Per preset it reports:
+``bf16-mixed`` runs it: fp32 weights under bf16 autocast, the forward and the float32 cross-entropy
+``torch.compile``-d as :class:`~aunet.training.module.LanguageModelModule` compiles them, backward, gradient
+clipping at 0.2 and the AdamW of training. Per preset it reports:
 
 * bytes/s and FLOP/s by our formula (:func:`aunet.flops.flops_report`); BPE bytes are tokens times
   ``--bpe-bytes-per-token`` (4.56, the paper's LLaMA-3 tokenizer on DCLM: our suite has no 128k-token tokenizer, and a
@@ -17,7 +17,7 @@ paper's sequence lengths of 2048 tokens and 8192 bytes), the training step of ``
 * the allocator's peak memory over the timed steps;
 * whether one step makes any host-device synchronisation (``torch.cuda.set_sync_debug_mode("error")``);
 * how many graphs and graph breaks TorchDynamo finds in the forward (``torch._dynamo.explain``), and how many graphs
-  were compiled while training (a recompilation would show here);
+  were compiled while training (the forward and the loss: a recompilation would show as more);
 * a profile of two steps: the share of GPU kernel time in matmuls, attention and everything else, the share of the
   step in which the GPU is idle (launch and host overhead), and the top kernels, saved with the numbers.
 
@@ -46,6 +46,7 @@ import torch
 
 from aunet.flops import flops_report
 from aunet.models import AUNetConfig, build_model, load_model_config
+from aunet.models.loss import compiled_next_unit_loss, next_unit_loss
 
 TRAIN_PRESETS = ("ladder/bpe-1e19", "ladder/aunet2-1e19", "ladder/aunet3-1e19")
 GENERATION_PRESETS = ("ladder/aunet2-1e19", "ladder/aunet3-1e19")
@@ -145,22 +146,25 @@ def token_batches(vocab_size: int, seq_len: int, micro_batch: int, count: int, d
 # --- the training step -----------------------------------------------------------------------------------------------
 
 
-def training_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The loss of :meth:`LanguageModelModule.training_step`: float cross-entropy of next-unit logits."""
+def training_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = next_unit_loss) -> torch.Tensor:
+    """The loss of :meth:`LanguageModelModule.training_step`: float32 cross-entropy of next-unit logits."""
     tokens = batch["tokens"]
     inputs = tokens[:, :-1]
     logits = model(inputs, batch["levels"][:, :-1]) if "levels" in batch else model(inputs)
-    return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
+    return loss_fn(logits, tokens[:, 1:])
 
 
-def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-              device: torch.device) -> Callable[[dict[str, torch.Tensor]], None]:
-    """One optimizer step on one micro-batch, as Lightning's ``bf16-mixed`` with ``gradient_clip_val`` runs it."""
+def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+              compiled_loss: bool) -> Callable[[dict[str, torch.Tensor]], None]:
+    """One optimizer step on one micro-batch, as Lightning's ``bf16-mixed`` with ``gradient_clip_val`` runs it
+    (``compiled_loss``: the loss compiled, as ``LanguageModelModule(compile=True)`` does)."""
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
+    loss_fn = compiled_next_unit_loss() if compiled_loss else next_unit_loss
 
     def step(batch: dict[str, torch.Tensor]) -> None:
         with autocast():
-            loss = training_loss(model, batch)
+            loss = training_loss(model, batch, loss_fn)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP, foreach=device.type == "cuda")
         optimizer.step()
@@ -256,8 +260,9 @@ def _graphs_compiled() -> int:
 
 
 def train_preset(preset: str, text: bytes, micro_batch: int, steps: int, warmup: int, compile: bool,
-                 device: torch.device, bpe_bytes_per_token: float) -> dict[str, Any]:
-    """Every training figure of the module docstring for one preset (see there)."""
+                 device: torch.device, bpe_bytes_per_token: float, eager_loss: bool = False) -> dict[str, Any]:
+    """Every training figure of the module docstring for one preset (see there); ``eager_loss`` keeps the loss
+    uncompiled even with ``compile`` (the comparison that shows what compiling it gains)."""
     from aunet.training.optim import adamw, default_precision
 
     config = load_model_config(preset)
@@ -274,7 +279,7 @@ def train_preset(preset: str, text: bytes, micro_batch: int, steps: int, warmup:
     optimizer = adamw(model.parameters(), default_precision(device.type), lr=1e-4)
     if compile:
         model.compile()  # as LanguageModelModule(compile=True) does: the forward, default options
-    step = make_step(model, optimizer, device)
+    step = make_step(model, optimizer, device, compile and not eager_loss)
     before = _graphs_compiled()
     first = time.perf_counter()
     for i in range(warmup):  # the first step compiles
@@ -293,7 +298,8 @@ def train_preset(preset: str, text: bytes, micro_batch: int, steps: int, warmup:
     bytes_per_unit = 1.0 if is_aunet else bpe_bytes_per_token
     median = statistics.median(seconds)
     out = {
-        "preset": preset, "family": _family(config), "params": report.params,
+        "preset": preset, "family": _family(config) + ("-eager-loss" if eager_loss else ""),
+        "loss": "compiled" if compile and not eager_loss else "eager", "params": report.params,
         "flops_per_unit": report.flops_per_unit, "flops_per_byte": report.flops_per_unit / bytes_per_unit,
         "seq_len": report.seq_len, "micro_batch": micro_batch, "bytes_per_unit": bytes_per_unit,
         "steps": steps, "seconds_per_step": median, "seconds_min": min(seconds), "seconds_max": max(seconds),
@@ -378,6 +384,8 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
     gen_presets = [p for p in gen_presets if p]
     contexts = [int(c) for c in args.contexts.split(",")]
     compile = args.compile if args.compile is not None else device.type == "cuda"
+    if args.eager_loss_presets is None:
+        args.eager_loss_presets = "ladder/bpe-1e19" if device.type == "cuda" and not micro else ""
     text = _text(args.data, max(contexts) + 1)
     name, peak = datasheet_peak(device)
     from datetime import datetime, timezone
@@ -397,10 +405,11 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
     result["dense_matmul_flops_per_s"] = dense_matmul_rate(device, 8192 if device.type == "cuda" else 256)
     result["dense_matmul_dtype"] = "bfloat16" if device.type == "cuda" else "float32"
     _write(out_dir, result)
-    for preset in train_presets:
-        print(f"[gpu-check] training {preset} ...", flush=True)
+    eager_loss = [p for p in (args.eager_loss_presets or "").split(",") if p] if compile else []
+    for preset, eager in [(p, False) for p in train_presets] + [(p, True) for p in eager_loss]:
+        print(f"[gpu-check] training {preset}{' (loss not compiled)' if eager else ''} ...", flush=True)
         row = train_preset(preset, text, args.micro_batch, args.steps, args.warmup, compile, device,
-                           args.bpe_bytes_per_token)
+                           args.bpe_bytes_per_token, eager_loss=eager)
         row["utilization_measured"] = row["flops_per_s"] / result["dense_matmul_flops_per_s"]
         row["utilization_datasheet"] = row["flops_per_s"] / peak if peak else None
         result["train"][row["family"]] = row
@@ -410,7 +419,7 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
         _write(out_dir, result)
     if "bpe" in result["train"]:
         bpe = result["train"]["bpe"]
-        for row in result["train"].values():
+        for row in result["train"].values():  # against BPE as trained (the compiled loss when compiling)
             row["bytes_per_s_vs_bpe"] = row["bytes_per_s"] / bpe["bytes_per_s"]
             row["flops_per_s_vs_bpe"] = row["flops_per_s"] / bpe["flops_per_s"]
     for preset in gen_presets:
@@ -478,16 +487,16 @@ def summary(result: dict[str, Any]) -> str:
              f"{result['dense_matmul_flops_per_s'] / 1e12:.0f} TFLOP/s"
              + (f" (datasheet {peak / 1e12:.0f})" if peak else ""), ""]
     train = result.get("train", {})
-    ordered = sorted(train.values(), key=lambda t: (t["family"] != "bpe", t["family"]))
+    ordered = sorted(train.values(), key=lambda t: (not t["family"].startswith("bpe"), t["family"]))
     if train:
-        lines += ["| preset | params | micro-batch | FLOPs/byte | step | bytes/s | TFLOP/s | of measured matmul | "
+        lines += ["| preset | loss | params | micro-batch | FLOPs/byte | step | bytes/s | TFLOP/s | of measured matmul | "
                   "of datasheet | vs BPE (bytes/s) | vs BPE (FLOP/s) | peak memory | first steps (compile) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for t in ordered:
             ds = f"{t['utilization_datasheet']:.0%}" if t.get("utilization_datasheet") else "-"
             mem = f"{t['peak_memory_bytes'] / 2**30:.1f} GiB" if t.get("peak_memory_bytes") else "-"
             lines.append(
-                f"| `{t['preset']}` | {t['params'] / 1e6:.0f} M | {t['micro_batch']} x {t['seq_len']} | "
+                f"| `{t['preset']}` | {t.get('loss', 'eager')} | {t['params'] / 1e6:.0f} M | {t['micro_batch']} x {t['seq_len']} | "
                 f"{t['flops_per_byte']:.3g} | {t['seconds_per_step'] * 1e3:.1f} ms | {t['bytes_per_s']:,.0f} | "
                 f"{t['flops_per_s'] / 1e12:.1f} | {t['utilization_measured']:.0%} | {ds} | "
                 f"{t.get('bytes_per_s_vs_bpe', float('nan')):.2f} | {t.get('flops_per_s_vs_bpe', float('nan')):.2f} | "
@@ -498,7 +507,7 @@ def summary(result: dict[str, Any]) -> str:
         for t in ordered:
             p = t["profile_two_steps"]
             idle = f"{p['idle_share']:.0%}" if p["idle_share"] is not None else "-"
-            lines.append(f"| `{t['preset']}` | {p['shares']['matmul']:.0%} | {p['shares']['attention']:.0%} | "
+            lines.append(f"| `{t['preset']}` ({t.get('loss', 'eager')} loss) | {p['shares']['matmul']:.0%} | {p['shares']['attention']:.0%} | "
                          f"{p['shares']['other']:.0%} | {idle} | {p['launches'] / 2:.0f} |")
     paper = paper_scale(result)
     if paper:
@@ -569,6 +578,9 @@ def main(argv: list[str] | None = None) -> int:
     compile_group.add_argument("--compile", dest="compile", action="store_true", default=None,
                                help="torch.compile the forward (default on a GPU)")
     compile_group.add_argument("--no-compile", dest="compile", action="store_false", help="train eagerly")
+    parser.add_argument("--eager-loss-presets", default=None,
+                        help="with compilation, train these presets once more with the loss left eager, for the "
+                             "comparison (default on a GPU: ladder/bpe-1e19)")
     parser.add_argument("--bpe-bytes-per-token", type=float, default=PAPER_BYTES_PER_TOKEN,
                         help=f"bytes per BPE token for bytes/s (default {PAPER_BYTES_PER_TOKEN}, the paper's)")
     parser.add_argument("--contexts", default="1024,4096", help="generation context lengths in bytes")

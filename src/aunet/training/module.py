@@ -17,10 +17,9 @@ from torchmetrics import MeanMetric, SumMetric
 from aunet.errors import RunError
 from aunet.flops import flops_report
 from aunet.models import AUNet, build_model, model_config_from_dict
+from aunet.models.loss import IGNORE, compiled_next_unit_loss, next_unit_loss
 from aunet.training.optim import adamw
 from aunet.training.schedule import warmup_cosine
-
-IGNORE = -100
 
 
 class LanguageModelModule(L.LightningModule):
@@ -33,7 +32,7 @@ class LanguageModelModule(L.LightningModule):
         micro_batch: sequences per device per forward pass.
         token_bytes: ``[vocab]`` UTF-8 bytes per token id (0 for BOS/EOS), to count bytes and score bits per byte.
         val_text_bytes: UTF-8 bytes of the whole validation text (all ranks): the bits-per-byte denominator.
-        compile: compile the model's forward with ``torch.compile``.
+        compile: compile the model's forward and the training loss with ``torch.compile``.
 
     Batches are dicts with ``tokens`` ``[B, S+1]`` (inputs are the first S, targets the last S; PAD < 0 is never
     scored) and, for AU-Net with several stages, ``levels`` ``[B, S+1]``.
@@ -64,6 +63,7 @@ class LanguageModelModule(L.LightningModule):
         self.val_loss = MeanMetric().set_dtype(torch.float64)
         self.val_nats = SumMetric().set_dtype(torch.float64)
         self.val_token_bytes = SumMetric().set_dtype(torch.float64)
+        self.loss_fn = compiled_next_unit_loss() if compile else next_unit_loss
         if compile:
             self.model.compile()
 
@@ -80,7 +80,7 @@ class LanguageModelModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits, targets, stats = self._forward(batch)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+        loss = self.loss_fn(logits, targets)
         # One host sync per step: a NaN must stop the run before it reaches a checkpoint.
         if not torch.isfinite(loss):
             raise RunError(
