@@ -1,4 +1,5 @@
-"""A microscopic sweep over Tiny Shakespeare whose runs take a second or two each."""
+"""A microscopic sweep over Tiny Shakespeare whose runs take a second or two each (one-head floors: these sweeps test
+the machinery, not model shapes)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ MICRO = {
     "trainer": {"progress_bar": False, "accelerator": "cpu"},
     "families": {
         "bpe": {"template": {"family": "bpe", "head_dim": 8, "vocab_size": 300, "seq_bytes": 64,
-                             "ffn_multiple_of": 8, "width_step": 8, "aspect": 16}},
+                             "ffn_multiple_of": 8, "width_step": 8, "aspect": 16,
+                             "min_heads": 1}},
         "aunet2": {"template": {"family": "aunet", "widths": [0.5, 1.0], "head_dims": [8, 8], "caps": [64, 20],
                                 "splits": ["word@1"], "windows": [16, None], "layers": [1, None],
-                                "ffn_multiple_of": 8, "width_step": 8, "aspect": 16}},
+                                "ffn_multiple_of": 8, "width_step": 8, "aspect": 16, "min_heads": 1}},
     },
 }
 

@@ -25,7 +25,49 @@ def by_budget(plan):
     return groups
 
 
-@pytest.mark.parametrize("sweep", ["demo.yaml", "cpu-study.yaml"])
+def fixed_hparams(spec):
+    """The sweep with fixed LR and batch (shapes and bytes do not depend on them; fitted-law files may not exist)."""
+    from dataclasses import replace
+
+    from aunet.sweeps.spec import HParams
+
+    return replace(spec, hparams={g: HParams(lr=1e-2, batch_bytes=4096) for g in ("aunet", "bpe")})
+
+
+@pytest.mark.parametrize("sweep, budgets, sizes", [("cpu-study.yaml", 4, 3), ("demo.yaml", 3, 2)])
+def test_fair_studies_plan_every_family_at_several_sensible_sizes(sweep, budgets, sizes, data_dir):
+    import math
+
+    spec = load_sweep(REPO / "sweeps" / sweep)
+    plan = plan_sweep(fixed_hparams(spec))
+    assert {r.family for r in plan.runs} == {"bpe", "aunet1", "aunet2", "aunet3", "aunet4"}
+    assert len(spec.budgets) == budgets and math.log10(max(spec.budgets) / min(spec.budgets)) >= 1.0
+    for (family, budget), runs in _by(plan, "family", "budget_flops").items():
+        assert len({r.run_id for r in runs if r.seed == 0}) == sizes, (family, budget)
+        for run in runs:
+            assert abs(run.planned_flops / budget - 1) < 0.05, (family, budget, run.planned_flops)
+            assert not [w for w in run.warnings if "repeats its corpus" in w], run.warnings
+            model = run.config.model
+            if family != "bpe":  # every stage two heads wide, widths growing, layers on both sides
+                assert all(d >= 2 * h for d, h in zip(model.dims, model.head_dims)), model.dims
+                assert list(model.dims) == sorted(model.dims) and min(model.layers) >= 1, (model.dims, model.layers)
+    if sweep == "cpu-study.yaml":  # three seeds of every family's centre size at the two smallest budgets
+        assert math.log10(max(spec.budgets) / min(spec.budgets)) >= 1.5
+        for budget in sorted(spec.budgets)[:2]:
+            for family in ("bpe", "aunet4"):
+                seeds = {r.seed for r in plan.runs if r.family == family and r.budget_flops == budget
+                         and r.multiplier == 1.0}
+                assert seeds == {0, 1, 2}, (family, budget)
+
+
+def _by(plan, *fields):
+    groups = defaultdict(list)
+    for run in plan.runs:
+        groups[tuple(getattr(run, f) for f in fields)].append(run)
+    return groups
+
+
+@pytest.mark.parametrize("sweep", ["cpu-study-naive.yaml"])
 def test_every_family_sees_the_same_bytes_and_spends_the_budget(sweep, data_dir):
     plan = plan_sweep(load_sweep(REPO / "sweeps" / sweep))
     assert {r.family for r in plan.runs} == {"bpe", "aunet1", "aunet2", "aunet3", "aunet4"}
@@ -100,3 +142,68 @@ def test_budget_too_small_for_the_smallest_model(tmp_path, data_dir, capsys):
     assert main(["sweep", "plan", str(path), "--no-probe"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "FLOPs per byte" in err
+
+
+def _two_head_micro(**changes):
+    """MICRO with the default floors (two heads per stage) instead of its one-head ones."""
+    families = {name: {"template": {k: v for k, v in body["template"].items() if k != "min_heads"}}
+                for name, body in MICRO["families"].items()}
+    return {**MICRO, "families": families, **changes}
+
+
+def test_a_template_without_layers_at_a_stage_is_refused():
+    bad = _two_head_micro(bytes_per_token=3.0)
+    bad["families"]["aunet2"]["template"]["layers"] = [0, None]
+    with pytest.raises(ConfigError, match=r"families.aunet2.template.layers\[0\].*at least 1 layer on each side"):
+        plan_sweep(sweep_from_dict(bad), measure=False)
+
+
+def test_a_model_under_the_floors_is_refused_in_one_line_unless_allowed(tmp_path, capsys):
+    one_head = {"family": "aunet", "dims": [8, 16], "layers": [1, 2], "head_dims": [8, 8], "caps": [64, 20],
+                "splits": ["word@1"]}
+    raw = {**MICRO, "families": {"aunet2": {"model": one_head}}, "size": {"rule": "fixed"}}
+    with pytest.raises(ConfigError, match=r"families.aunet2: .*below the floors \(stage 1 is 8 wide, under 2 heads"):
+        plan_sweep(sweep_from_dict(raw), measure=False)
+    allowed = {**raw, "size": {"rule": "fixed", "allow_below_floors": True}}
+    assert len(plan_sweep(sweep_from_dict(allowed), measure=False).runs) == 2
+    path = write_sweep(tmp_path, families={"aunet2": {"model": one_head}}, size={"rule": "fixed"})
+    assert main(["sweep", "plan", str(path), "--no-probe"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "below the floors" in err[0]
+
+
+def test_shift_to_floor_moves_a_family_grid_up_to_its_floor_model():
+    from aunet.sweeps.sizing import floor_cost
+
+    raw = _two_head_micro(size={"rule": "isoflop", "gamma_bytes": 1.0, "multipliers": [0.5, 1.0, 2.0],
+                                "tolerance": 0.03}, bytes_per_token=3.0)
+    with pytest.raises(ConfigError, match="too small for the smallest"):
+        plan_sweep(sweep_from_dict(raw), measure=False)
+    spec = sweep_from_dict({**raw, "size": {**raw["size"], "shift_to_floor": True}})
+    plan = plan_sweep(spec, measure=False)
+    for (family, budget), runs in _by(plan, "family", "budget_flops").items():
+        floor = floor_cost(spec.families[family], 1.0 if family != "bpe" else 3.0, family)
+        costs = sorted(r.flops_per_byte for r in runs)
+        assert costs[0] >= floor * 0.99 and len(costs) == 3, (family, budget, costs, floor)
+        shift = runs[0].grid_shift
+        assert all(r.grid_shift == shift for r in runs) and shift >= 1.0
+        if shift > 1.0:  # moved just enough: the smallest size is the floor model
+            assert costs[0] <= floor * 1.05, (family, budget, costs[0], floor)
+        targets = sorted(r.target_flops_per_byte for r in runs)
+        assert targets[1] / targets[0] == pytest.approx(2.0) and targets[2] / targets[1] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"seeds": [1], "budgets": [7.0e9]}, "not one of the sweep's budgets"),
+    ({"seeds": [0], "budgets": [1.0e9]}, "already in seeds"),
+])
+def test_extra_seeds_must_name_the_sweeps_budgets_and_new_seeds(extra, message):
+    with pytest.raises(ConfigError, match=message):
+        sweep_from_dict({**MICRO, "extra_seeds": extra})
+
+
+def test_extra_seeds_repeat_only_the_named_budgets():
+    spec = sweep_from_dict({**MICRO, "bytes_per_token": 3.0, "extra_seeds": {"seeds": [1, 2], "budgets": [1.0e9]}})
+    seeds = {key: sorted(r.seed for r in runs)
+             for key, runs in _by(plan_sweep(spec, measure=False), "family", "budget_flops").items()}
+    assert seeds[("bpe", 1.0e9)] == [0, 1, 2] and seeds[("aunet2", 3.0e9)] == [0]

@@ -21,7 +21,8 @@ def tune_file(tmp_path):
     return write_sweep(tmp_path, name="tune-micro", families={
         "aunet2": {"template": {"family": "aunet", "widths": [0.5, 1.0], "head_dims": [8, 8], "caps": [64, 20],
                                 "splits": ["word@1"], "windows": [16, None], "layers": [1, None],
-                                "ffn_multiple_of": 8, "width_step": 8, "aspect": 16}}},
+                                "ffn_multiple_of": 8, "width_step": 8, "aspect": 16,
+                             "min_heads": 1}}},
         budgets=[2.0e9, 2.0e10, 2.0e11, 2.0e12], hparams={},
         tune={"trials": 24, "lr": [1.0e-3, 0.3], "batch_bytes": [256, 1024], "sampler": "qmc", "prune": False,
               "tolerance": 0.02})

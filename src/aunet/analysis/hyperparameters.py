@@ -115,3 +115,164 @@ def fit_hyperparameter_law(
         runs_per_budget=int(np.bincount(labels).max()), n_dropped=dropped, tolerance=tolerance,
         residual_scale=float(np.std(residuals)), kept=kept, samples=samples, level=level,
     )
+
+
+# --- learning-rate valleys: the optimum from a parabola in log LR -----------------------------------------------------
+
+VALLEY_OK = "ok"
+VALLEY_EDGE = "optimum_at_grid_edge"
+VALLEY_DOWN = "opens_downward"
+VALLEY_FEW = "too_few_points"
+
+
+@dataclass(frozen=True)
+class LRValley:
+    """Loss against learning rate at one budget ``C``.
+
+    A parabola ``loss = c0 + c1 x + c2 x^2`` in ``x = ln lr`` through the best grid point and up to two neighbours on
+    each side. ``lr_star``/``loss_star``: its vertex (NaN unless ``status == "ok"``); ``cost_2x = c2 (ln 2)^2``: how
+    much the loss rises at a factor 2 off the optimum; ``best_lr``/``best_loss``: the best grid point;
+    ``interval``: a percentile interval of ``lr_star`` from a residual bootstrap of the parabola; ``status`` says why
+    a valley has no usable vertex (best point at an end of the grid, a parabola opening downward, too few points).
+    """
+
+    C: float
+    lr_star: float
+    loss_star: float
+    cost_2x: float
+    best_lr: float
+    best_loss: float
+    n_points: int
+    status: str
+    coeffs: tuple[float, float, float] = (float("nan"),) * 3
+    interval: tuple[float, float] = (float("nan"), float("nan"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"C": self.C, "lr_star": self.lr_star, "loss_star": self.loss_star, "cost_2x": self.cost_2x,
+                "best_lr": self.best_lr, "best_loss": self.best_loss, "n_points": self.n_points,
+                "status": self.status, "coeffs": list(self.coeffs), "interval": list(self.interval)}
+
+
+def _vertex(x: np.ndarray, L: np.ndarray) -> tuple[tuple[float, float, float], float]:
+    c2, c1, c0 = np.polyfit(x, L, 2)
+    return (float(c0), float(c1), float(c2)), (-c1 / (2 * c2) if c2 > 0 else float("nan"))
+
+
+def lr_valley(C: float, lr: ArrayLike, loss: ArrayLike, *, half_width: int = 2, n_boot: int = 200, seed: int = 0,
+              level: float = 0.95) -> LRValley:
+    """The loss-optimal learning rate at one budget from runs at learning rates ``lr`` with losses ``loss`` (each of
+    shape ``[m]``, NaN or inf losses, e.g. diverged runs, ignored). See :class:`LRValley`."""
+    lr_, L_ = np.asarray(lr, dtype=float), np.asarray(loss, dtype=float)
+    ok = np.isfinite(lr_) & np.isfinite(L_) & (lr_ > 0)
+    order = np.argsort(lr_[ok])
+    x, L_ = np.log(lr_[ok][order]), L_[ok][order]
+    nan = float("nan")
+    if len(x) == 0:
+        return LRValley(C, nan, nan, nan, nan, nan, 0, VALLEY_FEW)
+    i = int(np.argmin(L_))
+    best_lr, best_loss = float(np.exp(x[i])), float(L_[i])
+    lo, hi = max(0, i - half_width), min(len(x), i + half_width + 1)
+    xs, Ls = x[lo:hi], L_[lo:hi]
+    if len(np.unique(xs)) < 3:
+        return LRValley(C, nan, nan, nan, best_lr, best_loss, len(xs), VALLEY_FEW)
+    coeffs, x_star = _vertex(xs, Ls)
+    c0, c1, c2 = coeffs
+    if c2 <= 0:
+        return LRValley(C, nan, nan, nan, best_lr, best_loss, len(xs), VALLEY_DOWN, coeffs)
+    if i in (0, len(x) - 1) or not xs.min() <= x_star <= xs.max():
+        return LRValley(C, nan, nan, c2 * np.log(2) ** 2, best_lr, best_loss, len(xs), VALLEY_EDGE, coeffs)
+    # Residual bootstrap: the vertex's spread under the scatter of the points around the parabola.
+    fitted = c0 + c1 * xs + c2 * xs**2
+    residuals = Ls - fitted
+    rng = np.random.default_rng(seed)
+    stars = []
+    for _ in range(n_boot):
+        _, xb = _vertex(xs, fitted + rng.choice(residuals, size=len(residuals), replace=True))
+        if np.isfinite(xb):
+            stars.append(np.clip(xb, xs.min(), xs.max()))
+    lo_i, hi_i = (percentile_interval(np.exp(np.array(stars))[:, None], level) if stars
+                  else (np.array([nan]), np.array([nan])))
+    return LRValley(C, float(np.exp(x_star)), float(c0 + c1 * x_star + c2 * x_star**2), float(c2 * np.log(2) ** 2),
+                    best_lr, best_loss, len(xs), VALLEY_OK, coeffs, (float(lo_i[0]), float(hi_i[0])))
+
+
+@dataclass(frozen=True, eq=False)
+class LRLaw:
+    """``lr*(C) = k C^a`` through the vertices of the usable valleys, with every budget's valley."""
+
+    k: float
+    a: float
+    valleys: tuple[LRValley, ...]
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def predict(self, C: ArrayLike) -> np.ndarray:
+        return self.k * np.asarray(C, dtype=float) ** self.a
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"k": self.k, "a": self.a, "intervals": {k: list(v) for k, v in self.intervals.items()},
+                "method": "parabola vertex per budget, least squares in log-log",
+                "valleys": [v.to_dict() for v in self.valleys]}
+
+
+def fit_lr_law(C: ArrayLike, lr: ArrayLike, loss: ArrayLike, *, rel_tol: float = 0.01, level: float = 0.95,
+               seed: int = 0) -> LRLaw:
+    """Fit ``lr* = k C^a`` from an LR sweep at several budgets (``C``, ``lr``, ``loss`` of shape ``[n]``).
+
+    Runs whose ``C`` agree within ``rel_tol`` form one budget; each budget's optimum is the vertex of its
+    :func:`lr_valley`. Intervals of ``k`` and ``a``: the law refitted through bootstrap draws of each vertex (from
+    its interval, log-normal). Raises :class:`FitError` with fewer than 2 usable budgets, naming each budget's status.
+    """
+    C_ = np.asarray(C, dtype=float)
+    labels, budget_C = group_budgets(C_, rel_tol)
+    lr_, L_ = np.asarray(lr, dtype=float), np.asarray(loss, dtype=float)
+    valleys = tuple(lr_valley(float(budget_C[g]), lr_[labels == g], L_[labels == g], seed=seed + g)
+                    for g in range(len(budget_C)))
+    usable = [v for v in valleys if v.status == VALLEY_OK]
+    if len(usable) < 2:
+        flags = ", ".join(f"{v.C:.3g}: {v.status}" for v in valleys)
+        raise FitError(f"fit_lr_law: needs an LR optimum inside the grid at 2 or more budgets ({flags}); widen the "
+                       "LR range where the best point sits at its edge")
+    logC = np.log([v.C for v in usable])
+    k, a = _loglog(logC, np.log([v.lr_star for v in usable]))
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(200):  # each vertex drawn log-normally with its own interval as a 95% range
+        logs = [rng.normal(np.log(v.lr_star), max(1e-9, np.log(v.interval[1] / v.interval[0]) / (2 * 1.96)))
+                for v in usable]
+        draws.append(_loglog(logC, np.array(logs)))
+    lo, hi = percentile_interval(np.array(draws), level)
+    return LRLaw(k, a, valleys, {"k": (float(lo[0]), float(hi[0])), "a": (float(lo[1]), float(hi[1]))})
+
+
+def fit_tuning_laws(rows: dict[str, dict[str, np.ndarray]], *, method: str = "near_best", tolerance: float = 0.01,
+                    fixed_batch: float | None = None) -> dict[str, dict[str, Any]]:
+    """The laws file of ``aunet sweep tune``: for each family, ``{"lr": law, "batch_bytes": law}`` with a law
+    ``{"coefficient", "exponent", "fit"}``.
+
+    ``rows`` maps a family to its completed tuning runs as arrays ``budget_flops``, ``lr``, ``batch_bytes``,
+    ``val_bpb`` (each ``[n]``). ``method``: ``parabola`` (:func:`fit_lr_law`) or ``near_best``
+    (:func:`fit_hyperparameter_law`, the paper's rule, also for the batch). A ``fixed_batch`` (not searched) is
+    written as the constant law it is. A family whose fit fails is left out with its reason under ``"errors"``.
+    """
+    laws: dict[str, dict[str, Any]] = {}
+    errors: dict[str, str] = {}
+    for family, r in rows.items():
+        try:
+            if method == "parabola":
+                lr_fit = fit_lr_law(r["budget_flops"], r["lr"], r["val_bpb"])
+                lr_law = {"coefficient": lr_fit.k, "exponent": lr_fit.a, "fit": lr_fit.to_dict()}
+            else:
+                fit = fit_hyperparameter_law(r["budget_flops"], r["lr"], r["val_bpb"], tolerance=tolerance)
+                lr_law = {"coefficient": fit.k, "exponent": fit.a, "fit": fit.to_dict()}
+            if fixed_batch is not None:
+                batch_law = {"coefficient": float(fixed_batch), "exponent": 0.0, "fit": {"fixed": True}}
+            else:
+                fit = fit_hyperparameter_law(r["budget_flops"], r["batch_bytes"], r["val_bpb"], tolerance=tolerance)
+                batch_law = {"coefficient": fit.k, "exponent": fit.a, "fit": fit.to_dict()}
+        except FitError as exc:
+            errors[family] = str(exc)
+            continue
+        laws[family] = {"lr": lr_law, "batch_bytes": batch_law}
+    if errors:
+        laws["errors"] = errors
+    return laws

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 
@@ -228,10 +229,9 @@ def run_slurm(args: argparse.Namespace) -> int:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    import numpy as np
     import pandas as pd
 
-    from aunet.analysis.hyperparameters import fit_hyperparameter_law
+    from aunet.analysis.hyperparameters import fit_tuning_laws
     from aunet.errors import ConfigError
     from aunet.sweeps.hparams import PAPER_LAWS
     from aunet.sweeps.tune import tune_sweep, write_laws
@@ -242,24 +242,27 @@ def run_tune(args: argparse.Namespace) -> int:
     table = tune_sweep(spec, storage_url=args.storage)
     runs = pd.read_csv(table)
     done = runs[runs["status"] == "complete"]
-    laws: dict = {}
-    for group in ("aunet", "bpe"):
-        rows = done[done["family"].str.startswith(group)]
-        if rows.empty:
-            continue
-        laws[group] = {}
-        for name in ("lr", "batch_bytes"):
-            fit = fit_hyperparameter_law(rows["budget_flops"].to_numpy(float), rows[name].to_numpy(float),
-                                         rows["val_bpb"].to_numpy(float), tolerance=spec.tune.tolerance)
-            laws[group][name] = {"coefficient": fit.k, "exponent": fit.a, "fit": fit.to_dict()}
-        paper_lr = PAPER_LAWS[group]["lr"]
-        lr = laws[group]["lr"]
-        print(f"{group}: LR = {lr['coefficient']:.3g} C^{lr['exponent']:.3f} (paper {paper_lr[0]} C^{paper_lr[1]}), "
-              f"batch = {laws[group]['batch_bytes']['coefficient']:.3g} C^{laws[group]['batch_bytes']['exponent']:.3f}"
-              f" bytes; from {int(np.sum(fit.kept))} near-best of {len(rows)} runs")
-    out = write_laws(table.parent / "laws.json", laws)
+    columns = ("budget_flops", "lr", "batch_bytes", "val_bpb")
+    by_family = {str(f): {c: g[c].to_numpy(float) for c in columns} for f, g in done.groupby("family")}
+    options = dict(method=spec.tune.fit, tolerance=spec.tune.tolerance, fixed_batch=spec.tune.fixed_batch)
+    laws = fit_tuning_laws(by_family, **options)
+    if spec.tune.fit == "near_best":  # the model families pooled too (the paper fits one law per architecture)
+        pooled = {g: {c: done[done["family"].str.startswith(g)][c].to_numpy(float) for c in columns}
+                  for g in ("aunet", "bpe") if done["family"].str.startswith(g).any()}
+        pooled_laws = fit_tuning_laws(pooled, **options)
+        laws.setdefault("errors", {}).update(pooled_laws.pop("errors", {}))
+        laws.update(pooled_laws)
+    errors = laws.pop("errors", {}) or {}
+    for name, law in laws.items():
+        lr, batch = law["lr"], law["batch_bytes"]
+        paper = PAPER_LAWS["bpe" if name.startswith("bpe") else "aunet"]["lr"]
+        print(f"{name}: LR = {lr['coefficient']:.3g} C^{lr['exponent']:.3f} (paper {paper[0]} C^{paper[1]}), "
+              f"batch = {batch['coefficient']:.3g} C^{batch['exponent']:.3f} bytes")
+    for name, reason in errors.items():
+        print(f"{name}: no law ({reason})", file=sys.stderr)
+    out = write_laws(table.parent / "laws.json", {**laws, **({"errors": errors} if errors else {})})
     print(f"laws written to {out}; tuning table {table}")
-    return 0
+    return 0 if laws else 2
 
 
 def run_eval(args: argparse.Namespace) -> int:

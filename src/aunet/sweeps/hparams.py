@@ -47,8 +47,12 @@ def read_law_file(path: str | Path, group: str) -> tuple[Law, Law]:
         raise ConfigError("hparams.law", f"{p}: not a law file with '{group}' lr and batch_bytes laws") from None
 
 
-def hyperparameters(spec, group: str, budget: float, bytes_per_token: float, key: str) -> Hyperparameters:
-    """LR and batch (bytes per step) of ``group`` (aunet or bpe) at ``budget`` from an :class:`HParams` spec."""
+def hyperparameters(spec, group: str, budget: float, bytes_per_token: float, key: str,
+                    law_key: str | None = None) -> Hyperparameters:
+    """LR and batch (bytes per step) of ``group`` (aunet or bpe) at ``budget`` from an :class:`HParams` spec.
+
+    ``law_key``: the entry of a fitted-law file to read (a family such as ``aunet3`` for per-family laws); default
+    ``group``. The paper's laws exist per model family only."""
     if spec is None:
         raise ConfigError(key, f"no hyperparameters for '{group}'; add hparams.{group} (law: paper, or lr and batch_bytes)")
     if spec.law is None:
@@ -58,6 +62,6 @@ def hyperparameters(spec, group: str, budget: float, bytes_per_token: float, key
         batch = bk * budget**be * (bytes_per_token if unit == "tokens" else 1.0)
         lr, source = lk * budget**le, "paper"
     else:
-        lr_law, batch_law = read_law_file(spec.law, group)
+        lr_law, batch_law = read_law_file(spec.law, law_key or group)
         lr, batch, source = lr_law(budget), batch_law(budget), f"fitted:{spec.law}"
     return Hyperparameters(lr * spec.lr_scale, batch * spec.batch_scale, source)

@@ -19,7 +19,14 @@ from aunet.errors import ConfigError
 from aunet.flops import flops_report
 from aunet.models.config import BPEConfig
 from aunet.sweeps.hparams import hyperparameters
-from aunet.sweeps.sizing import model_family_of, seq_bytes_of, size_for
+from aunet.sweeps.sizing import (
+    DEFAULT_MIN_HEADS,
+    floor_cost,
+    floor_violations,
+    model_family_of,
+    seq_bytes_of,
+    size_for,
+)
 from aunet.sweeps.spec import SweepSpec
 from aunet.training.config import RunConfig, run_config_from_dict
 
@@ -52,6 +59,7 @@ class PlannedRun:
     hparams_source: str
     planned_flops: float
     est_time_s: float | None = None
+    grid_shift: float = 1.0
     warnings: list[str] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
@@ -143,14 +151,18 @@ def plan_sweep(spec: SweepSpec, *, measure: bool = True) -> Plan:
     train_bytes = training_bytes(spec) if measure else None
     runs: list[PlannedRun] = []
     rule = spec.size
+    floors = {entry: floor_cost(fam, bpt[entry], f"families.{entry}") for entry, fam in spec.families.items()}
     for budget in spec.budgets:
         centre = math.sqrt(budget / rule.gamma_bytes)  # FLOPs per byte of the data-ratio protocol
+        shifts = {entry: _grid_shift(rule, centre * fam.size_scale, floors[entry])
+                  for entry, fam in spec.families.items()}
         for multiplier in rule.multipliers:
-            target = centre * multiplier
             for entry, fam in spec.families.items():
                 key = f"families.{entry}"
                 family = fam.family or entry
+                target = centre * multiplier * fam.size_scale * shifts[entry]
                 sized = size_for(fam, target, bpt[entry], rule.tolerance, key, budget)
+                _check_floors(fam, sized.config, rule.allow_below_floors, key, budget)
                 if not sized.in_range and sized.flops_per_byte > target * (1 + rule.tolerance):
                     raise ConfigError(
                         "budgets", f"budget {budget:.3g} is too small for the smallest {family} model "
@@ -160,17 +172,48 @@ def plan_sweep(spec: SweepSpec, *, measure: bool = True) -> Plan:
                     n_bytes = math.sqrt(rule.gamma_bytes * budget)
                 else:  # isoflop and fixed: every size spends the budget
                     n_bytes = budget / sized.flops_per_byte
-                group = fam.hparams or model_family_of(sized.config)
+                group = fam.hparams or (entry if entry in spec.hparams else model_family_of(sized.config))
                 hp = hyperparameters(spec.hparams.get(group), model_family_of(sized.config), budget, bpt[entry],
-                                     f"hparams.{group}")
+                                     f"hparams.{group}", law_key=group)
                 seq_bytes = seq_bytes_of(sized.config, bpt[entry])
                 spec_hp = spec.hparams[group]
                 batch = max(spec_hp.min_batch_sequences, round(hp.batch_bytes / seq_bytes))
                 steps = max(1, round(n_bytes / (batch * seq_bytes)))
-                for seed in spec.seeds:
-                    runs.append(_planned(spec, family, fam.variant, budget, seed, multiplier, sized, target, steps,
-                                         batch, seq_bytes, hp, train_bytes))
+                for seed in _seeds(spec, budget, multiplier):
+                    run = _planned(spec, family, fam.variant, budget, seed, multiplier, sized, target, steps, batch,
+                                   seq_bytes, hp, train_bytes)
+                    run.grid_shift = shifts[entry]
+                    runs.append(run)
     return Plan(spec, runs, bpt, train_bytes)
+
+
+def _grid_shift(rule, centre: float, floor: float | None) -> float:
+    """How far to move a family's size grid up so that its smallest size is at least its floor model (1: not at
+    all); only with ``size.shift_to_floor``."""
+    if not rule.shift_to_floor or floor is None:
+        return 1.0
+    smallest = centre * min(rule.multipliers)
+    return max(1.0, floor * (1 + rule.tolerance / 2) / smallest)
+
+
+def _seeds(spec: SweepSpec, budget: float, multiplier: float) -> list[int]:
+    """The sweep's seeds, plus its extra seeds where they apply (those budgets, those sizes)."""
+    extra = spec.extra_seeds
+    if extra is None:
+        return list(spec.seeds)
+    here = any(abs(budget / b - 1) < 1e-6 for b in extra.budgets) and \
+        any(abs(multiplier / m - 1) < 1e-6 for m in extra.multipliers)
+    return list(spec.seeds) + (list(extra.seeds) if here else [])
+
+
+def _check_floors(fam, config, allowed: bool, key: str, budget: float) -> None:
+    """Refuse a model under the floors of a sensible shape (one line: what and how to fix), unless allowed."""
+    min_heads = int((fam.template or {}).get("min_heads", DEFAULT_MIN_HEADS))
+    problems = floor_violations(config, min_heads)
+    if problems and not allowed:
+        raise ConfigError(key, f"at budget {budget:.3g} the model falls below the floors ({'; '.join(problems)}); "
+                          "widen the template (widths, head_dims) or raise the budget, or set "
+                          "size.allow_below_floors: true for an ablation")
 
 
 def _planned(spec, family, variant, budget, seed, multiplier, sized, target, steps, batch, seq_bytes, hp,

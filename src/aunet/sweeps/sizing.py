@@ -4,6 +4,11 @@ FLOPs per byte come from the one formula (:func:`aunet.flops.flops_report`): per
 by the measured bytes per token for BPE. A template is searched over the deepest stage's width; for each width
 the depth that hits the target is solved exactly (FLOPs grow linearly with the number of deepest-stage layers), and
 among the sizes within tolerance the one closest to the template's width-per-layer ``aspect`` wins.
+
+Floors keep every size a sensible model (:func:`floor_violations`): each stage at least ``min_heads`` heads wide
+(default 2), AU-Net stages never narrower than the stage before them, at least one layer on each side of every
+non-deepest stage. A template's widths are raised to the floors before the search, so a small budget gets a small
+but well-formed model, or a one-line error when even the floor model is too expensive.
 """
 
 from __future__ import annotations
@@ -81,7 +86,13 @@ def _template_config(t: dict, width: int, layers: int, bytes_per_token: float, k
              "window": t.get("window"), "ffn_dim": ffn, **common}, prefix=f"{key}.")
     if family == "aunet":
         ratios, heads = t["widths"], t["head_dims"]
-        dims = [_round_to(r * width, h) for r, h in zip(ratios, heads)]
+        min_heads = int(t.get("min_heads", DEFAULT_MIN_HEADS))
+        dims: list[int] = []
+        for r, h in zip(ratios, heads):
+            d = max(_round_to(r * width, h), min_heads * h)
+            if dims:  # a deeper stage is never narrower than the one it pools from
+                d = max(d, -(-dims[-1] // h) * h)
+            dims.append(d)
         stage_layers = [layers if fixed is None else int(fixed) for fixed in t["layers"]]
         extra = {k: t[k] for k in ("splits", "windows", "upsampling", "n_offsets") if k in t}
         if ffn is not None:
@@ -95,7 +106,8 @@ def _template_config(t: dict, width: int, layers: int, bytes_per_token: float, k
 
 TEMPLATE_KEYS = {"family", "widths", "head_dims", "caps", "splits", "windows", "layers", "upsampling", "n_offsets",
                  "ffn_multiple_of", "rope_theta", "norm_eps", "head_dim", "vocab_size", "seq_bytes", "window",
-                 "aspect", "width_step", "max_width", "max_layers", "ffn_range"}
+                 "aspect", "width_step", "max_width", "max_layers", "ffn_range", "min_heads"}
+DEFAULT_MIN_HEADS = 2  # a one-head stage cannot attend to two things at once; the floor every template gets
 
 
 REQUIRED_KEYS = {"bpe": ("head_dim", "vocab_size"), "aunet": ("widths", "head_dims", "caps", "layers")}
@@ -113,7 +125,34 @@ def check_template(template: dict, key: str) -> dict:
     for name in REQUIRED_KEYS[family]:
         if name not in template:
             raise ConfigError(f"{key}.{name}", f"required for a {family} template")
+    if int(template.get("min_heads", DEFAULT_MIN_HEADS)) < 1:
+        raise ConfigError(f"{key}.min_heads", "must be at least 1")
+    if family == "aunet":
+        for i, layers in enumerate(template["layers"][:-1]):
+            if layers is None or int(layers) < 1:
+                raise ConfigError(f"{key}.layers[{i}]", "a non-deepest stage needs at least 1 layer on each side "
+                                  "(its encoder and its decoder); only the deepest stage's layers are searched (null)")
     return template
+
+
+def floor_violations(config: ModelConfig, min_heads: int = DEFAULT_MIN_HEADS) -> list[str]:
+    """What makes ``config`` fall below the floors of a sensible model (empty when it is fine): a stage narrower
+    than ``min_heads`` heads, an AU-Net stage narrower than the stage before it, a stage without layers."""
+    out = []
+    if isinstance(config, BPEConfig):
+        if config.dim < min_heads * config.head_dim:
+            out.append(f"width {config.dim} is under {min_heads} heads of {config.head_dim}")
+        if config.layers < 1:
+            out.append("no layers")
+        return out
+    for i, (d, h, n) in enumerate(zip(config.dims, config.head_dims, config.layers)):
+        if d < min_heads * h:
+            out.append(f"stage {i + 1} is {d} wide, under {min_heads} heads of {h}")
+        if i and d < config.dims[i - 1]:
+            out.append(f"stage {i + 1} ({d} wide) is narrower than stage {i} ({config.dims[i - 1]})")
+        if n < 1:
+            out.append(f"stage {i + 1} has no layers")
+    return out
 
 
 def from_template(template: dict, overrides: dict, target: float, bytes_per_token: float, tolerance: float,
@@ -129,6 +168,8 @@ def from_template(template: dict, overrides: dict, target: float, bytes_per_toke
     if t.get("family") == "aunet" and (t.get("layers") or [None])[-1] is not None:
         raise ConfigError(f"{key}.layers", "the deepest stage's layers must be null (searched)")
     step = int(t.get("width_step", t.get("head_dim", 0) or max(t.get("head_dims", [32]))))
+    head = int(t.get("head_dim", 0) or t.get("head_dims", [32])[-1])
+    smallest = int(t.get("min_heads", DEFAULT_MIN_HEADS)) * head  # the floor of the searched (deepest) width
     aspect = float(t.get("aspect", 64))
     max_width, max_layers = int(t.get("max_width", 8192)), int(t.get("max_layers", 64))
     ffn_lo, ffn_hi = t.get("ffn_range", [2.0, 4.0])
@@ -139,6 +180,8 @@ def from_template(template: dict, overrides: dict, target: float, bytes_per_toke
 
     options: list[tuple[float, float, int, int, int]] = []  # (aspect penalty, gap, width, layers, ffn)
     for width in range(step, max_width + 1, step):
+        if width < smallest:
+            continue
         one, two = cost(width, 1), cost(width, 2)
         per_layer, base = two - one, 2 * one - two
         if per_layer <= 0:
@@ -161,6 +204,20 @@ def from_template(template: dict, overrides: dict, target: float, bytes_per_toke
     config = _template_config(t, width, layers, bytes_per_token, key, ffn)
     actual = flops_per_byte(config, bytes_per_token)
     return SizedModel(config, actual, actual / target - 1, bool(within))
+
+
+def floor_cost(family_spec: Any, bytes_per_token: float, key: str) -> float | None:
+    """FLOPs per byte of the smallest well-formed model of a template family (deepest stage at its floor width with
+    one layer, the smallest FFN the search allows), or None for ladders and fixed models."""
+    if family_spec.template is None:
+        return None
+    t = check_template({**family_spec.template, **family_spec.overrides}, f"{key}.template")
+    head = int(t.get("head_dim", 0) or t.get("head_dims", [32])[-1])
+    step = int(t.get("width_step", head))
+    smallest = int(t.get("min_heads", DEFAULT_MIN_HEADS)) * head
+    width = -(-smallest // step) * step
+    ffn = max(8, int(t.get("ffn_range", [2.0, 4.0])[0] * width) // 8 * 8)
+    return flops_per_byte(_template_config(t, width, 1, bytes_per_token, key, ffn), bytes_per_token)
 
 
 def _budget_entry(ladder: dict, budget: float, key: str) -> Any:

@@ -42,12 +42,22 @@ class SizeRule:
     ``isoflop``: several sizes per budget, FLOPs per byte = multiplier x sqrt(C / gamma_bytes), each spending C.
     ``fixed``: each family's single model (``model:``) and bytes = C / (its FLOPs per byte).
     ``tolerance``: how far a family's model may be from the target FLOPs per byte before the plan warns.
+    ``allow_below_floors``: plan models under the floors of a sensible shape (two heads per stage, widths growing
+    with depth, layers on both sides of every non-deepest stage) instead of refusing them; for ablations only.
+    ``shift_to_floor``: where a family's smallest grid size would fall under its floor model, move that family's
+    whole grid up (keeping its spacing) until its smallest size is the floor model; recorded per run as
+    ``grid_shift``. Without it such a budget is refused.
+    ``max_truncation``: the largest share of training sequences a cap may truncate (measured by the plan) before it
+    refuses the sweep; raise it knowingly, or raise the caps (``aunet sweep plan --suggest-caps``).
     """
 
     rule: str = "data_ratio"
     gamma_bytes: float = 208.0
     multipliers: list[float] = field(default_factory=lambda: [1.0])
     tolerance: float = 0.05
+    allow_below_floors: bool = False
+    shift_to_floor: bool = False
+    max_truncation: float = 0.03
 
     def validate(self) -> None:
         if self.rule not in SIZE_RULES:
@@ -58,6 +68,8 @@ class SizeRule:
             raise ConfigError("size.multipliers", "give one or more positive multipliers")
         if self.rule != "isoflop" and self.multipliers != [1.0]:
             raise ConfigError("size.multipliers", "only used by rule: isoflop")
+        if not 0 <= self.max_truncation <= 1:
+            raise ConfigError("size.max_truncation", "a share between 0 and 1")
 
 
 @dataclass
@@ -100,8 +112,19 @@ class FamilySpec:
     model: Union[dict, str, None] = None
     variant: str = ""
     overrides: dict = field(default_factory=dict)
-    hparams: Union[str, None] = None  # which hparams group; default: the model family (aunet or bpe)
+    hparams: Union[str, None] = None  # which hparams group; default: the entry's key if hparams has it, else aunet/bpe
     family: Union[str, None] = None  # the family column of the results; default: the entry's key
+    size_scale: float = 1.0  # this family's size grid is centred at size_scale x the rule's FLOPs per byte
+
+
+@dataclass
+class ExtraSeeds:
+    """More seeds for some runs, to measure the noise: ``seeds`` added at ``budgets`` for the sizes at
+    ``multipliers`` (default: the grid's centre) of every family."""
+
+    seeds: list[int] = field(default_factory=list)
+    budgets: list[float] = field(default_factory=list)
+    multipliers: list[float] = field(default_factory=lambda: [1.0])
 
 
 @dataclass
@@ -109,27 +132,43 @@ class TuneSpec:
     """``aunet sweep tune``: a search over LR and batch at each budget, then power laws LR(C) and batch(C).
 
     ``trials`` per family and budget, sampled log-uniformly in ``lr`` and ``batch_bytes`` ranges by ``sampler``
-    (``qmc``: quasi-random, as the paper; ``tpe``; ``random``). With ``prune``, runs whose validation loss lags the
-    median of earlier trials at the same step are stopped. Laws are fitted on the runs within ``tolerance``
-    (relative) of each budget's best validation bits per byte.
+    (``qmc``: quasi-random, as the paper; ``tpe``; ``random``; ``grid``: ``trials`` log-spaced learning rates, the
+    clearest picture of loss against LR when the batch is fixed). A single ``batch_bytes`` number fixes the batch
+    (its law is then that constant). With ``prune``, runs whose validation loss lags the median of earlier trials at
+    the same step are stopped. Laws are fitted per family (and per model family, pooled): from the vertex of a
+    parabola of loss in log LR at each budget (``fit: parabola``), or on the runs within ``tolerance`` (relative) of
+    each budget's best validation bits per byte (``fit: near_best``, the paper's rule).
     """
 
     trials: int = 8
     lr: list[float] = field(default_factory=lambda: [1e-4, 3e-2])
-    batch_bytes: list[float] = field(default_factory=lambda: [1024.0, 16384.0])
+    batch_bytes: Union[list[float], float] = field(default_factory=lambda: [1024.0, 16384.0])
     sampler: str = "qmc"
     prune: bool = True
     tolerance: float = 0.01
+    fit: str = "near_best"
+
+    @property
+    def fixed_batch(self) -> float | None:
+        """The batch in bytes when it is not searched."""
+        return float(self.batch_bytes) if isinstance(self.batch_bytes, (int, float)) else None
 
     def validate(self) -> None:
         if self.trials < 1:
             raise ConfigError("tune.trials", "must be at least 1")
-        for key in ("lr", "batch_bytes"):
+        ranges = ["lr"] if self.fixed_batch is not None else ["lr", "batch_bytes"]
+        for key in ranges:
             lo_hi = getattr(self, key)
             if len(lo_hi) != 2 or not 0 < lo_hi[0] < lo_hi[1]:
                 raise ConfigError(f"tune.{key}", f"expected [low, high] with 0 < low < high, got {lo_hi}")
-        if self.sampler not in ("qmc", "tpe", "random"):
-            raise ConfigError("tune.sampler", f"expected qmc, tpe or random, got {self.sampler!r}")
+        if self.fixed_batch is not None and not self.fixed_batch > 0:
+            raise ConfigError("tune.batch_bytes", "a fixed batch must be positive")
+        if self.sampler not in ("qmc", "tpe", "random", "grid"):
+            raise ConfigError("tune.sampler", f"expected qmc, tpe, random or grid, got {self.sampler!r}")
+        if self.sampler == "grid" and self.fixed_batch is None:
+            raise ConfigError("tune.sampler", "grid searches the LR only: give one batch_bytes number")
+        if self.fit not in ("near_best", "parabola"):
+            raise ConfigError("tune.fit", f"expected near_best or parabola, got {self.fit!r}")
 
 
 @dataclass
@@ -162,6 +201,7 @@ class SweepSpec:
     eval: EvalSpec = field(default_factory=EvalSpec)
     tune: Union[TuneSpec, None] = None
     bytes_per_token: Union[float, None] = None  # for BPE; default: measured with the tokenizer on the corpus
+    extra_seeds: Union[ExtraSeeds, None] = None
     results_dir: str = "results"
     description: str = ""
     source: str = ""
@@ -200,6 +240,8 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
             # The family names its runs' folders (<results>/runs/<family>-<hash>): no path may hide in it.
             if label is not None and not _folder_safe(str(label)):
                 raise ConfigError(key, f"{label!r} cannot name run folders: use letters, digits, - _ . (not first)")
+        if not spec.size_scale > 0:
+            raise ConfigError(f"families.{fam}.size_scale", "must be positive")
         given = [k for k in ("template", "ladder", "model") if getattr(spec, k) is not None]
         if len(given) != 1:
             raise ConfigError(f"families.{fam}", "give exactly one of template, ladder, model")
@@ -229,10 +271,21 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
         if not isinstance(raw.get(key) or {}, dict):
             raise ConfigError(key, "expected a mapping (the same keys as a run config's section)")
     bpt = raw.get("bytes_per_token")
+    extra = None
+    if raw.get("extra_seeds") is not None:
+        extra = from_dict(ExtraSeeds, raw["extra_seeds"], prefix="extra_seeds.")
+        extra.seeds = [coerce(s, int, f"extra_seeds.seeds[{i}]") for i, s in enumerate(extra.seeds)]
+        extra.budgets = [coerce(b, float, f"extra_seeds.budgets[{i}]") for i, b in enumerate(extra.budgets)]
+        missing = [b for b in extra.budgets if not any(abs(b / c - 1) < 1e-6 for c in budgets)]
+        if missing:
+            raise ConfigError("extra_seeds.budgets", f"{missing[0]:.3g} is not one of the sweep's budgets")
+        if set(extra.seeds) & set(seeds):
+            raise ConfigError("extra_seeds.seeds", "already in seeds: each run would be planned twice")
     return SweepSpec(
         name=name, families=families, budgets=budgets, size=size, hparams=hparams, seeds=seeds,
         data=dict(raw.get("data") or {}), train=dict(raw.get("train") or {}), trainer=dict(raw.get("trainer") or {}),
         eval=evaluation, tune=tune, bytes_per_token=None if bpt is None else coerce(bpt, float, "bytes_per_token"),
+        extra_seeds=extra,
         results_dir=str(raw.get("results_dir") or "results"), description=str(raw.get("description") or ""),
         source=source,
     )

@@ -44,7 +44,17 @@ class StepPruning(L.Callback):
             raise optuna.TrialPruned(f"pruned at step {trainer.global_step}")
 
 
-def _sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+def lr_grid(tune) -> list[float]:
+    """``tune.trials`` learning rates spaced evenly in log between the ends of ``tune.lr``."""
+    lo, hi = tune.lr
+    if tune.trials == 1:
+        return [math.sqrt(lo * hi)]
+    return [lo * (hi / lo) ** (i / (tune.trials - 1)) for i in range(tune.trials)]
+
+
+def _sampler(kind: str, seed: int, tune=None) -> optuna.samplers.BaseSampler:
+    if kind == "grid":
+        return optuna.samplers.GridSampler({"lr": lr_grid(tune)}, seed=seed)
     if kind == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, scramble=True)
     if kind == "tpe":
@@ -68,7 +78,7 @@ def tune_sweep(spec: SweepSpec, train_fn: TrainFn | None = None, storage_url: st
     for run in [r for r in plan.runs if r.seed == spec.seeds[0]]:
         name = f"{spec.name}-{run.family}{('-' + run.variant) if run.variant else ''}-{run.budget_flops:.3g}"
         study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True,
-                                    sampler=_sampler(tune.sampler, run.seed),
+                                    sampler=_sampler(tune.sampler, run.seed, tune),
                                     pruner=optuna.pruners.MedianPruner(n_startup_trials=3) if tune.prune
                                     else optuna.pruners.NopPruner())
         objective = _objective(run, plan.runs_dir, tune, train_fn, rows)
@@ -86,7 +96,7 @@ def _objective(run, runs_dir: Path, tune, train_fn: TrainFn, rows: list) -> Call
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", *tune.lr, log=True)
-        batch_bytes = trial.suggest_float("batch_bytes", *tune.batch_bytes, log=True)
+        batch_bytes = tune.fixed_batch or trial.suggest_float("batch_bytes", *tune.batch_bytes, log=True)
         batch = max(1, round(batch_bytes / seq_bytes))
         steps = max(1, round(run.bytes / (batch * seq_bytes)))
         raw = run.config.to_dict()
