@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--plot", nargs="?", const="", metavar="PNG", help="draw budget vs size per family "
                       "(default: results/<sweep>/plan.png)")
     plan.add_argument("--no-probe", action="store_true", help="skip the throughput probe (no time estimates)")
+    plan.add_argument("--suggest-caps", action="store_true",
+                      help="print each AU-Net family's measured boundary counts and caps at their 99th percentile")
     plan.add_argument("--results", metavar="DIR", help="results root instead of the sweep's results_dir "
                         "(tables in DIR/<sweep>/, runs in DIR/runs/)")
     plan.set_defaults(run=run_plan)
@@ -127,11 +129,14 @@ def run_plan(args: argparse.Namespace) -> int:
     plan = plan_sweep(spec, measure=spec.bytes_per_token is None or _corpus_readable(spec))
     if not args.no_probe:
         estimate_times(plan)
+    fairness = {row["run_id"] + f"/{row['seed']}": row for row in plan.fairness()}
     if args.json:
         for run in plan.runs:
             row = run.row()
             row.pop("run_config")
-            print(json.dumps({**row, "budget_flops": run.budget_flops, "bytes": run.bytes}))
+            fair = fairness[f"{run.run_id}/{run.seed}"]
+            extra = {k: fair[k] for k in ("stages", "truncated", "padding", "padding_flops_share") if k in fair}
+            print(json.dumps({**row, "budget_flops": run.budget_flops, "bytes": run.bytes, **extra}))
     else:
         rows = [[r.run_id, r.family + (f"/{r.variant}" if r.variant else ""), f"{r.budget_flops:.2g}", si(r.params),
                  f"{r.flops_per_byte:.3g}", si(r.bytes), "-" if r.epochs is None else f"{r.epochs:.2f}", str(r.steps),
@@ -143,12 +148,52 @@ def run_plan(args: argparse.Namespace) -> int:
         k = ", ".join(f"{f} {v:.2f}" for f, v in plan.bytes_per_token.items() if v != 1.0)
         print(f"\n{len(plan.runs)} runs, {sum(r.planned_flops for r in plan.runs):.3g} FLOPs"
               + (f", about {_fmt_time(total)} here" if total else "") + (f"; bytes per token: {k}" if k else ""))
+        print("\n" + _fairness_table(plan, fairness))
+    if args.suggest_caps:
+        _print_caps(plan)
     if args.plot is not None:
         from aunet.sweeps.plot import plot_plan
 
         out = Path(args.plot) if args.plot else plan.results_dir / "plan.png"
         print(f"plan drawn in {plot_plan(plan, out)}")
     return 0
+
+
+def _fairness_table(plan, fairness: dict) -> str:
+    """Per run (first seed only): each stage as width x layers with its share of the FLOPs and units seen per
+    parameter, the LR and its source, epochs, and the caps' truncation and padding."""
+    from aunet.cli.format import table
+
+    rows = []
+    for run in plan.runs:
+        if run.seed != plan.spec.seeds[0]:
+            continue
+        fair = fairness[f"{run.run_id}/{run.seed}"]
+        stages = " | ".join(f"{s['width']}x{s['layers']} {s['flops_share']:.0%} {s['units_per_param']:.3g}/p"
+                            for s in fair["stages"])
+        caps = ("-" if "truncated" not in fair else
+                " ".join(f"{t:.1%}/{p:.0%}" for t, p in zip(fair["truncated"], fair["padding"])))
+        rows.append([run.family, f"{run.budget_flops:.2g}", f"x{run.multiplier * run.grid_shift:.2g}", stages,
+                     f"{run.lr:.2g} ({run.hparams_source})", "-" if run.epochs is None else f"{run.epochs:.2f}",
+                     caps, f"{fair.get('padding_flops_share', 0):.0%}"])
+    return ("fairness: each stage as width x layers (each side), its share of FLOPs per byte and units seen per "
+            "parameter; caps as truncated sequences / padded positions per deeper stage\n"
+            + table(rows, ["family", "budget", "size", "stages", "LR (source)", "epochs", "caps trunc/pad",
+                           "FLOPs on padding"]))
+
+
+def _print_caps(plan) -> None:
+    from aunet.sweeps.fairness import suggest_caps
+
+    if not plan.cap_stats:
+        print("no AU-Net with several stages, or the corpus could not be read: nothing to measure")
+        return
+    for key, stats in plan.cap_stats.items():
+        splits, caps = key.split("|")
+        p = {k: [round(x, 1) for x in v] for k, v in stats.to_dict()["count_percentiles"].items()}
+        print(f"splits {splits}, caps {caps}: boundaries per window p50 {p['50']}, p90 {p['90']}, p99 {p['99']}; "
+              f"truncated {[f'{t:.1%}' for t in stats.truncated]}, padding {[f'{x:.0%}' for x in stats.padding]}; "
+              f"suggested caps {suggest_caps(stats.counts, stats.caps[0])}")
 
 
 def _corpus_readable(spec) -> bool:

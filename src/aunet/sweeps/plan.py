@@ -73,10 +73,20 @@ class PlannedRun:
 
 @dataclass
 class Plan:
+    """The runs of a sweep, with what was measured to plan them: bytes per token, training bytes, and (when the
+    corpus was read) each AU-Net family's boundary counts against its caps (:mod:`aunet.sweeps.fairness`)."""
+
     spec: SweepSpec
     runs: list[PlannedRun]
     bytes_per_token: dict[str, float]
     train_bytes: int | None
+    cap_stats: dict[str, Any] = field(default_factory=dict)
+
+    def fairness(self) -> list[dict[str, Any]]:
+        """Per run: stages, data per parameter, epochs, LR source, cap truncation and padding."""
+        from aunet.sweeps.fairness import fairness_rows
+
+        return fairness_rows(self, self.cap_stats)
 
     @property
     def results_dir(self) -> Path:
@@ -184,7 +194,25 @@ def plan_sweep(spec: SweepSpec, *, measure: bool = True) -> Plan:
                                    seq_bytes, hp, train_bytes)
                     run.grid_shift = shifts[entry]
                     runs.append(run)
-    return Plan(spec, runs, bpt, train_bytes)
+    plan = Plan(spec, runs, bpt, train_bytes)
+    if measure and train_bytes:
+        _measure_caps(plan)
+    return plan
+
+
+def _measure_caps(plan: Plan) -> None:
+    """Boundary counts of the training text against every AU-Net's caps: refuse caps that truncate too much, warn
+    where padding is heavy (on the runs of that family)."""
+    from aunet.sweeps.fairness import check_caps, measure_caps, training_sample
+
+    if not any(getattr(r.config.model, "n_stages", 1) > 1 for r in plan.runs):
+        return
+    plan.cap_stats = measure_caps(plan, training_sample(plan.spec))
+    for warning in check_caps(plan, plan.cap_stats, plan.spec.size.max_truncation):
+        family = warning.split(":", 1)[0]
+        for run in plan.runs:
+            if run.family == family and warning not in run.warnings:
+                run.warnings.append(warning)
 
 
 def _grid_shift(rule, centre: float, floor: float | None) -> float:
