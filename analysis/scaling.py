@@ -18,7 +18,9 @@
 #
 # For each family (BPE, AU-Net-1 to 4) this notebook fits $L(C) = E + A\,C^{-\alpha}$ to the validation bits per
 # byte of its finished runs (robust fit in log space, 95% bootstrap intervals), draws the curves a decade beyond the
-# data, and asks how much compute BPE needs to match each AU-Net: the compute-equivalent gain. Fitted parameters go
+# data, and asks how much compute BPE needs to match each AU-Net: the compute-equivalent gain. Horizontal lines mark
+# reference levels on the same validation text (Kneser-Ney byte n-grams fitted on the bytes the largest run read, and
+# the BPE tokenizer's unigram; see `aunet.analysis.reference`). Fitted parameters go
 # to `fits.json` under `"scaling"`, figures to `plots/`.
 
 # %% tags=["parameters"]
@@ -141,6 +143,13 @@ if ready:
                     label=f"{style['label']}: α = {fit.alpha:.3f}" + ("" if fit.irreducible else " (E = 0)"))
             ax.plot(grid[~inside], fit.predict(grid[~inside]), color=style["color"], linestyle="--")
     ax.set_xscale("log")
+    # Reference levels (written by `aunet analyze` before the notebooks run): what byte n-grams and BPE's token
+    # unigram reach on the same validation text; a model below a line has learned more than those statistics.
+    references = store.read_fits(output_dir).get("reference_levels")
+    if references:
+        plots.draw_reference_levels(ax, references)
+    else:
+        note("no reference_levels in fits.json (aunet analyze computes them when the corpus is available)")
     plots.finish_axes(ax, title="How does validation loss fall with compute?\n"
                       "fits L = E + A·C^−α, 95% bootstrap bands, dashed: a decade of extrapolation",
                       xlabel="training compute C (FLOPs)", ylabel="validation loss (bits per byte)")

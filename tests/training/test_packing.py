@@ -17,6 +17,7 @@ from aunet.data.packing import (
     shuffle_buffer,
     training_windows,
     validation_set,
+    validation_texts,
 )
 from aunet.errors import DataError
 from aunet.splitting import compute_levels
@@ -58,6 +59,19 @@ def test_validation_set_truncates_at_a_character_boundary():
     enc = ByteEncoder([])
     val = validation_set(iter([("é" * 10).encode()]), enc, seq_len=8, max_bytes=5)  # 5 bytes would cut an é in half
     assert val.text_bytes == 4
+
+
+def test_validation_texts_are_the_bytes_the_validation_set_scores():
+    # Whole documents in order until max_bytes, the last cut back to a character start, empty ones dropped: the
+    # exact text the reference levels are scored on, so it must be what the windows hold.
+    docs = [b"", DOCS[0], DOCS[1]]
+    limit = len(DOCS[0]) + 3  # DOCS[1] is "na\xc3\xafve...": 3 bytes would cut the two-byte "\xc3\xaf" in half
+    texts = validation_texts(iter(docs), limit)
+    assert texts == [DOCS[0], b"na"]
+    val = validation_set(iter(docs), ByteEncoder([]), seq_len=8, max_bytes=limit)
+    targets = val.tokens[:, 1:].ravel()
+    assert bytes(targets[(targets >= 0) & (targets < 256)].astype(np.uint8).tolist()) == b"".join(texts)
+    assert val.text_bytes == sum(map(len, texts)) and val.n_documents == 2
 
 
 def test_empty_validation_is_a_data_error():

@@ -10,8 +10,10 @@
 =============================================  =====================================================================
 
 Reading results tables lives in :mod:`aunet.analysis.tables`, plotting helpers in :mod:`aunet.analysis.plots`,
-``fits.json`` in :mod:`aunet.analysis.store`, and running the notebooks in :mod:`aunet.analysis.notebooks`;
-none of them is imported here, so fitting needs neither pandas nor matplotlib.
+``fits.json`` in :mod:`aunet.analysis.store`, running the notebooks in :mod:`aunet.analysis.notebooks`, and the
+reference levels (Kneser-Ney byte n-grams, a token unigram) in :mod:`aunet.analysis.ngram` (the math) and
+:mod:`aunet.analysis.reference` (which bytes of a sweep); none of them is imported here, so fitting needs neither
+pandas nor matplotlib.
 """
 
 from aunet.analysis.gain import GainInterval, compute_equivalent_gain, compute_equivalent_gain_interval

@@ -124,3 +124,68 @@ def save_figure(fig: Figure, output_dir: str | Path, name: str) -> list[Path]:
 
     plt.close(fig)
     return paths
+
+
+# Orders of the byte n-gram drawn by default besides the best one: the low orders locate the smallest models
+# (byte unigram, bigram, ...); the orders between 4 and the best crowd within a few hundredths of a bit of it.
+REFERENCE_ORDERS = (1, 2, 3, 4)
+_REFERENCE_GREY = "0.45"
+_LABEL_GAP = 0.035  # least vertical distance between two reference labels, as a fraction of the axes height
+
+
+def reference_levels_to_draw(record: dict[str, Any], orders: Iterable[int] | None = None
+                             ) -> list[tuple[str, float, str]]:
+    """``(label, bits per byte, kind)`` of each line :func:`draw_reference_levels` draws from a
+    ``fits.json["reference_levels"]`` record, ``kind`` being ``"ngram"`` or ``"bpe_unigram"``.
+
+    The n-gram orders are ``orders`` (default :data:`REFERENCE_ORDERS`) that the record holds, plus its best order.
+    """
+    ng = record.get("byte_ngram") or {}
+    levels = dict(zip(ng.get("orders", []), ng.get("bpb", [])))
+    best = ng.get("best_order")
+    wanted = [o for o in dict.fromkeys([*(REFERENCE_ORDERS if orders is None else orders), best]) if o in levels]
+    out = [(f"byte {o}-gram" + (" (best n-gram)" if o == best else ""), float(levels[o]), "ngram")
+           for o in sorted(wanted) if levels[o] is not None]
+    uni = record.get("bpe_unigram") or {}
+    if uni.get("bpb") is not None:
+        out.append(("BPE token unigram", float(uni["bpb"]), "bpe_unigram"))
+    return out
+
+
+def draw_reference_levels(ax: Axes, record: dict[str, Any] | None, orders: Iterable[int] | None = None
+                          ) -> list[tuple[Any, Any]]:
+    """Draw the reference levels of ``record`` (``fits.json["reference_levels"]``) as horizontal lines across
+    ``ax``, each labelled at the right edge with its name and bits per byte; returns ``(Line2D, Text)`` pairs.
+
+    Call it after the data is drawn: the labels are placed, and kept apart, within the y-range the data set. The
+    lines are left out of the legend (their labels sit on them). Grey dotted: Kneser-Ney byte n-grams; dash-dot in
+    BPE's colour: the BPE tokenizer's unigram. Nothing is drawn for a missing or empty record.
+    """
+    from matplotlib.transforms import blended_transform_factory
+
+    if not record:
+        return []
+    levels = reference_levels_to_draw(record, orders)
+    if not levels:
+        return []
+    drawn = []
+    for label, bpb, kind in levels:
+        style = ({"color": family_color("bpe"), "linestyle": "-."} if kind == "bpe_unigram"
+                 else {"color": _REFERENCE_GREY, "linestyle": ":"})
+        drawn.append(ax.axhline(bpb, linewidth=0.9, alpha=0.8, zorder=1, **style))
+    ax.autoscale_view()
+    # Label heights in axes fractions, pushed upwards where two would overlap.
+    to_axes = ax.transAxes.inverted()
+    heights = [float(to_axes.transform(ax.transData.transform((0.0, bpb)))[1]) for _, bpb, _ in levels]
+    order = np.argsort(heights)
+    placed = np.array(heights)
+    for previous, current in zip(order[:-1], order[1:]):
+        placed[current] = max(placed[current], placed[previous] + _LABEL_GAP)
+    blend = blended_transform_factory(ax.transAxes, ax.transAxes)
+    pairs = []
+    for line, (label, bpb, _), y in zip(drawn, levels, placed):
+        text = ax.text(0.995, y + 0.004, f"{label}: {bpb:.3f}", transform=blend, ha="right", va="bottom",
+                       fontsize=7, color=line.get_color(), zorder=4,  # above curves and bands, kept readable
+                       bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 0.8})
+        pairs.append((line, text))
+    return pairs

@@ -51,3 +51,13 @@ def update_fits(output_dir: str | Path, key: str, value: Any) -> Path:
     data = read_fits(output_dir)
     data[key] = to_jsonable(value)
     return atomic_write_json(Path(output_dir) / FITS_FILE, data)
+
+
+def drop_fits_key(output_dir: str | Path, key: str) -> bool:
+    """Remove ``fits.json[key]`` from ``output_dir`` (written atomically); returns whether it was there."""
+    data = read_fits(output_dir)
+    if key not in data:
+        return False
+    del data[key]
+    atomic_write_json(Path(output_dir) / FITS_FILE, data)
+    return True

@@ -15,6 +15,7 @@ DEFAULT_TIMEOUT = 600.0
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from aunet.analysis.notebooks import NOTEBOOKS
+    from aunet.analysis.reference import DEFAULT_MAX_ORDER, MIN_ORDER
 
     p = sub.add_parser(
         "analyze",
@@ -23,7 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Execute the analysis notebooks (analysis/*.py, jupytext percent scripts) headlessly on RESULTS_DIR, a "
             "results/<sweep> folder holding runs.csv. Writes the executed notebooks to RESULTS_DIR/notebooks/, the "
             "figures (PNG and SVG) to RESULTS_DIR/plots/ and the fitted parameters to RESULTS_DIR/fits.json, then "
-            "prints per family the runs, the fitted compute exponent alpha and the loss at the largest budget."
+            "prints per family the runs, the fitted compute exponent alpha and the loss at the largest budget. "
+            "First, when the corpus is available (AUNET_DATA_DIR), it computes reference levels on the runs' "
+            "validation text: Kneser-Ney byte n-grams of orders 1..K fitted on the bytes the largest run read, and "
+            "the BPE tokenizer's unigram (cached in AUNET_CACHE_DIR); they go to fits.json under reference_levels "
+            "and onto the scaling plot."
         ),
     )
     p.add_argument("results_dir", metavar="RESULTS_DIR", help="a results/<sweep> folder holding runs.csv")
@@ -34,6 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="override a notebook parameter, e.g. --param n_boot=50 or --param tolerance=0.02 "
                         "(repeatable; the value is read as YAML; notebooks without that parameter ignore it)")
+    p.add_argument("--reference-order", type=int, default=DEFAULT_MAX_ORDER, metavar="K",
+                   help=f"highest order of the Kneser-Ney byte n-gram reference levels, "
+                        f"{MIN_ORDER}..{DEFAULT_MAX_ORDER} (default: {DEFAULT_MAX_ORDER})")
+    p.add_argument("--no-reference", action="store_true",
+                   help="skip the reference levels (byte n-grams and the BPE unigram on the validation text)")
     p.set_defaults(run=run)
 
 
@@ -99,6 +109,28 @@ def family_summary(runs: Any, fits: dict[str, Any]) -> tuple[list[list[str]], li
     return rows, ["family", "finished/runs", "alpha [95%]", "largest budget (FLOPs)", "val bpb there"]
 
 
+def reference_levels(results_dir: Path, runs: Any, max_order: int) -> str:
+    """Compute (or take from the cache) the sweep's reference levels into ``fits.json``; returns the one line to
+    print. Without the data (no AUNET_DATA_DIR, no run configs) the line says why they were skipped; levels stored
+    earlier are kept when they were fitted for the same largest run, and removed as stale otherwise."""
+    from aunet.analysis import reference
+    from aunet.analysis.store import drop_fits_key, read_fits, update_fits
+
+    try:
+        record, cached = reference.sweep_reference_levels(results_dir, runs, max_order=max_order)
+    except UserError as exc:
+        reason = " ".join(str(exc).split())  # one line, whatever the message
+        stored = read_fits(results_dir).get(reference.FITS_KEY)
+        if stored and reference.matches_runs(stored, runs):
+            return f"reference levels: not recomputed ({reason}); kept those in fits.json, fitted for the same runs"
+        if stored and drop_fits_key(results_dir, reference.FITS_KEY):
+            return f"reference levels: skipped ({reason}); removed stale ones from fits.json"
+        return f"reference levels: skipped ({reason})"
+    update_fits(results_dir, reference.FITS_KEY, record)
+    took = "cached" if cached else f"{record['seconds']:.1f} s"
+    return f"reference levels ({took}): {reference.summary_line(record)}"
+
+
 def run(args: argparse.Namespace) -> int:
     from aunet.analysis import tables
     from aunet.analysis.notebooks import execute_notebook
@@ -111,7 +143,13 @@ def run(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     if args.timeout <= 0:
         raise UserError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
+    from aunet.analysis.reference import DEFAULT_MAX_ORDER, MIN_ORDER
+
+    if not MIN_ORDER <= args.reference_order <= DEFAULT_MAX_ORDER:
+        raise UserError(f"--reference-order {args.reference_order}: must lie in {MIN_ORDER}..{DEFAULT_MAX_ORDER}")
     print(f"analyzing {results_dir}: {len(runs)} runs, notebooks {', '.join(names)}")
+    if not args.no_reference:
+        print(reference_levels(results_dir, runs, args.reference_order))
     failed = []
     for name in names:
         outcome = execute_notebook(name, results_dir, results_dir, timeout=args.timeout,

@@ -177,19 +177,27 @@ def _cut_utf8(data: bytes, limit: int) -> bytes:
     return data[:cut]
 
 
-def validation_set(documents: Iterable[bytes], encoder: DocumentEncoder, seq_len: int, max_bytes: int) -> ValidationSet:
-    """Pack the first ``max_bytes`` of validation text into windows; the last window is padded with PAD."""
-    window = seq_len + 1
-    encoded, total, n_docs = [], 0, 0
+def validation_texts(documents: Iterable[bytes], max_bytes: int) -> list[bytes]:
+    """The validation text every run is scored on: the first ``max_bytes`` bytes of ``documents``, whole documents
+    in order and the last one cut back to a UTF-8 character start; empty documents are dropped."""
+    texts, total = [], 0
     for data in documents:
         if total >= max_bytes:
             break
         data = _cut_utf8(data, max_bytes - total)
-        if not data:
-            continue
-        total += len(data)
-        n_docs += 1
-        encoded.append(encoder.encode(data))
+        if data:
+            total += len(data)
+            texts.append(data)
+    return texts
+
+
+def validation_set(documents: Iterable[bytes], encoder: DocumentEncoder, seq_len: int, max_bytes: int) -> ValidationSet:
+    """Pack the first ``max_bytes`` of validation text (:func:`validation_texts`) into windows; the last window is
+    padded with PAD."""
+    window = seq_len + 1
+    texts = validation_texts(documents, max_bytes)
+    encoded = [encoder.encode(data) for data in texts]
+    total, n_docs = sum(len(data) for data in texts), len(texts)
     if not encoded:
         raise DataError("the validation split is empty; raise data.val_fraction or list data.val_documents")
     tokens = np.concatenate([t for t, _ in encoded])
