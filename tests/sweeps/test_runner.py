@@ -52,6 +52,9 @@ def test_sweep_runs_everything_once_and_writes_the_table(tmp_path, data_dir, cap
     rows = table(tmp_path / "results" / "micro" / "runs.csv")
     assert len(rows) == 4 and {r["status"] for r in rows} == {"finished"}
     assert all(float(r["val_bpb"]) > 0 and float(r["flops_spent"]) > 0 for r in rows)
+    for r in rows:  # AU-Net rows carry their per-stage records; BPE rows leave those columns empty
+        per_stage = [r["boundaries_1"], r["truncated_1"], r["padding_1"], r["units_per_param_0"]]
+        assert all(per_stage) if r["family"] == "aunet2" else not any(per_stage), r
     finished = {r["run_id"]: (Path(r["run_dir"]) / "summary.json").stat().st_mtime for r in rows}
     assert main(["sweep", "run", str(path)]) == 0  # nothing left to do: nothing is trained again
     assert {r["run_id"]: (Path(r["run_dir"]) / "summary.json").stat().st_mtime for r in rows} == finished

@@ -56,6 +56,12 @@ def test_summary_records_and_falling_bpb(tmp_path, data_dir):
     assert len(vals) == 2 and vals[-1] < vals[0] < 8.5
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "checkpoints" / "final.ckpt").is_file()
     torch.load(run_dir / "checkpoints" / "final.ckpt", weights_only=True)  # loadable without pickle
+    # Per-stage records of the AU-Net: realized boundaries against the cap, from the training log.
+    logged = [float(r["train/boundaries_1"]) for r in rows(run_dir / "metrics.csv") if r["train/boundaries_1"]]
+    byte_stage, word_stage = summary["stages"]
+    assert word_stage["boundaries"] == pytest.approx(sum(logged) / len(logged)) and 0 < logged[0] <= 24
+    assert word_stage["padding"] == pytest.approx(1 - word_stage["boundaries"] / 24)
+    assert 0 <= word_stage["truncated"] <= 1 and byte_stage["units_per_param"] > word_stage["units_per_param"] > 0
     assert (run_dir / "config.yaml").is_file()
     # A finished run is not trained again.
     assert train(tiny_run(tmp_path, train={"max_steps": 8, "val_every_steps": 4}))["run_id"] == summary["run_id"]

@@ -68,6 +68,10 @@ def row_for(planned: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
                     "val_bpb", "val_loss", "wall_time_s"):
             if key in summary:
                 row[key] = summary[key]
+        for stage in summary.get("stages") or []:  # per-stage records of AU-Net runs (realized, from the log)
+            for key in ("boundaries", "truncated", "padding", "units_per_param"):
+                if key in stage:
+                    row[f"{key}_{stage['stage']}"] = stage[key]
         throughput = summary.get("throughput") or {}
         row.update(bytes_per_s=throughput.get("bytes_per_s"), flops_per_s=throughput.get("flops_per_s"),
                    mfu=throughput.get("mfu"), train_time_s=throughput.get("train_time_s"))

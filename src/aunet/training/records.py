@@ -166,3 +166,37 @@ def write_summary(paths: RunPaths, summary: dict[str, Any]) -> Path:
     if missing:
         raise ValueError(f"summary lacks {missing}")
     return atomic_write_json(paths.summary, summary)
+
+
+def stage_records(metrics_file: Path, config: Any, units_seen: float) -> list[dict[str, float]]:
+    """Per stage of an AU-Net run, from its training log: mean realized boundaries per sequence entering the stage,
+    share of sequences whose boundaries the cap truncated, share of the stage's cap left as padding, and units the
+    stage saw per parameter of its blocks (stage 0: every byte; a deeper stage: its realized entries).
+
+    ``metrics_file``: the run's merged ``metrics.csv`` (``train/boundaries_i`` and ``train/cap_truncated_i`` are
+    logged every logged step); ``units_seen``: bytes the run read. Empty for BPE and one-stage models.
+    """
+    from aunet.flops import flops_report, layer_params
+    from aunet.models.config import AUNetConfig
+
+    if not isinstance(config, AUNetConfig) or config.n_stages < 2 or not metrics_file.is_file():
+        return []
+    with metrics_file.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+
+    def mean(column: str) -> float:
+        values = [float(r[column]) for r in rows if r.get(column) not in (None, "")]
+        return sum(values) / len(values) if values else float("nan")
+
+    report = flops_report(config)
+    out = []
+    for s in report.stages:
+        params = s.layers_counted * layer_params(s.dim, s.ffn_dim)
+        if s.stage == 0:
+            out.append({"stage": 0, "units_per_param": units_seen / params})
+            continue
+        kept = mean(f"train/boundaries_{s.stage}")
+        out.append({"stage": s.stage, "boundaries": kept, "truncated": mean(f"train/cap_truncated_{s.stage}"),
+                    "padding": 1 - kept / config.caps[s.stage],
+                    "units_per_param": units_seen * kept / config.caps[0] / params})
+    return out

@@ -42,6 +42,7 @@ from aunet.training.records import (
     git_commit,
     library_versions,
     merge_metrics,
+    stage_records,
     read_segments,
     weights_sha256,
     write_summary,
@@ -303,6 +304,7 @@ def _summary(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, mo
         "data_fingerprint": datamodule.fingerprint()["sha256"],
         "data": datamodule.fingerprint(),
         "weights_sha256": weights_sha256(module.model.state_dict()),
+        "stages": stage_records(paths.metrics, run.model, units_seen),
         "config_fingerprint": run.fingerprint(),
         "host": os.uname().nodename if hasattr(os, "uname") else "unknown",
     }
