@@ -88,6 +88,14 @@ def _starts(y: np.ndarray, irreducible: bool, coarse: bool = False) -> np.ndarra
     return np.array(rows)
 
 
+def _problem_for(L: np.ndarray, x: np.ndarray, irreducible: bool, huber_delta: float) -> LseProblem:
+    """The fitting problem for losses ``L`` at normalised log-compute ``x`` (both ``[n]``)."""
+    y = np.log(L)
+    if irreducible:
+        return LseProblem(y, np.stack([np.zeros(len(x)), x], axis=1), np.array([False, True]), huber_delta)
+    return LseProblem(y, x[:, None], np.array([True]), huber_delta)
+
+
 def fit_power_law(
     C: ArrayLike,
     L: ArrayLike,
@@ -97,6 +105,7 @@ def fit_power_law(
     huber_delta: float = 1e-3,
     irreducible: bool = True,
     level: float = 0.95,
+    resampled_L: ArrayLike | None = None,
 ) -> PowerLawFit:
     """Fit ``L = E + A * C^(-alpha)`` to points ``C`` (compute, shape ``[n]``) and ``L`` (loss, shape ``[n]``).
 
@@ -107,13 +116,17 @@ def fit_power_law(
     ``E = 0`` (2 parameters, for few points). ``n_boot`` resamples of the points with replacement give percentile
     intervals at ``level``; each is refitted from the full-data optimum and two coarse starts.
 
+    ``resampled_L`` (shape ``[B, n]``, aligned with ``L``): a parametric bootstrap instead: each row is a draw of
+    all the losses from their own uncertainty (an isoFLOP vertex's, say), and the samples are the fits to those
+    rows, every point kept (``n_boot`` is then ignored). Use it when each point is itself an estimate.
+
     Rows with NaN/inf are dropped (counted in ``n_dropped``). Raises :class:`FitError` with fewer points, or fewer
     distinct compute values, than parameters, or with ``C`` or ``L`` <= 0.
     """
     n_params = 3 if irreducible else 2
     hint = "add budgets" + (" or fit with irreducible=False (E = 0, 2 parameters)" if irreducible else "")
-    cols, _, dropped = clean_columns("fit_power_law", {"C": C, "L": L}, positive=("C", "L"),
-                                     min_points=n_params, hint=hint)
+    cols, valid, dropped = clean_columns("fit_power_law", {"C": C, "L": L}, positive=("C", "L"),
+                                         min_points=n_params, hint=hint)
     C_, L_ = cols["C"], cols["L"]
     n_distinct = len(np.unique(C_))
     if n_distinct < n_params:
@@ -147,7 +160,17 @@ def fit_power_law(
         # Each resample starts from the full-data optimum and two coarse starts: the optimum alone can sit where the
         # gradient in E vanishes (E -> 0) and would never let a resample find a positive E.
         starts = np.vstack([best, _starts(y, irreducible, coarse=True)])
-        samples = np.array([to_params(minimise(problem(idx), starts, keep=1)[0]) for idx in resamples]).reshape(-1, 3)
+        if resampled_L is not None:
+            draws = np.asarray(resampled_L, dtype=float)
+            if draws.ndim != 2 or draws.shape[1] != len(valid):
+                raise FitError(f"fit_power_law: resampled_L must have shape [B, {len(valid)}], got {draws.shape}")
+            draws = draws[:, valid]  # the rows the fit kept
+            draws = draws[np.all(np.isfinite(draws) & (draws > 0), axis=1)]
+            samples = np.array([to_params(minimise(_problem_for(d, x, irreducible, huber_delta), starts, keep=1)[0])
+                                for d in draws]).reshape(-1, 3)
+        else:
+            samples = np.array([to_params(minimise(problem(idx), starts, keep=1)[0])
+                                for idx in resamples]).reshape(-1, 3)
     params = to_params(best)
     lo, hi = percentile_interval(samples, level)
     return PowerLawFit(
