@@ -54,7 +54,7 @@ def parse_notebooks(text: str) -> list[str]:
 
 def parse_params(items: list[str]) -> dict[str, Any]:
     """``["n_boot=50"]`` -> ``{"n_boot": 50}`` (values read as YAML scalars)."""
-    import yaml
+    from aunet.yaml_loader import parse_yaml
 
     params = {}
     for item in items:
@@ -63,7 +63,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
             raise UserError(f"--param {item}: expected NAME=VALUE with NAME a Python identifier, e.g. n_boot=50")
         if name.strip() in ("results_dir", "output_dir"):
             raise UserError(f"--param {name.strip()}: set by aunet analyze itself; pass RESULTS_DIR instead")
-        params[name.strip()] = yaml.safe_load(value)
+        params[name.strip()] = parse_yaml(value, source=f"--param {name.strip()}")
     return params
 
 
@@ -106,11 +106,12 @@ def run(args: argparse.Namespace) -> int:
     from aunet.cli.format import table
 
     results_dir = Path(args.results_dir)
-    runs = tables.read_runs(results_dir)  # a missing folder or runs.csv fails here, before any kernel starts
+    # Flags first, then the results: a bad flag is reported before any file is read or any kernel starts.
     names = parse_notebooks(args.notebooks)
     params = parse_params(args.param)
-    if args.timeout <= 0:
+    if not args.timeout > 0 or not math.isfinite(args.timeout):
         raise UserError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
+    runs = tables.read_runs(results_dir)  # a missing folder or runs.csv fails here, before any kernel starts
     print(f"analyzing {results_dir}: {len(runs)} runs, notebooks {', '.join(names)}")
     failed = []
     for name in names:

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from aunet.config import from_dict, read_yaml
-from aunet.errors import ConfigError
+from aunet.config import coerce, from_dict, read_yaml
+from aunet.errors import ConfigError, excerpt
 
 SIZE_RULES = ("data_ratio", "isoflop", "fixed")
 
@@ -51,7 +51,7 @@ class SizeRule:
 
     def validate(self) -> None:
         if self.rule not in SIZE_RULES:
-            raise ConfigError("size.rule", f"unknown rule {self.rule!r}; choose one of {', '.join(SIZE_RULES)}")
+            raise ConfigError("size.rule", f"unknown rule {excerpt(self.rule)}; choose one of {', '.join(SIZE_RULES)}")
         if self.gamma_bytes <= 0:
             raise ConfigError("size.gamma_bytes", "must be positive")
         if not self.multipliers or any(m <= 0 for m in self.multipliers):
@@ -127,9 +127,9 @@ class TuneSpec:
         for key in ("lr", "batch_bytes"):
             lo_hi = getattr(self, key)
             if len(lo_hi) != 2 or not 0 < lo_hi[0] < lo_hi[1]:
-                raise ConfigError(f"tune.{key}", f"expected [low, high] with 0 < low < high, got {lo_hi}")
+                raise ConfigError(f"tune.{key}", f"expected [low, high] with 0 < low < high, got {excerpt(lo_hi)}")
         if self.sampler not in ("qmc", "tpe", "random"):
-            raise ConfigError("tune.sampler", f"expected qmc, tpe or random, got {self.sampler!r}")
+            raise ConfigError("tune.sampler", f"expected qmc, tpe or random, got {excerpt(self.sampler)}")
 
 
 @dataclass
@@ -183,13 +183,14 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
         if key not in _TOP_KEYS:
             hint = difflib.get_close_matches(str(key), _TOP_KEYS, n=1)
             suggestion = f"did you mean {hint[0]!r}? " if hint else ""
-            raise ConfigError(str(key), f"unknown key; {suggestion}valid keys: {', '.join(sorted(_TOP_KEYS))}")
+            raise ConfigError(excerpt(key, 60, quote=False),
+                              f"unknown key; {suggestion}valid keys: {', '.join(sorted(_TOP_KEYS))}")
     for key in ("name", "families", "budgets"):
         if key not in raw:
             raise ConfigError(key, "required key is missing")
     name = raw["name"]
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise ConfigError("name", f"expected a folder-safe name (letters, digits, - _ .), got {name!r}")
+        raise ConfigError("name", f"expected a folder-safe name (letters, digits, - _ .), got {excerpt(name)}")
     families_raw = raw["families"]
     if not isinstance(families_raw, dict) or not families_raw:
         raise ConfigError("families", "expected a mapping of family name to {template|ladder|model}")
@@ -199,7 +200,8 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
         for key, label in ((f"families.{fam}", fam), (f"families.{fam}.family", spec.family)):
             # The family names its runs' folders (<results>/runs/<family>-<hash>): no path may hide in it.
             if label is not None and not _folder_safe(str(label)):
-                raise ConfigError(key, f"{label!r} cannot name run folders: use letters, digits, - _ . (not first)")
+                raise ConfigError(key, f"{excerpt(label)} cannot name run folders: use letters, digits, - _ . "
+                                       "(not first)")
         given = [k for k in ("template", "ladder", "model") if getattr(spec, k) is not None]
         if len(given) != 1:
             raise ConfigError(f"families.{fam}", "give exactly one of template, ladder, model")
@@ -207,8 +209,6 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
     budgets = raw["budgets"]
     if not isinstance(budgets, list) or not budgets:
         raise ConfigError("budgets", "expected a non-empty list of FLOPs budgets, e.g. [1.0e+11, 1.0e+12]")
-    from aunet.config import coerce
-
     budgets = [coerce(b, float, f"budgets[{i}]") for i, b in enumerate(budgets)]
     if any(b <= 0 for b in budgets):
         raise ConfigError("budgets", "budgets must be positive")
@@ -233,7 +233,8 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
         name=name, families=families, budgets=budgets, size=size, hparams=hparams, seeds=seeds,
         data=dict(raw.get("data") or {}), train=dict(raw.get("train") or {}), trainer=dict(raw.get("trainer") or {}),
         eval=evaluation, tune=tune, bytes_per_token=None if bpt is None else coerce(bpt, float, "bytes_per_token"),
-        results_dir=str(raw.get("results_dir") or "results"), description=str(raw.get("description") or ""),
+        results_dir=coerce(raw.get("results_dir") or "results", str, "results_dir"),
+        description=coerce(raw.get("description") or "", str, "description"),
         source=source,
     )
 
