@@ -23,6 +23,7 @@ import aunet.sweeps.spec  # noqa: F401 - imported before any timing: a first imp
 import aunet.training.run  # noqa: F401
 from aunet.cli import main
 from tests.sweeps.helpers import MICRO
+from tests.threads import single_thread
 
 
 def bomb(levels: int = 9, width: int = 9) -> str:
@@ -71,10 +72,11 @@ class Case:
     """``build(tmp)`` writes the input files and returns the command line; ``words`` must all appear in the one
     line of stderr; the command must end within ``seconds`` when given."""
 
-    build: Callable[[Path], list[str]]
+    build: Callable[..., list[str]]
     words: tuple[str, ...]
     code: int = 2
     seconds: float | None = None
+    runs: bool = False  # build(tmp, runs) takes the module's trained runs
 
 
 def _duplicate_family(tmp: Path) -> list[str]:
@@ -118,16 +120,146 @@ CONFIG_CASES = {
 }
 
 
-CATALOGUE = {**CONFIG_CASES}
+class Runs:
+    """Runs trained once for the module: ``a`` stopped after its checkpoint of step 2; ``b`` the same model on other
+    data settings, stopped the same way; ``done`` finished. Each is a (folder, config dict)."""
+
+    def __init__(self, root: Path) -> None:
+        from aunet.training.run import train
+        from tests.training.helpers import tiny_run
+        from tests.training.test_run import Crash, CrashAt
+
+        def stopped(name: str, **data) -> tuple[Path, dict]:
+            run = tiny_run(root / name, train={"max_steps": 4, "val_every_steps": 2}, data={"val_bytes": 100, **data})
+            with single_thread(), pytest.raises(Crash):
+                train(run, callbacks=[CrashAt(step=2)])
+            return root / name / "runs" / run.run_id(), run.to_dict()
+
+        self.a = stopped("a")
+        self.b = stopped("b", val_bytes=120)  # same model section, another config (the data it validates on)
+        done = tiny_run(root / "done", train={"max_steps": 2, "val_every_steps": 2}, data={"val_bytes": 100})
+        with single_thread():
+            train(done)
+        self.done = root / "done" / "runs" / done.run_id(), done.to_dict()
+
+
+def copy_run(source: tuple[Path, dict], tmp: Path) -> tuple[Path, Path]:
+    """A copy of a trained run in ``tmp/run`` and its config file ``tmp/run.yaml``."""
+    import shutil
+
+    folder, config = source
+    shutil.copytree(folder, tmp / "run")
+    (tmp / "run.yaml").write_text(json.dumps(config))
+    return tmp / "run", tmp / "run.yaml"
+
+
+def resume(tmp: Path, runs: Runs, change: Callable[[Path], object]) -> list[str]:
+    run_dir, config = copy_run(runs.a, tmp)
+    change(run_dir)
+    return ["train", str(config), "--run-dir", str(run_dir), "--resume"]
+
+
+def _foreign_checkpoint(tmp: Path, runs: Runs) -> list[str]:
+    import shutil
+
+    return resume(tmp, runs, lambda d: shutil.copyfile(runs.b[0] / "checkpoints" / "last.ckpt",
+                                                      d / "checkpoints" / "last.ckpt"))
+
+
+def _changed_corpus(tmp: Path, runs: Runs) -> list[str]:
+    """The same config over a data directory whose corpus changed: the config cannot tell, the data can."""
+    source = Path(os.environ["AUNET_DATA_DIR"]) / "corpora" / "tinyshakespeare" / "input.txt"
+    changed = tmp / "data" / "corpora" / "tinyshakespeare" / "input.txt"
+    changed.parent.mkdir(parents=True)
+    changed.write_bytes(source.read_bytes().replace(b"First Citizen", b"Second Citizen"))
+    os.environ["AUNET_DATA_DIR"] = str(tmp / "data")  # restored by the test (monkeypatch)
+    return resume(tmp, runs, lambda d: None)
+
+
+def _dangling_link(tmp: Path, runs: Runs) -> list[str]:
+    def change(run_dir: Path) -> None:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        last.unlink()
+        last.symlink_to(tmp / "other-disk" / "last.ckpt")  # the checkpoint moved to a disk not mounted now
+
+    return resume(tmp, runs, change)
+
+
+def _no_identity(tmp: Path, runs: Runs) -> list[str]:
+    def change(run_dir: Path) -> None:
+        import torch
+
+        last = run_dir / "checkpoints" / "last.ckpt"
+        ckpt = torch.load(last, weights_only=True)
+        del ckpt["hyper_parameters"]["identity"]
+        torch.save(ckpt, last)
+
+    return resume(tmp, runs, change)
+
+
+def _older_checkpoint(tmp: Path, runs: Runs) -> list[str]:
+    # The run recorded a checkpoint of step 4; the file in place is of step 2 (an older copy put back).
+    return resume(tmp, runs, lambda d: (d / "logs" / "checkpoint.json").write_text('{"step": 4}'))
+
+
+def _replaced_weights(tmp: Path, runs: Runs, command: str) -> list[str]:
+    import torch
+
+    run_dir, _ = copy_run(runs.done, tmp)
+    final = run_dir / "checkpoints" / "final.ckpt"
+    ckpt = torch.load(final, weights_only=True)
+    name = next(k for k in ckpt["state_dict"] if k.startswith("model."))
+    ckpt["state_dict"][name] = ckpt["state_dict"][name] + 1e-3
+    torch.save(ckpt, final)
+    text = tmp / "text.txt"
+    text.write_text("Some text to score. " * 20)
+    if command == "eval":
+        return ["eval", str(run_dir), "--bpb", str(text)]
+    return ["generate", str(run_dir), "--prompt", "The", "--max-bytes", "4"]
+
+
+RUN_FOLDER_CASES = {
+    # A resume mixes two runs without a word: bpb 3.84 where the clean run reaches 3.28.
+    "--resume with another run's checkpoint (same model, another config)": Case(
+        _foreign_checkpoint, ("last.ckpt: checkpoint of another run", "delete it to restart this run"), runs=True),
+    "--resume after the corpus changed (same config, other data)": Case(
+        _changed_corpus, ("last.ckpt: checkpoint trained on other data", "corpus or tokenizer changed"), runs=True),
+    "--resume with last.ckpt missing after a checkpoint was saved": Case(
+        lambda t, r: resume(t, r, lambda d: (d / "checkpoints" / "last.ckpt").unlink()),
+        ("last.ckpt: missing, but this run saved its checkpoint of step 2 there", "restore the file"), runs=True),
+    "--resume with last.ckpt a dangling link": Case(
+        _dangling_link, ("last.ckpt: a link to", "other-disk/last.ckpt, which does not exist"), runs=True),
+    "train without --resume, last.ckpt a dangling link": Case(
+        lambda t, r: _dangling_link(t, r)[:-1], ("which does not exist", "delete the link"), runs=True),
+    "--resume with a checkpoint that does not say its run": Case(
+        _no_identity, ("does not say which run it belongs to",), runs=True),
+    "--resume with an older checkpoint than the run saved": Case(
+        _older_checkpoint, ("checkpoint of step 2, but this run saved step 4",), runs=True),
+    "eval of a checkpoint whose weights are not the run's": Case(
+        lambda t, r: _replaced_weights(t, r, "eval"), ("final.ckpt: weights differ from the run's record",),
+        runs=True),
+    "generate from a checkpoint whose weights are not the run's": Case(
+        lambda t, r: _replaced_weights(t, r, "generate"), ("final.ckpt: weights differ from the run's record",),
+        runs=True),
+}
+
+
+CATALOGUE = {**CONFIG_CASES, **RUN_FOLDER_CASES}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_dir) -> Runs:
+    return Runs(tmp_path_factory.mktemp("runs"))
 
 
 @pytest.mark.parametrize("case", list(CATALOGUE))
-def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, monkeypatch, case):
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, monkeypatch, request, case):
     spec = CATALOGUE[case]
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)  # default results folders would land here
-    argv = spec.build(work)
+    monkeypatch.setenv("AUNET_DATA_DIR", os.environ.get("AUNET_DATA_DIR", ""))  # a case may point it elsewhere
+    argv = spec.build(work, request.getfixturevalue("runs")) if spec.runs else spec.build(work)
     before = snapshot(work)
     capsys.readouterr()
     started = time.perf_counter()
@@ -171,3 +303,30 @@ def test_yaml_merge_keys_and_anchors_of_ordinary_size_still_work(tmp_path):
     assert parse_yaml(text, "x.yaml") == {"base": {"lr": 1e-3, "seed": 0}, "run": {"lr": 3e-3, "seed": 0},
                                           "sizes": [64, 24], "again": [64, 24]}
     assert json.loads(json.dumps(parse_yaml(bomb(levels=4, width=9), "x.yaml")))  # 7381 values: fine
+
+
+def test_a_second_process_cannot_train_into_a_run_folder_in_use(tmp_path, capsys, runs):
+    """While another process holds the run folder (here a stand-in that only takes its lock, as ``aunet train``
+    does before it writes: an flock through filelock), ``aunet train --resume`` is refused with one line and changes nothing; once that
+    process is gone, however it ended, the lock is free and the resume trains."""
+    import subprocess
+    import sys
+
+    run_dir, config = copy_run(runs.a, tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, filelock\n"
+                               "with filelock.FileLock(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)",
+         str(run_dir / ".train.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = snapshot(tmp_path)
+        code = main(["train", str(config), "--run-dir", str(run_dir), "--resume"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"error: {run_dir}: another process is training this run" in err, err
+        assert snapshot(tmp_path) == before
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops the lock with the process
+        holder.wait()
+    assert main(["train", str(config), "--run-dir", str(run_dir), "--resume"]) == 0
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4

@@ -118,8 +118,7 @@ def resolve_corpus(spec: str | Path | Sequence[str | Path]) -> tuple[CorpusSourc
         root = data_dir(required=False)
         if root is None:
             raise DataError(f"corpus {excerpt(spec)} is read from the data directory, but {DATA_DIR_ENV} is not set "
-                            "to a "
-                            f"directory; set it (e.g. ../shared/data) or give a path")
+                            "to a directory; set it (e.g. ../shared/data) or give a path")
         if not _matches(root, entry):
             how = f"run 'aunet data prepare {spec}'" if entry.url else "copy the files there"
             missing = next(rel for rel in _relpaths(entry) if not glob.glob(str(root / rel)))

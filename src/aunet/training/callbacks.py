@@ -143,12 +143,15 @@ class LastCheckpoint(L.Callback):
     the middle of a gradient accumulation) and after a validation that has started (a validation stopped half-way
     would be skipped on resume, losing its row). There it saves ``path``, records the step in ``stopped_at`` and
     hands the flag back to Lightning, which then stops. Under DDP the ranks agree (any rank's signal counts) before
-    the collective save. ``val_every``: the validation interval in optimizer steps.
+    the collective save. ``val_every``: the validation interval in optimizer steps; ``after_save``: called after
+    each save (the run records the checkpoint's step).
     """
 
-    def __init__(self, path: Path, val_every: int | None = None) -> None:
+    def __init__(self, path: Path, val_every: int | None = None,
+                 after_save: Callable[[L.Trainer], None] | None = None) -> None:
         self.path = path
         self.val_every = val_every
+        self.after_save = after_save  # records that the checkpoint exists (called on every rank, after the save)
         self.saved_step: int | None = None  # the step of the last checkpoint written in this segment
         self.stopped_at: int | None = None  # the step at which a SIGTERM stopped the run
         self._pending = False  # a SIGTERM taken over from Lightning, not acted on yet
@@ -156,6 +159,8 @@ class LastCheckpoint(L.Callback):
     def _save(self, trainer: L.Trainer) -> None:
         save_checkpoint(trainer, self.path)
         self.saved_step = trainer.global_step
+        if self.after_save is not None:
+            self.after_save(trainer)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning's handler sets a flag that its loop checks after this callback's hooks of a batch: a signal

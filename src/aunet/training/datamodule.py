@@ -135,9 +135,12 @@ class CorpusDataModule(L.LightningDataModule):
             self.encoder = TokenizerEncoder(self.tokenizer)
         docs = (doc.data for doc in self.split.val_documents())
         self.val_set = validation_set(docs, self.encoder, self.seq_len, self.run.data.val_bytes)
-        # Saved once the data is known to be usable, so a run refused for its data leaves nothing in its folder.
-        if self.tokenizer is not None and self.tokenizer_dir is not None and (
-                self.trainer is None or self.trainer.is_global_zero):
+
+    def save_tokenizer(self) -> None:
+        """Copy the BPE tokenizer into ``tokenizer_dir`` (nothing for bytes). The run calls it on rank 0 once the
+        data is known to be usable and the folder is its own: a run refused for its data, its checkpoint or its
+        lock leaves nothing in the folder."""
+        if self.tokenizer is not None and self.tokenizer_dir is not None:
             self.tokenizer.save(self.tokenizer_dir)
 
     # --- facts the module and the records need ---------------------------------------------------------------------

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -34,6 +35,7 @@ from aunet.training.callbacks import (
 )
 from aunet.training.config import RunConfig, TrainerConfig, run_config_from_dict
 from aunet.training.datamodule import CorpusDataModule
+from aunet.training.lock import RunFolderLock
 from aunet.training.module import LanguageModelModule
 from aunet.training.optim import default_precision
 from aunet.training.records import (
@@ -43,6 +45,8 @@ from aunet.training.records import (
     library_versions,
     merge_metrics,
     read_segments,
+    record_checkpoint,
+    recorded_checkpoint_step,
     weights_sha256,
     write_summary,
 )
@@ -117,7 +121,11 @@ def plan_steps(run: RunConfig, world_size: int = 1) -> Plan:
 
 
 def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
-    """``fresh``, ``resume`` or ``finished``; RunError for a folder that holds another config."""
+    """``fresh``, ``resume`` or ``finished``, from the folder alone (read-only).
+
+    RunError for a folder that holds another config, and for a checkpoint the run saved that is gone (a missing
+    file, a link to a moved file): training again from step 0 behind the user's back would overwrite the records
+    of the steps already trained."""
     if paths.summary.is_file():
         return "finished"
     if paths.config.is_file():
@@ -130,16 +138,38 @@ def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
             raise RunError(
                 f"{paths.root} holds a run with a different config; use another --run-dir or delete that folder"
             )
-    if paths.last_checkpoint.is_file():
+    last = paths.last_checkpoint
+    if last.is_symlink() and not last.exists():
+        raise RunError(f"{last}: a link to {os.readlink(last)}, which does not exist (moved, or its disk not "
+                       "mounted?); restore the checkpoint there, or delete the link to start the run again")
+    if last.exists() and not last.is_file():
+        raise RunError(f"{last}: not a checkpoint file; move it away (a resume needs one file)")
+    if last.is_file():
         if not resume:
             raise RunError(f"{paths.root} holds an unfinished run; pass --resume to continue it")
         read_segments(paths)  # a garbled record stops the resume here, before anything is written
         return "resume"
+    saved = recorded_checkpoint_step(paths)
+    if saved is not None:
+        raise RunError(f"{last}: missing, but this run saved its checkpoint of step {saved} there; restore the "
+                       "file to continue with --resume, or delete the run folder to start again")
     return "fresh"
 
 
-def _check_checkpoint(path: Path, run: RunConfig) -> int:
-    """A checkpoint must come from the same model config (loaded with weights_only=True); returns its step."""
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+    """What a resume needs to know of a checkpoint before training: its step and the run it belongs to."""
+
+    path: Path
+    step: int
+    data_fingerprint: str
+
+
+def _check_checkpoint(paths: RunPaths, run: RunConfig) -> CheckpointInfo:
+    """The run folder's ``last.ckpt`` must belong to this run: the same model, the same resolved config (its
+    fingerprint, stamped in every checkpoint), and no older than the last checkpoint the run recorded. Loaded with
+    weights_only=True (mmap: the tensors are not read). The data is checked once known (:func:`_check_data`)."""
+    path = paths.last_checkpoint
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means the file is unusable
@@ -154,7 +184,31 @@ def _check_checkpoint(path: Path, run: RunConfig) -> int:
         other = f"a {family} model" if family != run.model.family else "a different model config"
         raise RunError(f"{path}: checkpoint is from {other}, this run trains a {run.model.family} model; use "
                        "another --run-dir")
-    return int(ckpt.get("global_step", 0))
+    identity = hparams.get("identity")
+    if not (isinstance(identity, dict) and isinstance(identity.get("config"), str)
+            and isinstance(identity.get("data"), str)):
+        raise RunError(f"{path}: the checkpoint does not say which run it belongs to (no config and data "
+                       "fingerprints: another tool, or an aunet before they were recorded); it cannot be shown to "
+                       "continue this run, so delete it to restart the run")
+    if identity["config"] != run.fingerprint():
+        raise RunError(f"{path}: checkpoint of another run (config {identity['config'][:10]}, this run "
+                       f"{run.fingerprint()[:10]}); resume it in its own run folder, or delete it to restart this run")
+    step = int(ckpt.get("global_step", 0))
+    saved = recorded_checkpoint_step(paths)
+    if saved is not None and step < saved:
+        raise RunError(f"{path}: checkpoint of step {step}, but this run saved step {saved} (an older copy put "
+                       f"back?); restore the latest one, or delete {paths.checkpoint_record} to continue from step "
+                       f"{step}")
+    return CheckpointInfo(path, step, identity["data"])
+
+
+def _check_data(checkpoint: CheckpointInfo, data_fingerprint: str) -> None:
+    """The data a checkpoint was trained on must be the data of this resume: a changed corpus (or tokenizer)
+    would mix two datasets in one result."""
+    if checkpoint.data_fingerprint != data_fingerprint:
+        raise RunError(f"{checkpoint.path}: checkpoint trained on other data (data fingerprint "
+                       f"{checkpoint.data_fingerprint[:10]}, the corpus now gives {data_fingerprint[:10]}): the "
+                       "corpus or tokenizer changed since; restore them, or delete the checkpoint to restart the run")
 
 
 def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
@@ -169,12 +223,14 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     is_rank_zero = rank_zero_only.rank == 0
     # Every rank reads the folder (nothing is written before the fit, so they agree): assuming "resume" on the other
     # ranks made the first job of a SLURM script that always passes --resume fail there, with no checkpoint yet.
+    # Everything up to the lock only reads the folder: a refused resume leaves it exactly as it was.
     state = _check_existing(paths, run, resume)
     if state == "finished":
         if not is_rank_zero:
             return {}
         return read_json(paths.summary, "delete it to finish the run again from its last checkpoint (--resume)")
-    resume_step = _check_checkpoint(paths.last_checkpoint, run) if state == "resume" else 0
+    checkpoint = _check_checkpoint(paths, run) if state == "resume" else None
+    resume_step = checkpoint.step if checkpoint is not None else 0
 
     L.seed_everything(run.train.seed, workers=True, verbose=False)
     tr = run.trainer
@@ -182,7 +238,8 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     timer = TrainTimer()
     logger = CSVLogger(save_dir=str(paths.root), name="logs")  # a new version per segment (never overwritten)
     plan = plan_steps(run, _world_size(tr))
-    last = LastCheckpoint(paths.last_checkpoint, val_every=plan.val_every)
+    last = LastCheckpoint(paths.last_checkpoint, val_every=plan.val_every,
+                          after_save=lambda trainer: _record_checkpoint(paths, trainer))
     all_callbacks: list[L.Callback] = [
         timer,
         last,
@@ -213,11 +270,30 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     if is_rank_zero:
         datamodule.prepare_data()
     datamodule.setup("fit")
+    data_fingerprint = datamodule.fingerprint()["sha256"]
+    if checkpoint is not None:
+        _check_data(checkpoint, data_fingerprint)
+    # Every checkpoint says which run it continues: a checkpoint of another config or other data is refused on resume.
+    identity = {"config": run.fingerprint(), "data": data_fingerprint}
     module = LanguageModelModule(model=run.model.to_dict(), optim=optim, micro_batch=plan.micro_batch,
                                  token_bytes=datamodule.token_bytes, val_text_bytes=datamodule.val_text_bytes,
-                                 compile=tr.compile)
+                                 compile=tr.compile, identity=identity)
+    # One process trains into a folder (rank 0 holds the lock for all ranks of its job).
+    with RunFolderLock(paths.lock) if is_rank_zero else contextlib.nullcontext():
+        if is_rank_zero and _check_existing(paths, run, resume) != state:
+            raise RunError(f"{paths.root}: another process wrote to this run while its data was prepared; run the "
+                           "command again (with --resume)")
+        return _fit(run, paths, plan, trainer, module, datamodule, timer, last, logger, state, resume_step,
+                    is_rank_zero)
+
+
+def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module: LanguageModelModule,
+         datamodule: CorpusDataModule, timer: TrainTimer, last: LastCheckpoint, logger: CSVLogger, state: str,
+         resume_step: int, is_rank_zero: bool) -> dict[str, Any]:
+    """Write the run's records, train, and write its summary (the run folder is locked and checked)."""
     if is_rank_zero:
         # Written once the data is known to be usable: a run refused for its corpus leaves no folder behind.
+        datamodule.save_tokenizer()
         atomic_write_yaml(paths.config, run.to_dict())
         add_segment(paths, logger.version, resume_step)
 
@@ -239,6 +315,7 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
                          "same command with --resume to continue", step=step) from None
     save_checkpoint(trainer, paths.final_checkpoint)
     save_checkpoint(trainer, paths.last_checkpoint)
+    _record_checkpoint(paths, trainer)
     bytes_seen = module.bytes_seen()
     summary: dict[str, Any] = {}
     if trainer.is_global_zero:
@@ -247,6 +324,11 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
         summary = _summary(run, paths, plan, trainer, module, datamodule, timer, bytes_seen, time.time() - started)
         write_summary(paths, summary)
     return summary
+
+
+def _record_checkpoint(paths: RunPaths, trainer: L.Trainer) -> None:
+    if trainer.is_global_zero:
+        record_checkpoint(paths, trainer.global_step)
 
 
 def _world_size(tr: TrainerConfig) -> int:
