@@ -307,8 +307,8 @@ def test_yaml_merge_keys_and_anchors_of_ordinary_size_still_work(tmp_path):
 
 def test_a_second_process_cannot_train_into_a_run_folder_in_use(tmp_path, capsys, runs):
     """While another process holds the run folder (here a stand-in that only takes its lock, as ``aunet train``
-    does before it writes: an flock through filelock), ``aunet train --resume`` is refused with one line and changes nothing; once that
-    process is gone, however it ended, the lock is free and the resume trains."""
+    does before it writes: an flock through filelock), ``aunet train --resume`` is refused with one line and
+    changes nothing; once that process is gone, however it ended, the lock is free and the resume trains."""
     import subprocess
     import sys
 
