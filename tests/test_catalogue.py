@@ -330,3 +330,20 @@ def test_a_second_process_cannot_train_into_a_run_folder_in_use(tmp_path, capsys
         holder.wait()
     assert main(["train", str(config), "--run-dir", str(run_dir), "--resume"]) == 0
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4
+
+
+def test_a_checkpoint_linked_from_another_disk_is_resumed_and_written_through_the_link(tmp_path, runs):
+    """The legal form of a moved checkpoint: ``last.ckpt`` a link that resolves. The resume reads it and writes the
+    new checkpoints through it: the link stays, the file on the other disk is the new checkpoint."""
+    import torch
+
+    run_dir, config = copy_run(runs.a, tmp_path)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    moved = tmp_path / "other-disk" / "last.ckpt"
+    moved.parent.mkdir()
+    last.rename(moved)
+    last.symlink_to(moved)
+    assert main(["train", str(config), "--run-dir", str(run_dir), "--resume"]) == 0
+    assert last.is_symlink() and last.resolve() == moved.resolve()
+    assert torch.load(moved, weights_only=True, map_location="cpu")["global_step"] == 4
+    assert not list(moved.parent.glob(".*.tmp")) and not list(last.parent.glob(".*.tmp"))

@@ -122,6 +122,10 @@ def save_checkpoint(trainer: L.Trainer, path: Path) -> None:
     run's own folder is atomic: a reader (or a resumed run) sees the old checkpoint or the new one, never half.
     """
     path = Path(path)
+    if path.is_symlink() and path.exists():
+        # A checkpoint the user moved to another disk and linked back: write there, keeping the link (renaming over
+        # the link would bring the checkpoint back onto the disk it was moved off).
+        path = path.resolve()
     tmp = path.with_name(f".{path.name}.tmp")
     trainer.save_checkpoint(tmp, weights_only=False)  # collective; only global rank 0 writes a full checkpoint
     if trainer.is_global_zero:
