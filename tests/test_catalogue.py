@@ -49,8 +49,10 @@ def snapshot(root: Path) -> dict[str, tuple]:
                 out[rel] = ("link", os.readlink(path))
             elif path.is_dir():
                 out[rel] = ("dir",)
-            else:
+            elif path.is_file():
                 out[rel] = ("file", hashlib.sha256(path.read_bytes()).hexdigest())
+            else:
+                out[rel] = ("special",)  # a pipe: reading it would block
     return out
 
 
@@ -244,7 +246,93 @@ RUN_FOLDER_CASES = {
 }
 
 
-CATALOGUE = {**CONFIG_CASES, **RUN_FOLDER_CASES}
+def _short_corpus(tmp: Path) -> list[str]:
+    (tmp / "short.txt").write_text("Far too short for one sequence of 64 bytes.")
+    # One DataLoader worker: before, the training stream found out inside it and its traceback was the message.
+    return ["train", str(run_config(tmp, "data: {corpus: short.txt, split: tail, val_fraction: 0.2, num_workers: 1}"
+                                          "\n"))]
+
+
+def _pipe_corpus(tmp: Path) -> list[str]:
+    os.mkfifo(tmp / "pipe.txt")  # nothing ever writes to it: reading it would block the run forever
+    return ["train", str(run_config(tmp, "data: {corpus: pipe.txt, split: tail}\n"))]
+
+
+def _runs_table(tmp: Path, text: str) -> Path:
+    (tmp / "runs.csv").write_text(text)
+    return tmp
+
+
+NUMBER_AND_FLAG_CASES = {
+    # Non-finite numbers: NaN passes every range check (each comparison is false).
+    "NaN learning rate in a run config": Case(
+        lambda t: ["train", str(run_config(t, train="{max_steps: 2, lr: .nan}"))],
+        ("run.yaml: train.lr: expected a finite number, got nan",)),
+    "NaN learning rate in --set (as text)": Case(
+        lambda t: ["train", "tiny-aunet1", "--set", "train.lr=nan"], ("train.lr: expected a finite number",)),
+    "infinite budget": Case(
+        lambda t: ["train", str(run_config(t, train="{budget_flops: .inf}"))],
+        ("train.budget_flops: expected a finite number, got inf",)),
+    "a 1e308 budget (it trained with LR 0)": Case(
+        lambda t: ["train", str(run_config(t, train="{budget_flops: 1.0e+308}"))],
+        ("train.budget_flops:", "optimizer steps (more than 1e+09)")),
+    "absurd max_steps": Case(
+        lambda t: ["train", str(run_config(t, train="{max_steps: 1.0e+15}"))],
+        ("train.max_steps: 1e+15 optimizer steps",)),
+    "caps that cannot fit in memory": Case(
+        lambda t: ["train", "tiny-aunet1", "--set", "model.caps=[10000000000]", "--set", "train.max_steps=2",
+                   "--set", "train.budget_flops=null"],
+        ("model: needs about", "GiB before its first step", "lower model.caps")),
+    # Trainer flags Lightning refuses with a traceback of its own.
+    "--devices 0": Case(lambda t: ["train", "tiny-aunet1", "--accelerator", "cpu", "--devices", "0"],
+                        ("trainer.devices (--devices): Lightning refuses devices=0", "give a positive number")),
+    "an accelerator this machine lacks": Case(
+        lambda t: ["train", "tiny-aunet1", "--accelerator", "mps"],
+        ("trainer.accelerator (--accelerator): Lightning refuses accelerator='mps'", "use one this machine has")),
+    "an unknown precision": Case(lambda t: ["train", "tiny-aunet1", "--precision", "bf17"],
+                                 ("trainer.precision (--precision): Lightning refuses precision='bf17'",)),
+    "an unknown strategy": Case(lambda t: ["train", "tiny-aunet1", "--strategy", "warp"],
+                                ("trainer.strategy (--strategy): Lightning refuses strategy='warp'",)),
+    "more CPU processes than cores": Case(
+        lambda t: ["train", "tiny-aunet1", "--accelerator", "cpu", "--devices", str((os.cpu_count() or 1) + 1)],
+        ("trainer.devices (--devices):", "CPU processes on")),
+    # Corpora.
+    "a corpus shorter than one sequence": Case(
+        _short_corpus, ("short.txt: the training split holds 37 bytes", "fewer than one sequence of 513")),
+    "a named pipe as corpus (it hung the run)": Case(_pipe_corpus, ("pipe.txt: not a regular file",)),
+    "a folder given as the config": Case(lambda t: ["train", str(t)], ("not a regular file",)),
+    # Sweeps.
+    "a budget listed twice in a sweep": Case(
+        lambda t: ["sweep", "plan", str(sweep_file(t, budgets=[1.0e9, 3.0e9, 1.0e9])), "--no-probe"],
+        ("sweep.yaml: budgets[2]: 1e+09 is listed twice",)),
+    "a seed listed twice in a sweep": Case(
+        lambda t: ["sweep", "plan", str(sweep_file(t, seeds=[0, 1, 0])), "--no-probe"],
+        ("sweep.yaml: seeds[2]: 0 is listed twice",)),
+    "two entries of one family and variant in a sweep": Case(
+        lambda t: ["sweep", "plan", str(sweep_file(t, families={**MICRO["families"],
+                                                                 "aunet2b": {"model": "tiny-aunet2",
+                                                                             "family": "aunet2"}})), "--no-probe"],
+        ("families.aunet2b: same family 'aunet2' and variant ''",)),
+    # generate, eval, analyze flags.
+    "generate with a prompt of invalid UTF-8": Case(
+        lambda t: ["generate", str(t), "--prompt", "abc\udcff"], ("--prompt: not valid UTF-8 (byte 3)",)),
+    "generate with a NaN temperature": Case(
+        lambda t: ["generate", str(t), "--prompt", "a", "--temperature", "nan"], ("--temperature nan: must be",)),
+    "eval with --batch-size 0": Case(lambda t: ["eval", str(t), "--batch-size", "0"],
+                                     ("--batch-size 0: must be at least 1",)),
+    "analyze with a negative bootstrap count": Case(
+        lambda t: ["analyze", str(t), "--param", "n_boot=-5"], ("--param n_boot=-5: must be at least 1",)),
+    "analyze with a parameter no notebook has": Case(
+        lambda t: ["analyze", str(t), "--param", "n_bot=50"], ("--param n_bot: no parameter", "did you mean n_boot?")),
+    "analyze with a parameter of the wrong type": Case(
+        lambda t: ["analyze", str(t), "--param", "n_boot=lots"], ("--param n_boot='lots': expected int",)),
+    "analyze of a table without the loss column (it exited 0 with no plots)": Case(
+        lambda t: ["analyze", str(_runs_table(t, "family,budget_flops\nbpe,1e9\n"))],
+        ("runs.csv: no column val_bpb; every analysis needs them",)),
+}
+
+
+CATALOGUE = {**CONFIG_CASES, **RUN_FOLDER_CASES, **NUMBER_AND_FLAG_CASES}
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,10 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         value = _number_from_text(value, key)
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
+        if isinstance(value, str) and any(a in (int, float) for a in typing.get_args(tp)):
+            value = _number_from_text(value, key)
+        if isinstance(value, float) and not math.isfinite(value):  # named as such, not as "expected X or null"
+            raise ConfigError(key, f"expected a finite number, got {excerpt(value)}")
         errors = []
         for option in typing.get_args(tp):
             try:

@@ -177,6 +177,15 @@ def _folder_safe(name: str) -> bool:
     return bool(name) and not name.startswith(".") and all(c.isalnum() or c in "-_." for c in name)
 
 
+def _refuse_repeats(values: list, key: str) -> None:
+    """A value listed twice would plan its runs twice (one run folder, two rows) and count them twice in the fits."""
+    seen: set = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            raise ConfigError(f"{key}[{i}]", f"{value:g} is listed twice; list each once")
+        seen.add(value)
+
+
 def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
     """Validate a parsed sweep YAML; every error names the dotted key."""
     for key in raw:
@@ -206,12 +215,22 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
         if len(given) != 1:
             raise ConfigError(f"families.{fam}", "give exactly one of template, ladder, model")
         families[str(fam)] = spec
+    labels: dict[tuple[str, str], str] = {}
+    for fam, spec in families.items():
+        # The results draw one curve per (family, variant): two entries under one label would be one curve of two
+        # different models.
+        label = (spec.family or fam, spec.variant)
+        if label in labels:
+            raise ConfigError(f"families.{fam}", f"same family {label[0]!r} and variant {label[1]!r} as "
+                                                 f"families.{labels[label]}; give one of them another variant")
+        labels[label] = fam
     budgets = raw["budgets"]
     if not isinstance(budgets, list) or not budgets:
         raise ConfigError("budgets", "expected a non-empty list of FLOPs budgets, e.g. [1.0e+11, 1.0e+12]")
     budgets = [coerce(b, float, f"budgets[{i}]") for i, b in enumerate(budgets)]
     if any(b <= 0 for b in budgets):
         raise ConfigError("budgets", "budgets must be positive")
+    _refuse_repeats(budgets, "budgets")
     size = from_dict(SizeRule, raw.get("size") or {}, prefix="size.")
     size.validate()
     hparams = {}
@@ -225,6 +244,8 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
         tune = from_dict(TuneSpec, raw["tune"], prefix="tune.")
         tune.validate()
     seeds = [coerce(s, int, f"seeds[{i}]") for i, s in enumerate(raw.get("seeds") or [0])]
+    _refuse_repeats(seeds, "seeds")
+    _refuse_repeats(size.multipliers, "size.multipliers")
     for key in ("data", "train", "trainer"):
         if not isinstance(raw.get(key) or {}, dict):
             raise ConfigError(key, "expected a mapping (the same keys as a run config's section)")

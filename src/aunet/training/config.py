@@ -17,6 +17,7 @@ from typing import Any, Union
 
 from aunet.config import from_dict, read_yaml
 from aunet.errors import ConfigError, excerpt
+from aunet.flops import flops_report
 from aunet.models.config import ModelConfig, model_config_from_dict
 from aunet.models.loading import resolve_config_path
 from aunet.yaml_loader import parse_yaml
@@ -250,9 +251,29 @@ def run_config_from_dict(raw: dict[str, Any], default_name: str = "run") -> RunC
     trainer = from_dict(TrainerConfig, raw.get("trainer") or {}, prefix="trainer.")
     data.validate()
     train.validate()
+    check_steps(model, train)
     # A given name is checked; a default one (a file or preset name, e.g. "my run.yaml") is made folder-safe.
     name = check_name(raw["name"]) if raw.get("name") is not None else safe_name(default_name) or "run"
     return RunConfig(model=model, data=data, train=train, trainer=trainer, name=name)
+
+
+# More optimizer steps than any run can take (a large model trains for about 1e5 to 1e6): a budget or step count
+# beyond it is a typo, and a warmup of a tenth of it would keep the learning rate at zero for the whole run.
+MAX_STEPS = 10**9
+
+
+def check_steps(model: ModelConfig, train: TrainConfig) -> None:
+    """Refuse a budget or step count that no run could train to (a ``1e308`` budget: its warmup alone would outlast
+    the universe, and every step actually trained would have a learning rate of about zero)."""
+    if train.max_steps is not None:
+        steps, key = float(train.max_steps), "train.max_steps"
+    else:
+        report = flops_report(model)
+        steps, key = train.budget_flops / (report.flops_per_unit * report.seq_len * train.batch_size), \
+            "train.budget_flops"
+    if steps > MAX_STEPS:
+        raise ConfigError(key, f"{steps:.3g} optimizer steps (more than {MAX_STEPS:.0e}): surely a typo; give a budget "
+                               "of at most a few million steps")
 
 
 def load_run_config(spec: str | Path, overrides: list[str] | None = None) -> RunConfig:

@@ -33,8 +33,9 @@ from aunet.training.callbacks import (
     TrainTimer,
     save_checkpoint,
 )
-from aunet.training.config import RunConfig, TrainerConfig, run_config_from_dict
+from aunet.training.config import RunConfig, run_config_from_dict
 from aunet.training.datamodule import CorpusDataModule
+from aunet.training.hardware import check_memory, check_trainer
 from aunet.training.lock import RunFolderLock
 from aunet.training.module import LanguageModelModule
 from aunet.training.optim import default_precision
@@ -76,7 +77,7 @@ class _DropLightningChatter(logging.Filter):
         message = record.getMessage()
         if message.startswith("💡 Tip"):
             return False
-        return self.banner or not message.startswith(("GPU available", "TPU available", "`Trainer"))
+        return self.banner or not message.startswith(("GPU available", "TPU available", "`Trainer", "Using "))
 
 
 _CHATTER = _DropLightningChatter()
@@ -221,6 +222,13 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     """
     paths = RunPaths(Path(run_dir) if run_dir else Path(run.train.results_dir) / run.run_id())
     is_rank_zero = rank_zero_only.rank == 0
+    tr = run.trainer
+    precision = tr.precision or default_precision(tr.accelerator)
+    # The hardware settings and the model's size first: Lightning would refuse them with a traceback, and a model
+    # that cannot fit would allocate until the machine gives up.
+    _filter_chatter(banner=False)  # the real trainer prints the banner, once
+    hardware = check_trainer(tr, precision)
+    check_memory(run.model, hardware)
     # Every rank reads the folder (nothing is written before the fit, so they agree): assuming "resume" on the other
     # ranks made the first job of a SLURM script that always passes --resume fail there, with no checkpoint yet.
     # Everything up to the lock only reads the folder: a refused resume leaves it exactly as it was.
@@ -233,11 +241,9 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     resume_step = checkpoint.step if checkpoint is not None else 0
 
     L.seed_everything(run.train.seed, workers=True, verbose=False)
-    tr = run.trainer
-    precision = tr.precision or default_precision(tr.accelerator)
     timer = TrainTimer()
     logger = CSVLogger(save_dir=str(paths.root), name="logs")  # a new version per segment (never overwritten)
-    plan = plan_steps(run, _world_size(tr))
+    plan = plan_steps(run, hardware.world_size)
     last = LastCheckpoint(paths.last_checkpoint, val_every=plan.val_every,
                           after_save=lambda trainer: _record_checkpoint(paths, trainer))
     all_callbacks: list[L.Callback] = [
@@ -329,14 +335,6 @@ def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module
 def _record_checkpoint(paths: RunPaths, trainer: L.Trainer) -> None:
     if trainer.is_global_zero:
         record_checkpoint(paths, trainer.global_step)
-
-
-def _world_size(tr: TrainerConfig) -> int:
-    """Number of processes the trainer will run on (asks Lightning's accelerator logic, launches nothing)."""
-    _filter_chatter(banner=False)  # the real trainer prints the banner, once
-    probe = L.Trainer(accelerator=tr.accelerator, devices=tr.devices, num_nodes=tr.num_nodes, strategy=tr.strategy,
-                      logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    return probe.world_size
 
 
 def _summary(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module: LanguageModelModule,
