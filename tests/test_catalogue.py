@@ -435,3 +435,109 @@ def test_a_checkpoint_linked_from_another_disk_is_resumed_and_written_through_th
     assert last.is_symlink() and last.resolve() == moved.resolve()
     assert torch.load(moved, weights_only=True, map_location="cpu")["global_step"] == 4
     assert not list(moved.parent.glob(".*.tmp")) and not list(last.parent.glob(".*.tmp"))
+
+
+def test_a_full_disk_mid_checkpoint_leaves_no_temporary_file_and_the_resume_finishes(tmp_path, capsys, monkeypatch,
+                                                                                   data_dir):
+    """The disk fills while the checkpoint of step 4 is written (half its bytes land, then ENOSPC): one line,
+    exit 2, no temporary checkpoint left to keep the disk full, the checkpoint of step 2 intact; once space is
+    back, --resume finishes the run with the rows and the result of a run never interrupted."""
+    import errno
+    import io
+
+    import torch
+    from lightning.fabric.plugins.io import torch_io
+
+    from tests.training.helpers import tiny_run
+
+    run = tiny_run(tmp_path, train={"max_steps": 6, "val_every_steps": 2}, data={"val_bytes": 100})
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps(run.to_dict()))
+    clean = tiny_run(tmp_path / "clean", train={"max_steps": 6, "val_every_steps": 2}, data={"val_bytes": 100})
+    assert main(["train", str(_write(tmp_path / "clean.yaml", clean)),
+                 "--run-dir", str(tmp_path / "clean-run")]) == 0
+
+    real_save = torch_io._atomic_save
+    saves = []
+
+    def disk_fills(checkpoint, filepath):
+        saves.append(checkpoint["global_step"])
+        if checkpoint["global_step"] < 4:
+            return real_save(checkpoint, filepath)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        with open(filepath, "wb") as handle:
+            handle.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(torch_io, "_atomic_save", disk_fills)
+    capsys.readouterr()
+    assert main(["train", str(config), "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: {run_dir / 'checkpoints' / 'last.ckpt'}: cannot write (No space left on device); "
+                          "free disk space, then run the same command with --resume"), err
+    assert saves == [2, 4]
+    leftovers = [p for p in run_dir.rglob("*") if p.name.startswith(".") and p.name != ".train.lock"]
+    assert leftovers == []
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+    monkeypatch.setattr(torch_io, "_atomic_save", real_save)  # space is back
+    assert main(["train", str(config), "--run-dir", str(run_dir), "--resume"]) == 0
+    done, reference = (json.loads((d / "summary.json").read_text()) for d in (run_dir, tmp_path / "clean-run"))
+    assert done["steps"] == reference["steps"] == 6
+    assert done["weights_sha256"] == reference["weights_sha256"] and done["val_bpb"] == reference["val_bpb"]
+    steps = [line.split(",")[0] for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
+    clean_steps = [line.split(",")[0] for line in (tmp_path / "clean-run" / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == clean_steps
+
+
+def _write(path: Path, run) -> Path:
+    path.write_text(json.dumps(run.to_dict()))
+    return path
+
+
+def test_a_full_disk_at_a_record_write_keeps_the_old_record_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Every record (summary, metrics, tables, plans) goes through aunet.io: a write that fails leaves the old
+    file whole, no temporary file, and one line naming the file."""
+    import errno
+
+    from aunet import io as aunet_io
+    from aunet.errors import WriteError
+
+    target = tmp_path / "summary.json"
+    aunet_io.atomic_write_json(target, {"val_bpb": 1.5})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(aunet_io.os, "fsync", full)
+    with pytest.raises(WriteError) as err:
+        aunet_io.atomic_write_json(target, {"val_bpb": 2.5})
+    assert str(err.value) == f"{target}: cannot write (No space left on device); free disk space, then run the " \
+                             "command again"
+    assert json.loads(target.read_text()) == {"val_bpb": 1.5} and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_a_full_disk_anywhere_else_is_one_line(monkeypatch, capsys):
+    """A write outside the record helpers (a library's own file, a plot) that finds the disk full is still one
+    line and exit 2; another OSError keeps its traceback (a bug to report)."""
+    import errno
+
+    from aunet.cli import presets_cmd
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/results/plots/scaling.png")
+
+    monkeypatch.setattr(presets_cmd, "run", full)
+    assert main(["presets"]) == 2
+    assert capsys.readouterr().err == ("error: /results/plots/scaling.png: cannot write (No space left on device); "
+                                       "free disk space, then run the command again\n")
+
+    def broken(args):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(presets_cmd, "run", broken)
+    with pytest.raises(OSError):
+        main(["presets"])

@@ -64,6 +64,26 @@ class StateError(UserError):
     behind the user's back."""
 
 
+class WriteError(UserError):
+    """A file that could not be written: a full disk, a quota, a folder without write permission. Raised after the
+    temporary file of the write is removed (the previous version of the file, if any, is intact); the message names
+    the file and the fix."""
+
+
+def write_error(path: object, exc: OSError, then: str = "run the command again") -> WriteError:
+    """The one-line :class:`WriteError` for ``exc`` raised while writing ``path``."""
+    import errno
+
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free disk space, then {then}"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"make the folder writable, then {then}"
+    else:
+        fix = then
+    return WriteError(f"{path}: cannot write ({reason}); {fix}")
+
+
 class RunStopped(Exception):
     """A run stopped on request (SIGTERM, which SLURM sends before pre-empting a job) after saving its checkpoint.
 

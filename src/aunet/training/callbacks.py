@@ -15,6 +15,8 @@ from typing import Any, Callable
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 
+from aunet.errors import write_error
+
 
 class TrainTimer(L.Callback):
     """Wall-clock time spent training, validation excluded, summed over every segment of a resumed run."""
@@ -127,11 +129,23 @@ def save_checkpoint(trainer: L.Trainer, path: Path) -> None:
         # the link would bring the checkpoint back onto the disk it was moved off).
         path = path.resolve()
     tmp = path.with_name(f".{path.name}.tmp")
-    trainer.save_checkpoint(tmp, weights_only=False)  # collective; only global rank 0 writes a full checkpoint
-    if trainer.is_global_zero:
-        if tmp.is_dir():  # a sharded (FSDP) checkpoint is a folder: a folder cannot replace a folder atomically
-            shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
+    try:
+        trainer.save_checkpoint(tmp, weights_only=False)  # collective; only global rank 0 writes a full checkpoint
+        if trainer.is_global_zero:
+            if tmp.is_dir():  # a sharded (FSDP) checkpoint is a folder: a folder cannot replace a folder atomically
+                shutil.rmtree(path, ignore_errors=True)
+            os.replace(tmp, path)
+    except BaseException as exc:
+        # A partial checkpoint (a full disk, an error while writing) would keep the disk full: it goes, and the
+        # previous checkpoint stays the resume point.
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc, "run the same command with --resume (the previous checkpoint is kept)") \
+                from None
+        raise
 
 
 class LastCheckpoint(L.Callback):
