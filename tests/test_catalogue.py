@@ -541,3 +541,27 @@ def test_a_full_disk_anywhere_else_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(presets_cmd, "run", broken)
     with pytest.raises(OSError):
         main(["presets"])
+
+
+def test_a_run_trained_into_by_another_process_while_the_data_was_prepared_is_not_overwritten(
+        tmp_path, capsys, monkeypatch, runs):
+    """The folder is read before the corpus (which can take minutes); another process that trains into it in that
+    time is noticed once the lock is taken: one line, and the other process's records stay as it left them."""
+    import shutil
+
+    from aunet.training.datamodule import CorpusDataModule
+
+    folder, config = runs.a
+    (tmp_path / "run.yaml").write_text(json.dumps(config))
+    run_dir = tmp_path / "run"
+    prepare = CorpusDataModule.prepare_data
+
+    def meanwhile(self):
+        shutil.copytree(folder, run_dir)  # the other process: it trained two steps and saved its checkpoint
+        return prepare(self)
+
+    monkeypatch.setattr(CorpusDataModule, "prepare_data", meanwhile)
+    assert main(["train", str(tmp_path / "run.yaml"), "--run-dir", str(run_dir), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{run_dir}: another process wrote to this run while its data was prepared" in err
+    assert snapshot(run_dir) == snapshot(folder)  # the lock file included: both runs held one

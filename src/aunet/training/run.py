@@ -286,7 +286,9 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
                                  compile=tr.compile, identity=identity)
     # One process trains into a folder (rank 0 holds the lock for all ranks of its job).
     with RunFolderLock(paths.lock) if is_rank_zero else contextlib.nullcontext():
-        if is_rank_zero and _check_existing(paths, run, resume) != state:
+        # The folder was read before the data was prepared: another process may have trained into it since.
+        if is_rank_zero and (_check_existing(paths, run, resume) != state or (
+                checkpoint is not None and _check_checkpoint(paths, run).step != checkpoint.step)):
             raise RunError(f"{paths.root}: another process wrote to this run while its data was prepared; run the "
                            "command again (with --resume)")
         return _fit(run, paths, plan, trainer, module, datamodule, timer, last, logger, state, resume_step,
