@@ -6,6 +6,22 @@ Library code raises these with a message that names the offending key or file an
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
+# A bounded repr: it stops after a few items and levels, so even a value of astronomically many shared parts (a YAML
+# alias bomb) is rendered in microseconds.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxset = 2, 4, 4, 4, 4
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 60, 60, 40
+
+
+def excerpt(value: Any, limit: int = 80, quote: bool = True) -> str:
+    """A short, one-line rendering of a user's value for an error message: its repr (``quote``) or text, cut to
+    about ``limit`` characters with ``...``. Errors never print a whole value: it could be megabytes."""
+    text = _SHORT.repr(value) if quote else " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 class UserError(Exception):
     """A problem with the user's input, reported by the CLI as ``error: <message>`` and exit code 2."""
@@ -46,6 +62,26 @@ class StateError(UserError):
     """A file the suite wrote earlier (checkpoint, summary, plan, sweep table, queue) that is truncated or garbled;
     the message names the file and what to delete or rerun. Never repaired silently: a run is never restarted
     behind the user's back."""
+
+
+class WriteError(UserError):
+    """A file that could not be written: a full disk, a quota, a folder without write permission. Raised after the
+    temporary file of the write is removed (the previous version of the file, if any, is intact); the message names
+    the file and the fix."""
+
+
+def write_error(path: object, exc: OSError, then: str = "run the command again") -> WriteError:
+    """The one-line :class:`WriteError` for ``exc`` raised while writing ``path``."""
+    import errno
+
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free disk space, then {then}"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"make the folder writable, then {then}"
+    else:
+        fix = then
+    return WriteError(f"{path}: cannot write ({reason}); {fix}")
 
 
 class RunStopped(Exception):

@@ -15,17 +15,21 @@ from typing import Any
 
 import yaml
 
-from aunet.errors import StateError
+from aunet.errors import StateError, write_error
 
 _UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
 os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (parents created)."""
+    """Write ``data`` to ``path`` atomically (parents created). A failed write (a full disk) leaves no temporary
+    file and the previous ``path`` intact, and raises a one-line :class:`~aunet.errors.WriteError`."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise write_error(target, exc) from None
     try:
         # mkstemp makes the file private (0600); a record must get the mode any new file gets (shared results).
         os.chmod(tmp, 0o666 & ~_UMASK)
@@ -34,6 +38,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except OSError as exc:  # a full disk, above all: the partial temporary file must not keep it full
+        Path(tmp).unlink(missing_ok=True)
+        raise write_error(target, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

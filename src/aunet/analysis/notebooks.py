@@ -44,6 +44,27 @@ def notebooks_dir() -> Path:
     return path
 
 
+def notebook_parameters(name: str) -> dict[str, Any]:
+    """The parameters notebook ``name`` declares (its cell tagged ``parameters``) with their default values.
+
+    Read from the source without running it: each ``NAME = literal`` line of the cell."""
+    import ast
+
+    lines = notebook_path(name).read_text(encoding="utf-8").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("# %%") and '"parameters"' in line), None)
+    if start is None:
+        return {}
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("# %%")), len(lines))
+    out: dict[str, Any] = {}
+    for node in ast.parse("\n".join(lines[start + 1:end])).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+    return out
+
+
 def notebook_path(name: str) -> Path:
     """The percent script of notebook ``name`` (one of :data:`NOTEBOOKS`)."""
     path = notebooks_dir() / f"{name}.py"

@@ -101,6 +101,24 @@ def read_runs(results_dir: str | Path) -> pd.DataFrame:
     return runs.assign(series=series)
 
 
+# Columns without which no notebook can draw or fit anything: which curve a run belongs to, its loss, its compute.
+REQUIRED_COLUMNS = ("family", "val_bpb")
+COMPUTE_COLUMNS = ("flops_spent", "planned_flops", "budget_flops")
+
+
+def check_columns(results_dir: str | Path) -> None:
+    """Raise :class:`ResultsError` when ``runs.csv`` lacks a column every analysis needs (:func:`read_runs` fills
+    missing columns with empty values, so the notebooks would run and quietly draw nothing)."""
+    path = Path(results_dir) / "runs.csv"
+    header = list(pd.read_csv(path, nrows=0).columns)
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if not any(c in header for c in COMPUTE_COLUMNS):
+        missing.append(" or ".join(COMPUTE_COLUMNS))
+    if missing:
+        raise ResultsError(f"{path}: no column {', '.join(missing)}; every analysis needs them: write the table "
+                           "with aunet sweep run (or aunet sweep eval)")
+
+
 def finished(runs: pd.DataFrame) -> pd.DataFrame:
     """The finished runs (``status == "finished"``); all rows when no row has a status."""
     if (runs["status"] == "").all():

@@ -6,13 +6,14 @@ User errors (bad config keys, missing files) print one line, ``error: ...``, and
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import Sequence
 
 from aunet import __version__
 from aunet.cli import data_cmd, flops_cmd, presets_cmd, train_cmd, sweep_cmd
 from aunet.cli import analyze_cmd, bench_cmd, eval_cmd, generate_cmd
-from aunet.errors import UserError
+from aunet.errors import UserError, write_error
 
 COMMANDS = (train_cmd, sweep_cmd, eval_cmd, generate_cmd, analyze_cmd, bench_cmd, flops_cmd, presets_cmd, data_cmd)
 
@@ -37,6 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A full disk in a write no record helper wraps (a library's own file, a plot): still one line, not a
+        # traceback. Any other OSError is a bug to report, with its traceback.
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: {write_error(exc.filename or 'a file', exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

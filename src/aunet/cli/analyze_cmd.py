@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from aunet.errors import UserError
+from aunet.errors import UserError, excerpt
 
 DEFAULT_TIMEOUT = 600.0
 
@@ -38,7 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"seconds one notebook cell may run (default: {DEFAULT_TIMEOUT:g})")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="override a notebook parameter, e.g. --param n_boot=50 or --param tolerance=0.02 "
-                        "(repeatable; the value is read as YAML; notebooks without that parameter ignore it)")
+                        "(repeatable; the value is read as YAML and must suit the parameter's default; a name that no "
+                        "notebook run declares is refused, the notebooks without it ignore it)")
     p.add_argument("--reference-order", type=int, default=DEFAULT_MAX_ORDER, metavar="K",
                    help=f"highest order of the Kneser-Ney byte n-gram reference levels, "
                         f"{MIN_ORDER}..{DEFAULT_MAX_ORDER} (default: {DEFAULT_MAX_ORDER})")
@@ -62,19 +63,61 @@ def parse_notebooks(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def parse_params(items: list[str]) -> dict[str, Any]:
-    """``["n_boot=50"]`` -> ``{"n_boot": 50}`` (values read as YAML scalars)."""
-    import yaml
+# Lower bounds of parameters beyond their type (a negative bootstrap count would still write a fits.json).
+PARAM_MINIMUMS = {"n_boot": 1, "tolerance": 0.0, "extrapolate_decades": 0.0}
 
+
+def parse_params(items: list[str], notebooks: list[str] | None = None) -> dict[str, Any]:
+    """``["n_boot=50"]`` -> ``{"n_boot": 50}`` (values read as YAML scalars).
+
+    With ``notebooks``, each name must be a parameter of one of them (a typo would otherwise be ignored without a
+    word) and each value of the type of that parameter's default, finite, and not below :data:`PARAM_MINIMUMS`."""
+    from aunet.analysis.notebooks import notebook_parameters
+    from aunet.yaml_loader import parse_yaml
+
+    declared: dict[str, Any] = {}
+    for notebook in notebooks or []:
+        declared.update(notebook_parameters(notebook))
     params = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not name.strip().isidentifier():
-            raise UserError(f"--param {item}: expected NAME=VALUE with NAME a Python identifier, e.g. n_boot=50")
-        if name.strip() in ("results_dir", "output_dir"):
-            raise UserError(f"--param {name.strip()}: set by aunet analyze itself; pass RESULTS_DIR instead")
-        params[name.strip()] = yaml.safe_load(value)
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise UserError(f"--param {excerpt(item, 60, quote=False)}: expected NAME=VALUE with NAME a Python "
+                            "identifier, e.g. n_boot=50")
+        if name in ("results_dir", "output_dir"):
+            raise UserError(f"--param {name}: set by aunet analyze itself; pass RESULTS_DIR instead")
+        parsed = parse_yaml(value, source=f"--param {name}")
+        if notebooks is not None:
+            _check_param(name, parsed, declared, notebooks)
+        params[name] = parsed
     return params
+
+
+def _check_param(name: str, value: Any, declared: dict[str, Any], notebooks: list[str]) -> None:
+    if name not in declared:
+        known = sorted(set(declared) - {"results_dir", "output_dir"})
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise UserError(f"--param {name}: no parameter of the notebooks {', '.join(notebooks)}; {hint}their "
+                        f"parameters: {', '.join(known) or 'none'}")
+    default = declared[name]
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        raise UserError(f"--param {name}={excerpt(value)}: expected {type(default).__name__} like its default "
+                        f"{default!r}" + (" (finite)" if isinstance(default, float) else ""))
+    minimum = PARAM_MINIMUMS.get(name)
+    if minimum is not None and value < minimum:
+        raise UserError(f"--param {name}={value}: must be at least {minimum}")
 
 
 def _fmt(value: Any, spec: str = ".3g") -> str:
@@ -138,15 +181,17 @@ def run(args: argparse.Namespace) -> int:
     from aunet.cli.format import table
 
     results_dir = Path(args.results_dir)
-    runs = tables.read_runs(results_dir)  # a missing folder or runs.csv fails here, before any kernel starts
+    # Flags first, then the results: a bad flag is reported before any file is read or any kernel starts.
     names = parse_notebooks(args.notebooks)
-    params = parse_params(args.param)
-    if args.timeout <= 0:
+    params = parse_params(args.param, names)
+    if not args.timeout > 0 or not math.isfinite(args.timeout):
         raise UserError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
     from aunet.analysis.reference import DEFAULT_MAX_ORDER, MIN_ORDER
 
     if not MIN_ORDER <= args.reference_order <= DEFAULT_MAX_ORDER:
         raise UserError(f"--reference-order {args.reference_order}: must lie in {MIN_ORDER}..{DEFAULT_MAX_ORDER}")
+    runs = tables.read_runs(results_dir)  # a missing folder or runs.csv fails here, before any kernel starts
+    tables.check_columns(results_dir)
     print(f"analyzing {results_dir}: {len(runs)} runs, notebooks {', '.join(names)}")
     if not args.no_reference:
         print(reference_levels(results_dir, runs, args.reference_order))

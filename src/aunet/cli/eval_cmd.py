@@ -78,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be a positive integer")
+    for flag, value, least in (("--batch-size", args.batch_size, 1), ("--max-length", args.max_length, 2),
+                               ("--bpb-bytes", args.bpb_bytes, 1), ("--num-fewshot", args.num_fewshot, 0)):
+        if value is not None and value < least:
+            raise UserError(f"{flag} {value}: must be at least {least}")
     if args.tasks:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 
@@ -37,6 +38,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def check_utf8(flag: str, text: str) -> None:
+    """Command-line text that is not UTF-8 reaches Python as lone surrogates (``surrogateescape``); it can be
+    neither encoded for the model nor printed, so it is refused with the position of the first bad byte."""
+    from aunet.errors import UserError
+
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UserError(f"{flag}: not valid UTF-8 (byte {exc.start}); give the text in UTF-8") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from aunet.errors import UserError
     from aunet.evaluation.checkpoint import load_checkpoint
@@ -44,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_bytes < 1:
         raise UserError("--max-bytes must be a positive integer")
-    if args.temperature < 0:
-        raise UserError("--temperature must be 0 or more")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):  # NaN passes a plain `< 0` check
+        raise UserError(f"--temperature {args.temperature}: must be a finite number, 0 (greedy) or more")
+    for flag, text in [("--prompt", args.prompt)] + [("--until", t) for t in args.until]:
+        check_utf8(flag, text)
     if args.threads is not None:
         if args.threads < 1:
             raise UserError("--threads must be a positive integer")

@@ -68,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
 
     from aunet.errors import RunStopped
     from aunet.training.config import load_run_config
-    from aunet.training.run import train
 
     config = load_run_config(args.config, overrides_from_args(args))
+    from aunet.training.run import train  # Lightning's import takes seconds: only once the config is known good
     try:
         summary = train(config, run_dir=args.run_dir, resume=args.resume)
     except RunStopped as stop:  # SIGTERM (SLURM pre-emption): the checkpoint is saved, a clean exit

@@ -59,7 +59,16 @@ def _walk(directory: Path) -> Iterator[Path]:
         for name in names:
             path = Path(root) / name
             if not name.startswith(".") and suffix_of(path) is not None:
-                yield path
+                yield _regular(path)
+
+
+def _regular(path: Path) -> Path:
+    """``path`` if it is a regular file (or a link to one). A pipe, device or socket named as a corpus file would
+    block the run, or stream forever, without a word: refused before anything reads it."""
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file (a pipe, device or socket); corpus files must be regular "
+                        "files: save the text to a file first")
+    return path
 
 
 def _unsupported(path: Path) -> DataError:
@@ -102,7 +111,7 @@ class CorpusSource:
                 elif suffix_of(path) is None:
                     raise _unsupported(path)
                 else:
-                    out.append(path)
+                    out.append(_regular(path))
             return out
         path = Path(text).expanduser()
         if path.is_dir():
@@ -114,7 +123,7 @@ class CorpusSource:
             raise DataError(f"{path}: no such file or directory; check the path (or AUNET_DATA_DIR for named corpora)")
         if suffix_of(path) is None:
             raise _unsupported(path)
-        return [path]
+        return [_regular(path)]
 
     def files(self) -> list[Path]:
         """Every file of the corpus: absolute, de-duplicated, sorted by path (deterministic across machines)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Sequence
 
 from aunet.data.corpus import CorpusSource, is_glob, suffix_of
-from aunet.errors import DataError
+from aunet.errors import DataError, excerpt
 from aunet.paths import DATA_DIR_ENV, data_dir
 
 
@@ -79,7 +79,8 @@ CORPORA: dict[str, NamedCorpus] = {
 def _unknown_name(name: str) -> DataError:
     hint = difflib.get_close_matches(name, CORPORA, n=1)
     suggestion = f"did you mean {hint[0]!r}? " if hint else ""
-    return DataError(f"unknown corpus {name!r}; {suggestion}known: {', '.join(CORPORA)} (or give a path or glob)")
+    return DataError(f"unknown corpus {excerpt(name)}; {suggestion}known: {', '.join(CORPORA)} "
+                     "(or give a path or glob)")
 
 
 def _relpaths(entry: NamedCorpus) -> tuple[str, ...]:
@@ -116,12 +117,12 @@ def resolve_corpus(spec: str | Path | Sequence[str | Path]) -> tuple[CorpusSourc
         entry = CORPORA[spec]
         root = data_dir(required=False)
         if root is None:
-            raise DataError(f"corpus {spec!r} is read from the data directory, but {DATA_DIR_ENV} is not set to a "
-                            f"directory; set it (e.g. ../shared/data) or give a path")
+            raise DataError(f"corpus {excerpt(spec)} is read from the data directory, but {DATA_DIR_ENV} is not set "
+                            "to a directory; set it (e.g. ../shared/data) or give a path")
         if not _matches(root, entry):
             how = f"run 'aunet data prepare {spec}'" if entry.url else "copy the files there"
             missing = next(rel for rel in _relpaths(entry) if not glob.glob(str(root / rel)))
-            raise DataError(f"corpus {spec!r}: nothing at {root / missing}; {how}")
+            raise DataError(f"corpus {excerpt(spec)}: nothing at {root / missing}; {how}")
         paths = [str(root / rel) for rel in _relpaths(entry)]
         return CorpusSource(paths[0] if len(paths) == 1 else paths, text_field=entry.text_field), entry.split
     if isinstance(spec, str) and not _looks_like_path(spec):

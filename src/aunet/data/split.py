@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from aunet.data.corpus import SUFFIXES, CorpusSource, Document
-from aunet.errors import ConfigError, DataError
+from aunet.errors import ConfigError, DataError, excerpt
 
 METHODS = ("hash", "tail")
 DEFAULT_SALT = "aunet-split-v2"
@@ -42,7 +42,8 @@ class SplitSpec:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ConfigError("data.split", f"unknown split method {self.method!r}; use one of {', '.join(METHODS)}")
+            raise ConfigError("data.split",
+                              f"unknown split method {excerpt(self.method)}; use one of {', '.join(METHODS)}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError("data.val_fraction", f"{self.val_fraction} is outside [0, 1); use e.g. 0.05")
 

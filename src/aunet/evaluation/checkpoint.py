@@ -143,6 +143,7 @@ def load_checkpoint(spec: Union[str, Path], device: Union[str, torch.device, Non
     if missing or unexpected:
         raise EvalError(f"{ckpt_path}: weights do not fit the model config (missing {list(missing)[:3]}, "
                         f"unexpected {list(unexpected)[:3]})")
+    _check_recorded_weights(model, ckpt_path, run_dir)
     target = _dtype(dtype)
     where = resolve_device(device, fallback=device_fallback)
     model = model.to(device=where, dtype=target) if target else model.to(where)
@@ -151,6 +152,31 @@ def load_checkpoint(spec: Union[str, Path], device: Union[str, torch.device, Non
     if isinstance(config, BPEConfig):
         tokenizer = _load_tokenizer(run_dir, ckpt_path, config)
     return LoadedModel(model=model, config=config, tokenizer=tokenizer, run_dir=run_dir, checkpoint=ckpt_path)
+
+
+def _check_recorded_weights(model: nn.Module, ckpt_path: Path, run_dir: Path | None) -> None:
+    """A finished run's own checkpoint must hold the weights its summary recorded (``weights_sha256``): scores are
+    written into the run folder under the run's name, so weights put there by mistake (another run's checkpoint
+    copied over, a file restored from the wrong backup) would be reported as this run's. Checked on the model as
+    loaded, before any dtype or device change."""
+    if run_dir is None:
+        return
+    summary_path = run_dir / "summary.json"
+    own = {(run_dir / "checkpoints" / name).resolve() for name in CHECKPOINT_NAMES}
+    if not summary_path.is_file() or ckpt_path.resolve() not in own:
+        return
+    from aunet.io import read_json
+    from aunet.training.records import weights_sha256
+
+    recorded = read_json(summary_path, "delete it and finish the run again with aunet train --resume")
+    expected = recorded.get("weights_sha256") if isinstance(recorded, dict) else None
+    if not isinstance(expected, str):
+        raise EvalError(f"{summary_path}: no weights_sha256; finish the run again with aunet train --resume")
+    actual = weights_sha256(model.state_dict())
+    if actual != expected:
+        raise EvalError(f"{ckpt_path}: weights differ from the run's record (sha256 {actual[:10]}, {summary_path.name}"
+                        f" says {expected[:10]}): the file was replaced or belongs to another run; put the run's own "
+                        "checkpoint back")
 
 
 def _load_tokenizer(run_dir: Path | None, ckpt_path: Path, config: BPEConfig) -> object:

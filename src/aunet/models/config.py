@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
 from aunet.config import from_dict
-from aunet.errors import ConfigError
+from aunet.errors import ConfigError, excerpt
 from aunet.splitting import parse_rule
 
 BYTE_VOCAB_SIZE = 258  # 256 byte values + BOS + EOS
@@ -30,7 +30,8 @@ def _check_positive(values: list[int | None], key: str, allow_none: bool = False
         if v is None and allow_none:
             continue
         if v is None or v < 1:
-            raise ConfigError(f"{key}[{i}]", f"must be a positive integer{' or null' if allow_none else ''}, got {v!r}")
+            raise ConfigError(f"{key}[{i}]",
+                              f"must be a positive integer{' or null' if allow_none else ''}, got {excerpt(v)}")
 
 
 @dataclass
@@ -128,7 +129,8 @@ class AUNetConfig:
             except ConfigError as exc:
                 raise ConfigError(f"splits[{i}]", exc.message) from None
         if self.upsampling not in UPSAMPLING_MODES:
-            raise ConfigError("upsampling", f"unknown mode {self.upsampling!r}; choose one of {', '.join(UPSAMPLING_MODES)}")
+            raise ConfigError("upsampling", f"unknown mode {excerpt(self.upsampling)}; choose one of "
+                                            f"{', '.join(UPSAMPLING_MODES)}")
         if self.n_offsets < 1:
             raise ConfigError("n_offsets", f"must be a positive integer, got {self.n_offsets}")
         if self.ffn_multiple_of < 1:
@@ -199,11 +201,12 @@ FAMILIES: dict[str, type] = {"aunet": AUNetConfig, "bpe": BPEConfig}
 def model_config_from_dict(section: dict[str, Any], prefix: str = "model.") -> ModelConfig:
     """Build a model config from a YAML ``model:`` section; errors name keys as ``model.<key>``."""
     if not isinstance(section, dict):
-        raise ConfigError(prefix.rstrip("."), f"expected a mapping with 'family: aunet' or 'family: bpe', got {section!r}")
+        raise ConfigError(prefix.rstrip("."),
+                          f"expected a mapping with 'family: aunet' or 'family: bpe', got {excerpt(section)}")
     body = dict(section)
     family = body.pop("family", None)
     if family not in FAMILIES:
-        raise ConfigError(f"{prefix}family", f"expected one of {', '.join(FAMILIES)}, got {family!r}")
+        raise ConfigError(f"{prefix}family", f"expected one of {', '.join(FAMILIES)}, got {excerpt(family)}")
     try:
         return from_dict(FAMILIES[family], body, prefix=prefix)
     except ConfigError as exc:

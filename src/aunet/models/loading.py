@@ -18,6 +18,8 @@ def resolve_config_path(spec: str | Path) -> Path:
     found = preset_path(str(spec))
     if found is not None:
         return found
+    if path.exists():
+        raise ConfigError("", "not a regular file (a folder, pipe or device); give the path of a YAML file", str(spec))
     hints = closest_presets(str(spec))
     hint = f"; did you mean {', '.join(hints)}?" if hints else ""
     raise ConfigError(

@@ -42,7 +42,7 @@ from typing import Callable
 
 import numpy as np
 
-from aunet.errors import ConfigError
+from aunet.errors import ConfigError, excerpt
 from aunet.splitting.charclass import DENSE, DIGIT, NEWLINE, PUNCT, SPACE
 from aunet.splitting.text import Units
 
@@ -82,20 +82,21 @@ def register_rule(
 def parse_rule(spec: str) -> tuple[SplitRule, int | None]:
     """Resolve ``"word@2"`` to its rule and argument; raise :class:`ConfigError` naming the fix otherwise."""
     if not isinstance(spec, str):
-        raise ConfigError("", f"a split rule is a string such as 'word@1', got {spec!r}")
+        raise ConfigError("", f"a split rule is a string such as 'word@1', got {excerpt(spec)}")
     name, sep, arg_text = spec.partition("@")
     rule = RULES.get(name)
     if rule is None:
         hint = difflib.get_close_matches(name, RULES, n=1)
         did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
         known = ", ".join(f"{r.name}@K" if r.takes_arg else r.name for r in RULES.values())
-        raise ConfigError("", f"unknown split rule {spec!r}{did_you_mean}; known rules: {known}")
+        raise ConfigError("", f"unknown split rule {excerpt(spec)}{did_you_mean}; known rules: {known}")
     if not rule.takes_arg:
         if sep:
-            raise ConfigError("", f"split rule {name!r} takes no argument; write {name!r}, not {spec!r}")
+            raise ConfigError("", f"split rule {excerpt(name)} takes no argument; write {excerpt(name)}, "
+                                  f"not {excerpt(spec)}")
         return rule, None
     if not sep or not arg_text.isdigit() or int(arg_text) < 1:
-        raise ConfigError("", f"split rule {spec!r} needs a positive integer argument, e.g. '{name}@2'")
+        raise ConfigError("", f"split rule {excerpt(spec)} needs a positive integer argument, e.g. '{name}@2'")
     return rule, int(arg_text)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aunet.config import read_yaml
-from aunet.errors import ConfigError
+from aunet.errors import ConfigError, excerpt
 from aunet.flops import flops_report
 from aunet.models.config import AUNetConfig, BPEConfig, ModelConfig, model_config_from_dict, swiglu_hidden_dim
 from aunet.models.loading import resolve_config_path
@@ -43,11 +43,11 @@ def _model_dict(entry: Any, overrides: dict, key: str) -> dict:
     if isinstance(entry, str):  # a preset name or a YAML file
         section = read_yaml(resolve_config_path(entry)).get("model")
         if not isinstance(section, dict):
-            raise ConfigError(key, f"{entry!r} has no model section")
+            raise ConfigError(key, f"{excerpt(entry)} has no model section")
         return {**section, **overrides}
     if isinstance(entry, dict):
         return {**entry, **overrides}
-    raise ConfigError(key, f"expected a preset name or a model mapping, got {entry!r}")
+    raise ConfigError(key, f"expected a preset name or a model mapping, got {excerpt(entry)}")
 
 
 def build_config(entry: Any, overrides: dict, key: str) -> ModelConfig:
@@ -101,7 +101,7 @@ def _template_config(t: dict, width: int, layers: int, bytes_per_token: float, k
         return model_config_from_dict(
             {"family": "aunet", "dims": dims, "layers": stage_layers, "head_dims": heads, "caps": t["caps"],
              **extra, **common}, prefix=f"{key}.")
-    raise ConfigError(f"{key}.family", f"expected aunet or bpe, got {family!r}")
+    raise ConfigError(f"{key}.family", f"expected aunet or bpe, got {excerpt(family)}")
 
 
 TEMPLATE_KEYS = {"family", "widths", "head_dims", "caps", "splits", "windows", "layers", "upsampling", "n_offsets",
@@ -121,7 +121,7 @@ def check_template(template: dict, key: str) -> dict:
         raise ConfigError(f"{key}.{name}", f"unknown template key; valid keys: {', '.join(sorted(TEMPLATE_KEYS))}")
     family = template.get("family")
     if family not in REQUIRED_KEYS:
-        raise ConfigError(f"{key}.family", f"expected aunet or bpe, got {family!r}")
+        raise ConfigError(f"{key}.family", f"expected aunet or bpe, got {excerpt(family)}")
     for name in REQUIRED_KEYS[family]:
         if name not in template:
             raise ConfigError(f"{key}.{name}", f"required for a {family} template")

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from aunet.config import from_dict, read_yaml
-from aunet.errors import ConfigError
+from aunet.config import coerce, from_dict, read_yaml
+from aunet.errors import ConfigError, excerpt
 
 SIZE_RULES = ("data_ratio", "isoflop", "fixed")
 
@@ -61,7 +61,7 @@ class SizeRule:
 
     def validate(self) -> None:
         if self.rule not in SIZE_RULES:
-            raise ConfigError("size.rule", f"unknown rule {self.rule!r}; choose one of {', '.join(SIZE_RULES)}")
+            raise ConfigError("size.rule", f"unknown rule {excerpt(self.rule)}; choose one of {', '.join(SIZE_RULES)}")
         if self.gamma_bytes <= 0:
             raise ConfigError("size.gamma_bytes", "must be positive")
         if not self.multipliers or any(m <= 0 for m in self.multipliers):
@@ -160,15 +160,15 @@ class TuneSpec:
         for key in ranges:
             lo_hi = getattr(self, key)
             if len(lo_hi) != 2 or not 0 < lo_hi[0] < lo_hi[1]:
-                raise ConfigError(f"tune.{key}", f"expected [low, high] with 0 < low < high, got {lo_hi}")
+                raise ConfigError(f"tune.{key}", f"expected [low, high] with 0 < low < high, got {excerpt(lo_hi)}")
         if self.fixed_batch is not None and not self.fixed_batch > 0:
             raise ConfigError("tune.batch_bytes", "a fixed batch must be positive")
         if self.sampler not in ("qmc", "tpe", "random", "grid"):
-            raise ConfigError("tune.sampler", f"expected qmc, tpe, random or grid, got {self.sampler!r}")
+            raise ConfigError("tune.sampler", f"expected qmc, tpe, random or grid, got {excerpt(self.sampler)}")
         if self.sampler == "grid" and self.fixed_batch is None:
             raise ConfigError("tune.sampler", "grid searches the LR only: give one batch_bytes number")
         if self.fit not in ("near_best", "parabola"):
-            raise ConfigError("tune.fit", f"expected near_best or parabola, got {self.fit!r}")
+            raise ConfigError("tune.fit", f"expected near_best or parabola, got {excerpt(self.fit)}")
 
 
 @dataclass
@@ -217,19 +217,29 @@ def _folder_safe(name: str) -> bool:
     return bool(name) and not name.startswith(".") and all(c.isalnum() or c in "-_." for c in name)
 
 
+def _refuse_repeats(values: list, key: str) -> None:
+    """A value listed twice would plan its runs twice (one run folder, two rows) and count them twice in the fits."""
+    seen: set = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            raise ConfigError(f"{key}[{i}]", f"{value:g} is listed twice; list each once")
+        seen.add(value)
+
+
 def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
     """Validate a parsed sweep YAML; every error names the dotted key."""
     for key in raw:
         if key not in _TOP_KEYS:
             hint = difflib.get_close_matches(str(key), _TOP_KEYS, n=1)
             suggestion = f"did you mean {hint[0]!r}? " if hint else ""
-            raise ConfigError(str(key), f"unknown key; {suggestion}valid keys: {', '.join(sorted(_TOP_KEYS))}")
+            raise ConfigError(excerpt(key, 60, quote=False),
+                              f"unknown key; {suggestion}valid keys: {', '.join(sorted(_TOP_KEYS))}")
     for key in ("name", "families", "budgets"):
         if key not in raw:
             raise ConfigError(key, "required key is missing")
     name = raw["name"]
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise ConfigError("name", f"expected a folder-safe name (letters, digits, - _ .), got {name!r}")
+        raise ConfigError("name", f"expected a folder-safe name (letters, digits, - _ .), got {excerpt(name)}")
     families_raw = raw["families"]
     if not isinstance(families_raw, dict) or not families_raw:
         raise ConfigError("families", "expected a mapping of family name to {template|ladder|model}")
@@ -239,21 +249,30 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
         for key, label in ((f"families.{fam}", fam), (f"families.{fam}.family", spec.family)):
             # The family names its runs' folders (<results>/runs/<family>-<hash>): no path may hide in it.
             if label is not None and not _folder_safe(str(label)):
-                raise ConfigError(key, f"{label!r} cannot name run folders: use letters, digits, - _ . (not first)")
+                raise ConfigError(key, f"{excerpt(label)} cannot name run folders: use letters, digits, - _ . "
+                                       "(not first)")
         if not spec.size_scale > 0:
             raise ConfigError(f"families.{fam}.size_scale", "must be positive")
         given = [k for k in ("template", "ladder", "model") if getattr(spec, k) is not None]
         if len(given) != 1:
             raise ConfigError(f"families.{fam}", "give exactly one of template, ladder, model")
         families[str(fam)] = spec
+    labels: dict[tuple[str, str], str] = {}
+    for fam, spec in families.items():
+        # The results draw one curve per (family, variant): two entries under one label would be one curve of two
+        # different models.
+        label = (spec.family or fam, spec.variant)
+        if label in labels:
+            raise ConfigError(f"families.{fam}", f"same family {label[0]!r} and variant {label[1]!r} as "
+                                                 f"families.{labels[label]}; give one of them another variant")
+        labels[label] = fam
     budgets = raw["budgets"]
     if not isinstance(budgets, list) or not budgets:
         raise ConfigError("budgets", "expected a non-empty list of FLOPs budgets, e.g. [1.0e+11, 1.0e+12]")
-    from aunet.config import coerce
-
     budgets = [coerce(b, float, f"budgets[{i}]") for i, b in enumerate(budgets)]
     if any(b <= 0 for b in budgets):
         raise ConfigError("budgets", "budgets must be positive")
+    _refuse_repeats(budgets, "budgets")
     size = from_dict(SizeRule, raw.get("size") or {}, prefix="size.")
     size.validate()
     hparams = {}
@@ -267,6 +286,8 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
         tune = from_dict(TuneSpec, raw["tune"], prefix="tune.")
         tune.validate()
     seeds = [coerce(s, int, f"seeds[{i}]") for i, s in enumerate(raw.get("seeds") or [0])]
+    _refuse_repeats(seeds, "seeds")
+    _refuse_repeats(size.multipliers, "size.multipliers")
     for key in ("data", "train", "trainer"):
         if not isinstance(raw.get(key) or {}, dict):
             raise ConfigError(key, "expected a mapping (the same keys as a run config's section)")
@@ -286,7 +307,8 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
         data=dict(raw.get("data") or {}), train=dict(raw.get("train") or {}), trainer=dict(raw.get("trainer") or {}),
         eval=evaluation, tune=tune, bytes_per_token=None if bpt is None else coerce(bpt, float, "bytes_per_token"),
         extra_seeds=extra,
-        results_dir=str(raw.get("results_dir") or "results"), description=str(raw.get("description") or ""),
+        results_dir=coerce(raw.get("results_dir") or "results", str, "results_dir"),
+        description=coerce(raw.get("description") or "", str, "description"),
         source=source,
     )
 

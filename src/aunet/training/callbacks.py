@@ -15,6 +15,8 @@ from typing import Any, Callable
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 
+from aunet.errors import write_error
+
 
 class TrainTimer(L.Callback):
     """Wall-clock time spent training, validation excluded, summed over every segment of a resumed run."""
@@ -122,12 +124,28 @@ def save_checkpoint(trainer: L.Trainer, path: Path) -> None:
     run's own folder is atomic: a reader (or a resumed run) sees the old checkpoint or the new one, never half.
     """
     path = Path(path)
+    if path.is_symlink() and path.exists():
+        # A checkpoint the user moved to another disk and linked back: write there, keeping the link (renaming over
+        # the link would bring the checkpoint back onto the disk it was moved off).
+        path = path.resolve()
     tmp = path.with_name(f".{path.name}.tmp")
-    trainer.save_checkpoint(tmp, weights_only=False)  # collective; only global rank 0 writes a full checkpoint
-    if trainer.is_global_zero:
-        if tmp.is_dir():  # a sharded (FSDP) checkpoint is a folder: a folder cannot replace a folder atomically
-            shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
+    try:
+        trainer.save_checkpoint(tmp, weights_only=False)  # collective; only global rank 0 writes a full checkpoint
+        if trainer.is_global_zero:
+            if tmp.is_dir():  # a sharded (FSDP) checkpoint is a folder: a folder cannot replace a folder atomically
+                shutil.rmtree(path, ignore_errors=True)
+            os.replace(tmp, path)
+    except BaseException as exc:
+        # A partial checkpoint (a full disk, an error while writing) would keep the disk full: it goes, and the
+        # previous checkpoint stays the resume point.
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc, "run the same command with --resume (the previous checkpoint is kept)") \
+                from None
+        raise
 
 
 class LastCheckpoint(L.Callback):
@@ -143,12 +161,15 @@ class LastCheckpoint(L.Callback):
     the middle of a gradient accumulation) and after a validation that has started (a validation stopped half-way
     would be skipped on resume, losing its row). There it saves ``path``, records the step in ``stopped_at`` and
     hands the flag back to Lightning, which then stops. Under DDP the ranks agree (any rank's signal counts) before
-    the collective save. ``val_every``: the validation interval in optimizer steps.
+    the collective save. ``val_every``: the validation interval in optimizer steps; ``after_save``: called after
+    each save (the run records the checkpoint's step).
     """
 
-    def __init__(self, path: Path, val_every: int | None = None) -> None:
+    def __init__(self, path: Path, val_every: int | None = None,
+                 after_save: Callable[[L.Trainer], None] | None = None) -> None:
         self.path = path
         self.val_every = val_every
+        self.after_save = after_save  # records that the checkpoint exists (called on every rank, after the save)
         self.saved_step: int | None = None  # the step of the last checkpoint written in this segment
         self.stopped_at: int | None = None  # the step at which a SIGTERM stopped the run
         self._pending = False  # a SIGTERM taken over from Lightning, not acted on yet
@@ -156,6 +177,8 @@ class LastCheckpoint(L.Callback):
     def _save(self, trainer: L.Trainer) -> None:
         save_checkpoint(trainer, self.path)
         self.saved_step = trainer.global_step
+        if self.after_save is not None:
+            self.after_save(trainer)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning's handler sets a flag that its loop checks after this callback's hooks of a batch: a signal

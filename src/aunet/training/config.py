@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
-
 from aunet.config import from_dict, read_yaml
-from aunet.errors import ConfigError
+from aunet.errors import ConfigError, excerpt
+from aunet.flops import flops_report
 from aunet.models.config import ModelConfig, model_config_from_dict
 from aunet.models.loading import resolve_config_path
+from aunet.yaml_loader import parse_yaml
 
 
 @dataclass
@@ -54,7 +54,7 @@ class DataConfig:
 
     def validate(self) -> None:
         if self.split not in (None, "hash", "tail"):
-            raise ConfigError("data.split", f"expected hash or tail, got {self.split!r}")
+            raise ConfigError("data.split", f"expected hash or tail, got {excerpt(self.split)}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError("data.val_fraction", f"must lie strictly between 0 and 1, got {self.val_fraction}")
         for key in ("val_bytes", "shuffle_buffer", "tokenizer_train_bytes"):
@@ -118,7 +118,7 @@ class TrainConfig:
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ConfigError("train.warmup_fraction", "must lie in [0, 1)")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ConfigError("train.betas", f"expected two numbers in [0, 1), got {self.betas}")
+            raise ConfigError("train.betas", f"expected two numbers in [0, 1), got {excerpt(self.betas)}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError("train.grad_clip", "must be positive or null")
         if self.batch_size % self.accumulate:
@@ -184,9 +184,9 @@ def check_name(name: Any) -> str:
 
     Refused rather than rewritten: a name that silently became another one would hide the mistake."""
     if not isinstance(name, str) or not name:
-        raise ConfigError("name", f"expected a non-empty string, got {name!r}")
+        raise ConfigError("name", f"expected a non-empty string, got {excerpt(name)}")
     if safe_name(name) != name or name.startswith("."):
-        raise ConfigError("name", f"{name!r} cannot name a run folder: use letters, digits, '-', '_' and '.' "
+        raise ConfigError("name", f"{excerpt(name)} cannot name a run folder: use letters, digits, '-', '_' and '.' "
                                   "(not first); the run folder is <results_dir>/<name>-<hash>")
     return name
 
@@ -200,11 +200,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError("--set", f"expected key=value, got {item!r}")
+            raise ConfigError("--set", f"expected key=value, got {excerpt(item)}")
         try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(key, f"cannot parse value {text!r}; write it as YAML (e.g. 1e-3, [1, 4], null)") from None
+            value = parse_yaml(text, source=f"--set {key.strip()}")
+        except ConfigError as exc:
+            # Attributed to --set, not to the config file: the value is on the command line.
+            raise ConfigError(key.strip(), f"cannot parse value: {exc.message}", source="--set") from None
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -212,7 +213,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(key, f"{part!r} is not a section")
+                raise ConfigError(key, f"{excerpt(part)} is not a section")
             node = child
         node[parts[-1]] = value
     return out
@@ -226,7 +227,7 @@ def _model_section(raw: Any) -> ModelConfig:
     if preset is not None:
         base = read_yaml(resolve_config_path(str(preset))).get("model")
         if not isinstance(base, dict):
-            raise ConfigError("model.preset", f"{preset!r} has no model section")
+            raise ConfigError("model.preset", f"{excerpt(preset)} has no model section")
         section = {**base, **section}
     return model_config_from_dict(section)
 
@@ -237,10 +238,11 @@ def run_config_from_dict(raw: dict[str, Any], default_name: str = "run") -> RunC
     if unknown:
         import difflib
 
-        key = sorted(unknown)[0]
+        key = sorted(map(str, unknown))[0]
         hint = difflib.get_close_matches(key, SECTIONS, n=1)
         suggestion = f"did you mean {hint[0]!r}? " if hint else ""
-        raise ConfigError(key, f"unknown section; {suggestion}sections: {', '.join(sorted(SECTIONS))}")
+        raise ConfigError(excerpt(key, 60, quote=False),
+                          f"unknown section; {suggestion}sections: {', '.join(sorted(SECTIONS))}")
     if "model" not in raw:
         raise ConfigError("model", "missing section; give a model section or {preset: NAME}")
     model = _model_section(raw["model"])
@@ -249,9 +251,29 @@ def run_config_from_dict(raw: dict[str, Any], default_name: str = "run") -> RunC
     trainer = from_dict(TrainerConfig, raw.get("trainer") or {}, prefix="trainer.")
     data.validate()
     train.validate()
+    check_steps(model, train)
     # A given name is checked; a default one (a file or preset name, e.g. "my run.yaml") is made folder-safe.
     name = check_name(raw["name"]) if raw.get("name") is not None else safe_name(default_name) or "run"
     return RunConfig(model=model, data=data, train=train, trainer=trainer, name=name)
+
+
+# More optimizer steps than any run can take (a large model trains for about 1e5 to 1e6): a budget or step count
+# beyond it is a typo, and a warmup of a tenth of it would keep the learning rate at zero for the whole run.
+MAX_STEPS = 10**9
+
+
+def check_steps(model: ModelConfig, train: TrainConfig) -> None:
+    """Refuse a budget or step count that no run could train to (a ``1e308`` budget: its warmup alone would outlast
+    the universe, and every step actually trained would have a learning rate of about zero)."""
+    if train.max_steps is not None:
+        steps, key = float(train.max_steps), "train.max_steps"
+    else:
+        report = flops_report(model)
+        steps, key = train.budget_flops / (report.flops_per_unit * report.seq_len * train.batch_size), \
+            "train.budget_flops"
+    if steps > MAX_STEPS:
+        raise ConfigError(key, f"{steps:.3g} optimizer steps (more than {MAX_STEPS:.0e}): surely a typo; give a budget "
+                               "of at most a few million steps")
 
 
 def load_run_config(spec: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -262,4 +284,4 @@ def load_run_config(spec: str | Path, overrides: list[str] | None = None) -> Run
     try:
         return run_config_from_dict(apply_overrides(raw, overrides or []), default_name=default_name)
     except ConfigError as exc:
-        raise exc.with_source(str(path)) from None
+        raise (exc if exc.source else exc.with_source(str(path))) from None

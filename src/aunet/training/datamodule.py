@@ -133,11 +133,33 @@ class CorpusDataModule(L.LightningDataModule):
         else:
             self.tokenizer = self._tokenizer()
             self.encoder = TokenizerEncoder(self.tokenizer)
+        self._check_training_length()
         docs = (doc.data for doc in self.split.val_documents())
         self.val_set = validation_set(docs, self.encoder, self.seq_len, self.run.data.val_bytes)
-        # Saved once the data is known to be usable, so a run refused for its data leaves nothing in its folder.
-        if self.tokenizer is not None and self.tokenizer_dir is not None and (
-                self.trainer is None or self.trainer.is_global_zero):
+
+    def _check_training_length(self) -> None:
+        """The training split must fill one sequence. Checked here, in the main process, as soon as the encoder
+        exists: the training stream finds out only inside a DataLoader worker, whose traceback would be what the
+        user sees. Reads documents until one sequence is filled (a prefix of each is enough)."""
+        assert self.encoder is not None
+        need = self.seq_len + 1
+        prefix = need * 16  # bytes: a token is rarely longer than a few bytes
+        have = 0
+        for doc in self.split.train_documents(epoch=0, seed=self.run.train.seed):
+            have += len(self.encoder.encode(doc.data[:prefix])[0])
+            if have >= need:
+                return
+        where = self.source.paths[0] if len(self.source.paths) == 1 else self.source.root()
+        unit = "bytes" if isinstance(self.model_config, AUNetConfig) else "tokens"
+        raise DataError(f"{where}: the training split holds {have} {unit} (with document markers), fewer than one "
+                        f"sequence of {need}; use a larger corpus or a shorter sequence (model.caps[0] or "
+                        "model.seq_len)")
+
+    def save_tokenizer(self) -> None:
+        """Copy the BPE tokenizer into ``tokenizer_dir`` (nothing for bytes). The run calls it on rank 0 once the
+        data is known to be usable and the folder is its own: a run refused for its data, its checkpoint or its
+        lock leaves nothing in the folder."""
+        if self.tokenizer is not None and self.tokenizer_dir is not None:
             self.tokenizer.save(self.tokenizer_dir)
 
     # --- facts the module and the records need ---------------------------------------------------------------------

@@ -33,6 +33,8 @@ class LanguageModelModule(L.LightningModule):
         token_bytes: ``[vocab]`` UTF-8 bytes per token id (0 for BOS/EOS), to count bytes and score bits per byte.
         val_text_bytes: UTF-8 bytes of the whole validation text (all ranks): the bits-per-byte denominator.
         compile: compile the model's forward and the training loss with ``torch.compile``.
+        identity: the run this module trains, ``{"config": fingerprint, "data": fingerprint}``; saved with the
+            hyperparameters in every checkpoint, so that a resume can refuse a checkpoint of another run.
 
     Batches are dicts with ``tokens`` ``[B, S+1]`` (inputs are the first S, targets the last S; PAD < 0 is never
     scored) and, for AU-Net with several stages, ``levels`` ``[B, S+1]``.
@@ -46,6 +48,7 @@ class LanguageModelModule(L.LightningModule):
         token_bytes: list[int],
         val_text_bytes: int,
         compile: bool = False,
+        identity: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["token_bytes"])

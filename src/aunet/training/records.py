@@ -5,7 +5,9 @@
     ``metrics.csv``      every logged step, whole across resumes (rebuilt from ``logs/version_*/metrics.csv``)
     ``summary.json``     final numbers and provenance (see :data:`SUMMARY_KEYS`)
     ``checkpoints/``     ``last.ckpt`` (latest, for resuming) and ``final.ckpt``
-    ``logs/``            raw Lightning CSV logs, one version per segment, and ``segments.json``
+    ``logs/``            raw Lightning CSV logs, one version per segment, ``segments.json`` and
+                         ``checkpoint.json`` (the step of the last checkpoint saved, so a lost one is noticed)
+    ``.train.lock``      held (flock) by the process training into the folder
 """
 
 from __future__ import annotations
@@ -68,6 +70,14 @@ class RunPaths:
     def segments(self) -> Path:
         return self.logs / "segments.json"
 
+    @property
+    def checkpoint_record(self) -> Path:
+        return self.logs / "checkpoint.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".train.lock"
+
 
 def git_commit(path: Path | None = None) -> dict[str, Any]:
     """Commit of the git checkout holding this package (or ``path``), and whether tracked files were modified."""
@@ -120,6 +130,26 @@ def add_segment(paths: RunPaths, version: int, start_step: int) -> None:
     segments = [s for s in read_segments(paths) if s["version"] != version]
     segments.append({"version": version, "start_step": start_step})
     atomic_write_json(paths.segments, sorted(segments, key=lambda s: s["version"]))
+
+
+def record_checkpoint(paths: RunPaths, step: int) -> None:
+    """Remember that ``checkpoints/last.ckpt`` now holds step ``step`` (written after the checkpoint itself, so the
+    record never claims a checkpoint that is not there yet). A resume that finds the record but not the file
+    refuses instead of training again from step 0."""
+    atomic_write_json(paths.checkpoint_record, {"step": int(step), "file": "checkpoints/last.ckpt"})
+
+
+def recorded_checkpoint_step(paths: RunPaths) -> int | None:
+    """The step of the last checkpoint this run saved, or None when it saved none (or predates the record: then a
+    segment that started after step 0 shows that a checkpoint existed)."""
+    if paths.checkpoint_record.is_file():
+        record = read_json(paths.checkpoint_record, "delete it if checkpoints/last.ckpt is the run's latest checkpoint")
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise StateError(f"{paths.checkpoint_record}: not a checkpoint record; delete it if "
+                             "checkpoints/last.ckpt is the run's latest checkpoint")
+        return record["step"]
+    starts = [s["start_step"] for s in read_segments(paths) if isinstance(s.get("start_step"), int)]
+    return max(starts) if starts and max(starts) > 0 else None
 
 
 def merge_metrics(paths: RunPaths) -> Path | None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -32,8 +33,10 @@ from aunet.training.callbacks import (
     TrainTimer,
     save_checkpoint,
 )
-from aunet.training.config import RunConfig, TrainerConfig, run_config_from_dict
+from aunet.training.config import RunConfig, run_config_from_dict
 from aunet.training.datamodule import CorpusDataModule
+from aunet.training.hardware import check_memory, check_trainer
+from aunet.training.lock import RunFolderLock
 from aunet.training.module import LanguageModelModule
 from aunet.training.optim import default_precision
 from aunet.training.records import (
@@ -44,6 +47,8 @@ from aunet.training.records import (
     merge_metrics,
     stage_records,
     read_segments,
+    record_checkpoint,
+    recorded_checkpoint_step,
     weights_sha256,
     write_summary,
 )
@@ -73,7 +78,7 @@ class _DropLightningChatter(logging.Filter):
         message = record.getMessage()
         if message.startswith("💡 Tip"):
             return False
-        return self.banner or not message.startswith(("GPU available", "TPU available", "`Trainer"))
+        return self.banner or not message.startswith(("GPU available", "TPU available", "`Trainer", "Using "))
 
 
 _CHATTER = _DropLightningChatter()
@@ -118,7 +123,11 @@ def plan_steps(run: RunConfig, world_size: int = 1) -> Plan:
 
 
 def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
-    """``fresh``, ``resume`` or ``finished``; RunError for a folder that holds another config."""
+    """``fresh``, ``resume`` or ``finished``, from the folder alone (read-only).
+
+    RunError for a folder that holds another config, and for a checkpoint the run saved that is gone (a missing
+    file, a link to a moved file): training again from step 0 behind the user's back would overwrite the records
+    of the steps already trained."""
     if paths.summary.is_file():
         return "finished"
     if paths.config.is_file():
@@ -131,16 +140,38 @@ def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
             raise RunError(
                 f"{paths.root} holds a run with a different config; use another --run-dir or delete that folder"
             )
-    if paths.last_checkpoint.is_file():
+    last = paths.last_checkpoint
+    if last.is_symlink() and not last.exists():
+        raise RunError(f"{last}: a link to {os.readlink(last)}, which does not exist (moved, or its disk not "
+                       "mounted?); restore the checkpoint there, or delete the link to start the run again")
+    if last.exists() and not last.is_file():
+        raise RunError(f"{last}: not a checkpoint file; move it away (a resume needs one file)")
+    if last.is_file():
         if not resume:
             raise RunError(f"{paths.root} holds an unfinished run; pass --resume to continue it")
         read_segments(paths)  # a garbled record stops the resume here, before anything is written
         return "resume"
+    saved = recorded_checkpoint_step(paths)
+    if saved is not None:
+        raise RunError(f"{last}: missing, but this run saved its checkpoint of step {saved} there; restore the "
+                       "file to continue with --resume, or delete the run folder to start again")
     return "fresh"
 
 
-def _check_checkpoint(path: Path, run: RunConfig) -> int:
-    """A checkpoint must come from the same model config (loaded with weights_only=True); returns its step."""
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+    """What a resume needs to know of a checkpoint before training: its step and the run it belongs to."""
+
+    path: Path
+    step: int
+    data_fingerprint: str
+
+
+def _check_checkpoint(paths: RunPaths, run: RunConfig) -> CheckpointInfo:
+    """The run folder's ``last.ckpt`` must belong to this run: the same model, the same resolved config (its
+    fingerprint, stamped in every checkpoint), and no older than the last checkpoint the run recorded. Loaded with
+    weights_only=True (mmap: the tensors are not read). The data is checked once known (:func:`_check_data`)."""
+    path = paths.last_checkpoint
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means the file is unusable
@@ -155,7 +186,31 @@ def _check_checkpoint(path: Path, run: RunConfig) -> int:
         other = f"a {family} model" if family != run.model.family else "a different model config"
         raise RunError(f"{path}: checkpoint is from {other}, this run trains a {run.model.family} model; use "
                        "another --run-dir")
-    return int(ckpt.get("global_step", 0))
+    identity = hparams.get("identity")
+    if not (isinstance(identity, dict) and isinstance(identity.get("config"), str)
+            and isinstance(identity.get("data"), str)):
+        raise RunError(f"{path}: the checkpoint does not say which run it belongs to (no config and data "
+                       "fingerprints: another tool, or an aunet before they were recorded); it cannot be shown to "
+                       "continue this run, so delete it to restart the run")
+    if identity["config"] != run.fingerprint():
+        raise RunError(f"{path}: checkpoint of another run (config {identity['config'][:10]}, this run "
+                       f"{run.fingerprint()[:10]}); resume it in its own run folder, or delete it to restart this run")
+    step = int(ckpt.get("global_step", 0))
+    saved = recorded_checkpoint_step(paths)
+    if saved is not None and step < saved:
+        raise RunError(f"{path}: checkpoint of step {step}, but this run saved step {saved} (an older copy put "
+                       f"back?); restore the latest one, or delete {paths.checkpoint_record} to continue from step "
+                       f"{step}")
+    return CheckpointInfo(path, step, identity["data"])
+
+
+def _check_data(checkpoint: CheckpointInfo, data_fingerprint: str) -> None:
+    """The data a checkpoint was trained on must be the data of this resume: a changed corpus (or tokenizer)
+    would mix two datasets in one result."""
+    if checkpoint.data_fingerprint != data_fingerprint:
+        raise RunError(f"{checkpoint.path}: checkpoint trained on other data (data fingerprint "
+                       f"{checkpoint.data_fingerprint[:10]}, the corpus now gives {data_fingerprint[:10]}): the "
+                       "corpus or tokenizer changed since; restore them, or delete the checkpoint to restart the run")
 
 
 def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
@@ -168,22 +223,30 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     """
     paths = RunPaths(Path(run_dir) if run_dir else Path(run.train.results_dir) / run.run_id())
     is_rank_zero = rank_zero_only.rank == 0
+    tr = run.trainer
+    precision = tr.precision or default_precision(tr.accelerator)
+    # The hardware settings and the model's size first: Lightning would refuse them with a traceback, and a model
+    # that cannot fit would allocate until the machine gives up.
+    _filter_chatter(banner=False)  # the real trainer prints the banner, once
+    hardware = check_trainer(tr, precision)
+    check_memory(run.model, hardware)
     # Every rank reads the folder (nothing is written before the fit, so they agree): assuming "resume" on the other
     # ranks made the first job of a SLURM script that always passes --resume fail there, with no checkpoint yet.
+    # Everything up to the lock only reads the folder: a refused resume leaves it exactly as it was.
     state = _check_existing(paths, run, resume)
     if state == "finished":
         if not is_rank_zero:
             return {}
         return read_json(paths.summary, "delete it to finish the run again from its last checkpoint (--resume)")
-    resume_step = _check_checkpoint(paths.last_checkpoint, run) if state == "resume" else 0
+    checkpoint = _check_checkpoint(paths, run) if state == "resume" else None
+    resume_step = checkpoint.step if checkpoint is not None else 0
 
     L.seed_everything(run.train.seed, workers=True, verbose=False)
-    tr = run.trainer
-    precision = tr.precision or default_precision(tr.accelerator)
     timer = TrainTimer()
     logger = CSVLogger(save_dir=str(paths.root), name="logs")  # a new version per segment (never overwritten)
-    plan = plan_steps(run, _world_size(tr))
-    last = LastCheckpoint(paths.last_checkpoint, val_every=plan.val_every)
+    plan = plan_steps(run, hardware.world_size)
+    last = LastCheckpoint(paths.last_checkpoint, val_every=plan.val_every,
+                          after_save=lambda trainer: _record_checkpoint(paths, trainer))
     all_callbacks: list[L.Callback] = [
         timer,
         last,
@@ -214,11 +277,32 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     if is_rank_zero:
         datamodule.prepare_data()
     datamodule.setup("fit")
+    data_fingerprint = datamodule.fingerprint()["sha256"]
+    if checkpoint is not None:
+        _check_data(checkpoint, data_fingerprint)
+    # Every checkpoint says which run it continues: a checkpoint of another config or other data is refused on resume.
+    identity = {"config": run.fingerprint(), "data": data_fingerprint}
     module = LanguageModelModule(model=run.model.to_dict(), optim=optim, micro_batch=plan.micro_batch,
                                  token_bytes=datamodule.token_bytes, val_text_bytes=datamodule.val_text_bytes,
-                                 compile=tr.compile)
+                                 compile=tr.compile, identity=identity)
+    # One process trains into a folder (rank 0 holds the lock for all ranks of its job).
+    with RunFolderLock(paths.lock) if is_rank_zero else contextlib.nullcontext():
+        # The folder was read before the data was prepared: another process may have trained into it since.
+        if is_rank_zero and (_check_existing(paths, run, resume) != state or (
+                checkpoint is not None and _check_checkpoint(paths, run).step != checkpoint.step)):
+            raise RunError(f"{paths.root}: another process wrote to this run while its data was prepared; run the "
+                           "command again (with --resume)")
+        return _fit(run, paths, plan, trainer, module, datamodule, timer, last, logger, state, resume_step,
+                    is_rank_zero)
+
+
+def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module: LanguageModelModule,
+         datamodule: CorpusDataModule, timer: TrainTimer, last: LastCheckpoint, logger: CSVLogger, state: str,
+         resume_step: int, is_rank_zero: bool) -> dict[str, Any]:
+    """Write the run's records, train, and write its summary (the run folder is locked and checked)."""
     if is_rank_zero:
         # Written once the data is known to be usable: a run refused for its corpus leaves no folder behind.
+        datamodule.save_tokenizer()
         atomic_write_yaml(paths.config, run.to_dict())
         add_segment(paths, logger.version, resume_step)
 
@@ -240,6 +324,7 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
                          "same command with --resume to continue", step=step) from None
     save_checkpoint(trainer, paths.final_checkpoint)
     save_checkpoint(trainer, paths.last_checkpoint)
+    _record_checkpoint(paths, trainer)
     bytes_seen = module.bytes_seen()
     summary: dict[str, Any] = {}
     if trainer.is_global_zero:
@@ -250,12 +335,9 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     return summary
 
 
-def _world_size(tr: TrainerConfig) -> int:
-    """Number of processes the trainer will run on (asks Lightning's accelerator logic, launches nothing)."""
-    _filter_chatter(banner=False)  # the real trainer prints the banner, once
-    probe = L.Trainer(accelerator=tr.accelerator, devices=tr.devices, num_nodes=tr.num_nodes, strategy=tr.strategy,
-                      logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    return probe.world_size
+def _record_checkpoint(paths: RunPaths, trainer: L.Trainer) -> None:
+    if trainer.is_global_zero:
+        record_checkpoint(paths, trainer.global_step)
 
 
 def _summary(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module: LanguageModelModule,
