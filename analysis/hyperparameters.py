@@ -92,9 +92,12 @@ if available:
     if per_budget < 2:
         note("one learning rate and batch per budget: a fitted law would only restate the sweep's own choices; no "
              "law is fitted (a tuning sweep with several settings per budget is needed)")
+# A hyperparameter held fixed within every budget (the batch of an LR-only grid) has no optimum to fit.
+varied = [hp for hp in available if per_budget >= 2
+          and int(runs[runs["val_bpb"].notna()].groupby(["series", budget_col])[hp].nunique().max()) >= 2]
 for s in tables.series_order(runs["series"]) if per_budget >= 2 else []:
     rows = runs[(runs["series"] == s) & runs["val_bpb"].notna()]
-    for hp in available:
+    for hp in varied:
         try:
             fits[(s, hp)] = fit_hyperparameter_law(rows[budget_col], rows[hp], rows["val_bpb"],
                                                    tolerance=tolerance, n_boot=n_boot)
@@ -108,6 +111,54 @@ for (s, hp), fit in fits.items():
                   "k": f"{fit.k:.3g}", "a": f"{fit.a:.3f} [{fit.intervals['a'][0]:.3f}, {fit.intervals['a'][1]:.3f}]",
                   "paper k": f"{paper[0]:.3g}" if paper else "-", "paper a": f"{paper[1]:.3f}" if paper else "-"})
 print(pd.DataFrame(table).to_string(index=False) if table else "no fitted laws")
+
+# %% [markdown]
+# ## Loss against learning rate at each budget
+#
+# Where a family was trained at three or more learning rates per budget (an LR grid), the vertex of a parabola of
+# its loss in log LR, through the best grid point and up to two neighbours on each side, is its optimum there; the
+# parabola's curvature says how much a factor-2 error in the LR costs. `aunet sweep tune` with `fit: parabola` fits
+# its per-family LR law through these vertices.
+
+# %%
+from aunet.analysis.hyperparameters import VALLEY_OK, lr_valley
+
+valleys = {}
+if "lr" in available:
+    for s in tables.series_order(runs["series"]):
+        rows = runs[(runs["series"] == s) & runs["val_bpb"].notna() & runs["lr"].notna()]
+        groups = list(rows.groupby(budget_col)) if len(rows) else []
+        if groups and min(g["lr"].nunique() for _, g in groups) >= 3:
+            valleys[s] = [(C, g, lr_valley(C, g["lr"], g["val_bpb"], n_boot=n_boot)) for C, g in groups]
+if valleys:
+    fig, axes = plots.panel_grid(len(valleys), 3, (4.6, 3.6))
+    styles = plots.series_styles(list(valleys))
+    table = []
+    for ax, (s, entries) in zip(axes, valleys.items()):
+        shades = plt.cm.viridis(np.linspace(0.15, 0.8, len(entries)))
+        for color, (C, g, v) in zip(shades, entries):
+            ax.scatter(g["lr"], g["val_bpb"], color=color, s=16, zorder=3)
+            if v.status == VALLEY_OK:
+                c0, c1, c2 = v.coeffs
+                x = np.linspace(np.log(g["lr"].min()), np.log(g["lr"].max()), 80)
+                y = c0 + c1 * x + c2 * x**2
+                near = y <= v.loss_star + 4 * v.cost_2x  # the parabola only around the points it was fitted to
+                ax.plot(np.exp(x[near]), y[near], color=color, linewidth=1)
+                ax.scatter([v.lr_star], [v.loss_star], color=color, marker="*", s=70, zorder=4,
+                           label=f"C = {C:.2g}: LR* {v.lr_star:.2g}, 2x off costs {v.cost_2x:.3f}")
+            else:
+                ax.plot(g.sort_values("lr")["lr"], g.sort_values("lr")["val_bpb"], color=color, linewidth=1,
+                        label=f"C = {C:.2g}: {v.status.replace('_', ' ')}")
+            table.append({"series": s, "budget": f"{C:.2g}", "best grid LR": f"{v.best_lr:.3g}",
+                          "LR* [95%]": f"{v.lr_star:.3g} [{v.interval[0]:.3g}, {v.interval[1]:.3g}]",
+                          "loss at LR*": f"{v.loss_star:.4f}", "2x LR error costs (bpb)": f"{v.cost_2x:.4f}",
+                          "status": v.status})
+        plots.log_scale_plain(ax, "x")
+        plots.finish_axes(ax, title=f"{styles[s]['label']}: loss against learning rate",
+                          xlabel="peak learning rate", ylabel="validation bpb")
+    fig.suptitle("Learning-rate valleys per family and budget (★: parabola vertex)")
+    plots.save_figure(fig, output_dir, "lr_valleys")
+    print(pd.DataFrame(table).to_string(index=False))
 
 # %% [markdown]
 # ## Our laws against the paper's
@@ -156,5 +207,6 @@ for (s, hp), fit in fits.items():
     laws.setdefault(s, {})[hp] = fit.to_dict()
 paper_ours = {f: {hp: paper_law(f, hp) for hp in HYPERPARAMETERS} for f in ("bpe", "aunet")}
 record = {"tolerance": tolerance, "budget": budget_col, "laws": laws, "runs_per_budget": per_budget,
+          "lr_valleys": {s: [v.to_dict() for _, _, v in entries] for s, entries in valleys.items()},
           "paper": paper_ours, "bytes_per_token": bytes_per_token, "notes": notes}
 print("wrote", store.update_fits(output_dir, "hyperparameters", record))

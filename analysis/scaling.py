@@ -16,9 +16,10 @@
 # %% [markdown]
 # # Scaling: validation bits per byte against training compute
 #
-# For each family (BPE, AU-Net-1 to 4) this notebook fits $L(C) = E + A\,C^{-\alpha}$ to the validation bits per
-# byte of its finished runs (robust fit in log space, 95% bootstrap intervals), draws the curves a decade beyond the
-# data, and asks how much compute BPE needs to match each AU-Net: the compute-equivalent gain. Horizontal lines mark
+# For each family (BPE, AU-Net-1 to 4) this notebook finds its compute-optimal loss at every budget (the vertex of
+# its isoFLOP valley when the sweep has several sizes per budget), fits $L(C) = E + A\,C^{-\alpha}$ through those
+# points (robust fit in log space, 95% intervals), draws the curves a decade beyond the data, and asks how much
+# compute BPE needs to match each AU-Net on these envelopes: the compute-equivalent gain. Horizontal lines mark
 # reference levels on the same validation text (Kneser-Ney byte n-grams fitted on the bytes the largest run read, and
 # the BPE tokenizer's unigram; see `aunet.analysis.reference`). Fitted parameters go
 # to `fits.json` under `"scaling"`, figures to `plots/`.
@@ -55,33 +56,72 @@ print(f"{len(runs)} finished runs of {len(runs_all)} in {results_dir}")
 print(pd.crosstab(runs_all["series"], runs_all["status"].replace("", "(none)")).to_string())
 
 # %% [markdown]
-# ## Points: the best run of each family, budget and seed
+# ## Points: each family at its own best size per budget
 #
-# Compute is the FLOPs each run actually spent (our formula, identical for both families). A tuning sweep has
-# several runs per budget; its scaling curve uses the best of them.
+# With three or more sizes per budget (an isoFLOP grid), a family's point at a budget is the vertex of a parabola of
+# its loss in log FLOPs per byte through its runs there: its compute-optimal loss, with a 95% interval from the
+# seed-to-seed noise measured on the sweep's repeated runs (a parametric bootstrap). Where the vertex lies outside
+# the sampled sizes the optimum was not bracketed, and the best sampled size stands in (hollow marker: an upper
+# bound on the optimal loss). With one size per budget (the naive protocol) the point is the best run there.
+# Compute is the FLOPs each run spent (our formula, identical for both families).
 
 # %%
+from aunet.analysis.envelope import OK, envelope_points, fit_envelope, seed_noise
+
 compute_col = tables.first_with_values(runs, "flops_spent", "planned_flops", "budget_flops")
 budget_col = tables.first_with_values(runs, "budget_flops", "planned_flops", "flops_spent")
 ready = compute_col is not None and tables.has_values(runs, compute_col, "val_bpb")
 points = pd.DataFrame()
+envelopes, noise = {}, {}
 if not ready:
     note("no finished run has both val_bpb and a FLOPs column; the scaling fits are skipped")
 else:
     if compute_col != "flops_spent":
         note(f"flops_spent is empty; {compute_col} is used as the compute of each run")
-    points = tables.best_per_budget(runs[runs[compute_col].notna()], "val_bpb", budget_col)
-    left_out = int((runs["val_bpb"].notna() & runs[compute_col].notna()).sum()) - len(points)
-    if left_out:
-        note(f"{left_out} runs left out: another run of the same series, budget and seed has a lower val_bpb")
-series_list = tables.series_order(points["series"]) if ready else []
+    scored = runs[runs[compute_col].notna() & runs["val_bpb"].notna()]
+    # Repeats: runs of one series, budget and size that differ only in their seed.
+    size_key = scored["flops_per_byte"].round(-1) if tables.has_values(scored, "flops_per_byte") else scored["run_id"]
+    repeats = {s: [g["val_bpb"].to_numpy() for _, g in grp.groupby([budget_col, size_key[grp.index]])
+                   if len(g) > 1] for s, grp in scored.groupby("series")}
+    pooled = seed_noise([g for groups in repeats.values() for g in groups])
+    for s, grp in scored.groupby("series"):
+        sizes = grp.groupby(budget_col)["flops_per_byte"].nunique() if tables.has_values(grp, "flops_per_byte") \
+            else pd.Series(dtype=float)
+        if len(sizes) and sizes.min() >= 3:
+            own = seed_noise(repeats.get(s, []))
+            noise[s] = own if np.isfinite(own) else pooled
+            if not np.isfinite(noise[s]):
+                note(f"{s}: no repeated seeds in the sweep; its optima have no interval")
+            envelopes[s] = envelope_points(grp[budget_col], grp["flops_per_byte"], grp["val_bpb"], noise=noise[s],
+                                           n_boot=n_boot)
+    rows = []
+    for s, env in envelopes.items():
+        rows += [{"series": s, budget_col: p.C, compute_col: p.C, "val_bpb": p.L_star, "lo": p.L_interval[0],
+                  "hi": p.L_interval[1], "status": p.status, "size_star": p.size_star} for p in env]
+        flagged = [f"{p.C:.2g} ({p.status})" for p in env if p.status != OK]
+        if flagged:
+            note(f"{s}: optimum not bracketed at {', '.join(flagged)}; the best sampled size stands in")
+    others = scored[~scored["series"].isin(list(envelopes))]
+    if len(others):
+        best = tables.best_per_budget(others, "val_bpb", budget_col).assign(status="single size")
+        rows += best[["series", budget_col, compute_col, "val_bpb", "status"]].to_dict("records")
+        left_out = len(others) - len(best)
+        if left_out:
+            note(f"{left_out} runs left out: another run of the same series, budget and seed has a lower val_bpb")
+    points = pd.DataFrame(rows)
+    if envelopes:
+        print("seed noise (std of val bpb across seeds):",
+              ", ".join(f"{s} {v:.4f}" for s, v in noise.items()), f"(pooled {pooled:.4f})")
+series_list = tables.series_order(points["series"]) if ready and len(points) else []
 
 # %% [markdown]
 # ## Fits: $L(C) = E + A\,C^{-\alpha}$ per family
 #
-# Four or more budgets: the full three-parameter law. Three: $E$ is forced to 0 (a pure power law), as three
-# parameters through three points would leave nothing to estimate an interval from. Fewer: no fit, the points are
-# joined (two points determine a power law exactly, with no residual to judge it by).
+# Through each family's compute-optimal points (its envelope), or its single runs under the naive protocol. Four or
+# more budgets: the full three-parameter law; three: $E$ is forced to 0 (a pure power law), as three parameters
+# through three points would leave nothing to estimate an interval from. Fewer: no fit, the points are joined (two
+# points determine a power law exactly, with no residual to judge it by). Envelope intervals refit the curve through
+# every bootstrap draw of the optima; others resample the points.
 
 # %%
 fits = {}
@@ -97,14 +137,17 @@ for s in series_list:
     if not irreducible:
         note(f"{s}: only {n_budgets} budgets; fitted with E = 0 (L = A C^-alpha)")
     try:
-        fits[s] = fit_power_law(pts[compute_col], pts["val_bpb"], n_boot=n_boot, irreducible=irreducible)
+        if s in envelopes:
+            fits[s] = fit_envelope(envelopes[s], irreducible=irreducible)
+        else:
+            fits[s] = fit_power_law(pts[compute_col], pts["val_bpb"], n_boot=n_boot, irreducible=irreducible)
     except FitError as exc:
         note(f"{s}: {exc}")
         continue
     n_params = 3 if irreducible else 2
     if len(pts) < 2 * n_params:
         # Resamples of a handful of points repeat the same few fits: the percentile interval comes out too narrow.
-        note(f"{s}: {len(pts)} points for {n_params} parameters; its bootstrap intervals understate the uncertainty")
+        note(f"{s}: {len(pts)} points for {n_params} parameters; its intervals understate the uncertainty")
 
 
 def interval(fit, name, fmt="{:.3g}"):
@@ -113,25 +156,34 @@ def interval(fit, name, fmt="{:.3g}"):
 
 
 summary = pd.DataFrame(
-    [{"series": s, "runs": f.n_points, "E (bpb)": interval(f, "E") if f.irreducible else "0 (fixed)",
+    [{"series": s, "points": f.n_points, "E (bpb)": interval(f, "E") if f.irreducible else "0 (fixed)",
       "A": f"{f.A:.3g}", "alpha": interval(f, "alpha"), "residual (log)": f"{f.residual_scale:.2g}"}
      for s, f in fits.items()]
 )
 print(summary.to_string(index=False) if len(summary) else "no fits")
 
 # %%
-if ready:
+if ready and len(points):
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    styles = plots.series_styles(series_list)
     for s in series_list:
-        style = plots.series_styles(series_list)[s]
+        style = styles[s]
+        if s in envelopes:  # every run of the grid, faint: the valley each optimum comes from (seeds included)
+            grp = scored[scored["series"] == s]
+            ax.scatter(grp[compute_col], grp["val_bpb"], color=style["color"], marker=style["marker"], s=10,
+                       alpha=0.25, zorder=2)
         pts = points[points["series"] == s]
-        ax.scatter(pts[compute_col], pts["val_bpb"], color=style["color"], marker=style["marker"], s=28, zorder=3,
-                   label=style["label"] if s not in fits else None)
+        solid = pts["status"].isin([OK, "single size"])
+        ax.scatter(pts[compute_col][solid], pts["val_bpb"][solid], color=style["color"], marker=style["marker"],
+                   s=30, zorder=4, label=style["label"] if s not in fits else None)
+        ax.scatter(pts[compute_col][~solid], pts["val_bpb"][~solid], facecolors="none", edgecolors=style["color"],
+                   marker=style["marker"], s=30, zorder=4)
+        if "lo" in pts and pts["lo"].notna().any():
+            ax.errorbar(pts[compute_col], pts["val_bpb"], yerr=[pts["val_bpb"] - pts["lo"], pts["hi"] - pts["val_bpb"]],
+                        fmt="none", ecolor=style["color"], elinewidth=1, capsize=2, zorder=3)
         if s not in fits and pts[budget_col].nunique() > 1:
-            cols = list(dict.fromkeys([compute_col, "val_bpb"]))  # the compute may be the budget column itself
-            means = pts.groupby(pts[budget_col].to_numpy())[cols].mean().sort_values(compute_col)
-            ax.plot(means[compute_col], means["val_bpb"], color=style["color"], linestyle=style["linestyle"],
-                    linewidth=1)
+            means = pts.groupby(pts[budget_col].to_numpy())[["val_bpb"]].mean()
+            ax.plot(means.index, means["val_bpb"], color=style["color"], linestyle=style["linestyle"], linewidth=1)
         if s in fits:
             fit = fits[s]
             lo_c, hi_c = fit.C_range
@@ -150,10 +202,46 @@ if ready:
         plots.draw_reference_levels(ax, references)
     else:
         note("no reference_levels in fits.json (aunet analyze computes them when the corpus is available)")
-    plots.finish_axes(ax, title="How does validation loss fall with compute?\n"
-                      "fits L = E + A·C^−α, 95% bootstrap bands, dashed: a decade of extrapolation",
+    what = ("each family at its own best size (isoFLOP vertex) · bars: 95% seed noise\nfaint: every run of the "
+            "grid · hollow: optimum not bracketed · dashed: extrapolated" if envelopes
+            else "one size per budget · dashed: a decade of extrapolation")
+    plots.finish_axes(ax, title="How does validation loss fall with compute?\n" + what,
                       xlabel="training compute C (FLOPs)", ylabel="validation loss (bits per byte)")
     plots.save_figure(fig, output_dir, "scaling_bpb_vs_flops")
+
+# %% [markdown]
+# ## IsoFLOP valleys: loss against model size at each budget
+#
+# One panel per budget: each family's runs (FLOPs per byte on the x axis; every size spends the whole budget) and
+# the parabola whose vertex is its optimum. A family whose valley is still falling at the edge of its grid was not
+# bracketed there.
+
+# %%
+if envelopes:
+    budgets = sorted({p.C for env in envelopes.values() for p in env})
+    fig, axes = plots.panel_grid(len(budgets), 4, (3.6, 3.2))
+    styles = plots.series_styles(series_list)
+    for ax, C in zip(axes, budgets):
+        for s, env in envelopes.items():
+            p = next((q for q in env if abs(q.C / C - 1) < 0.01), None)
+            if p is None:
+                continue
+            style = styles[s]
+            grp = scored[(scored["series"] == s) & ((scored[budget_col] / C - 1).abs() < 0.01)]
+            ax.scatter(grp["flops_per_byte"], grp["val_bpb"], color=style["color"], marker=style["marker"], s=14,
+                       label=style["label"])
+            if np.isfinite(p.coeffs[2]):
+                x = np.linspace(np.log(min(p.sizes)), np.log(max(p.sizes)), 50)
+                c0, c1, c2 = p.coeffs
+                ax.plot(np.exp(x), c0 + c1 * x + c2 * x**2, color=style["color"], linewidth=1)
+            if p.status == OK:
+                ax.scatter([p.size_star], [p.L_star], color=style["color"], marker="*", s=60, zorder=4)
+        ax.set_xscale("log")
+        plots.log_scale_si(ax, "x")
+        plots.finish_axes(ax, title=f"C = {C:.2g} FLOPs", xlabel="FLOPs per byte (model size)",
+                          ylabel="validation bpb", legend=ax is axes[0])
+    fig.suptitle("IsoFLOP valleys: each family's runs at one budget, its parabola, and its optimum (★)")
+    plots.save_figure(fig, output_dir, "isoflop_valleys")
 
 # %% [markdown]
 # ## Learning curves from the runs' `metrics.csv`
@@ -232,6 +320,9 @@ for s in series_list:
 record = {
     "metric": "val_bpb",
     "compute": compute_col,
+    "method": "isoflop envelope" if envelopes else "one size per budget",
+    "envelopes": {s: [p.to_dict() for p in env] for s, env in envelopes.items()},
+    "seed_noise": noise,
     "families": {s: {**f.to_dict(), "series": s, "largest_budget": largest.get(s)} for s, f in fits.items()},
     "gain_vs_bpe": {s: {"C": g.C[::6], "gain": g.gain[::6], "lo": g.lo[::6], "hi": g.hi[::6],
                         "unreachable": g.unreachable[::6]} for s, g in gains.items()},

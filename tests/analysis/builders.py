@@ -184,3 +184,55 @@ def write_minimal_results(root: Path, sweep: str = "minimal") -> Path:
     results = root / "results" / sweep
     _write_csv(results / "runs.csv", rows, ["run_id", "family", "budget_flops", "status", "val_bpb"])
     return results
+
+
+ISOFLOP_NOISE = 0.004  # seed-to-seed std of val bpb in the isoFLOP fixture
+ISOFLOP_CURVATURE = 0.06  # bits per byte per (ln size)^2 around each optimum
+
+
+def write_isoflop_results(root: Path, sweep: str = "isoflop", seed: int = 2) -> Path:
+    """5 families x 4 budgets x 3 sizes (FLOPs per byte 0.5x, 1x, 2x of a grid centred 1.25x off each family's
+    optimum), every size spending the budget; the loss is a parabola in ln size whose vertex lies on the family's
+    law, plus seed noise; seeds 1 and 2 repeat the centre size at the two smallest budgets."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for family in LAWS:
+        for C in BUDGETS:
+            base = _run_row(sweep, family, C, rng)
+            optimum = base["flops_per_byte"]
+            for m in (0.5, 1.0, 2.0):
+                seeds = (0, 1, 2) if m == 1.0 and C <= BUDGETS[1] else (0,)
+                for s in seeds:
+                    size = optimum * m * 1.25
+                    bpb = float(law(family, C) + ISOFLOP_CURVATURE * math.log(size / optimum) ** 2
+                                + rng.normal(0, ISOFLOP_NOISE))
+                    row = _run_row(sweep, family, C, rng, seed=s, bpb=bpb, tag=f"-m{m}")
+                    row.update(flops_per_byte=size, bytes_planned=C / size, bytes_seen=row["flops_spent"] / size)
+                    rows.append(row)
+    results = root / "results" / sweep
+    _write_csv(results / "runs.csv", rows, COLUMNS + [c for c in rows[0] if c not in COLUMNS])
+    return results
+
+
+LR_GRID = tuple(2e-3 * 2.0**i for i in range(6))  # the CPU tuning grid: 6 learning rates a factor 2 apart
+LR_CURVATURE = 0.05  # bits per byte per (ln LR)^2 around the optimum
+
+
+def lr_optimum(family: str, C: float) -> float:
+    return (0.6 if family == "bpe" else 1.2) * (C / 1e19) ** -0.15 * 1e-2
+
+
+def write_lr_grid_results(root: Path, sweep: str = "lrgrid", seed: int = 3) -> Path:
+    """BPE and AU-Net-2 at 2 budgets, the 6 learning rates of ``LR_GRID`` each at one fixed batch; the loss is a
+    parabola in ln LR around ``lr_optimum`` plus 0.2% noise. Returns ``root/results/<sweep>``."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for family in ("bpe", "aunet2"):
+        for C in BUDGETS[:2]:
+            for i, lr in enumerate(LR_GRID):
+                bpb = float(law(family, C) + LR_CURVATURE * math.log(lr / lr_optimum(family, C)) ** 2
+                            + rng.normal(0, 0.002))
+                rows.append(_run_row(sweep, family, C, rng, lr=lr, batch_bytes=4096.0, bpb=bpb, tag=f"-lr{i}"))
+    results = root / "results" / sweep
+    _write_csv(results / "runs.csv", rows, COLUMNS + [c for c in rows[0] if c not in COLUMNS])
+    return results

@@ -6,14 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.analysis.builders import write_minimal_results, write_scaling_results, write_tuning_results
+from tests.analysis.builders import (
+    write_isoflop_results,
+    write_lr_grid_results,
+    write_minimal_results,
+    write_scaling_results,
+    write_tuning_results,
+)
 
 
 @pytest.fixture(scope="session")
 def results_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fake repository root holding results/scaling, results/tuning, results/minimal and results/runs."""
+    """A fake repository root holding results/scaling, results/tuning, results/minimal, results/isoflop and
+    results/runs."""
     root = tmp_path_factory.mktemp("repo")
     write_scaling_results(root)
+    write_isoflop_results(root)
+    write_lr_grid_results(root)
     write_tuning_results(root)
     write_minimal_results(root)
     return root

@@ -8,6 +8,7 @@ the tests below check what each left behind.
 from __future__ import annotations
 
 import json
+import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 
 from aunet.analysis.notebooks import NOTEBOOKS, execute_notebook, notebook_path
-from tests.analysis.builders import BUDGETS, MULTILINGUAL
+from tests.analysis.builders import BUDGETS, ISOFLOP_NOISE, MULTILINGUAL, law, lr_optimum
 
 # Fewer bootstrap resamples than the default: these tests check that the notebooks run, not interval quality.
 FAST = {"n_boot": 30}
@@ -29,7 +30,7 @@ PLOTS = {
     "throughput": ["throughput_vs_size"],
     "multilingual": ["multilingual_bpb_by_language", "multilingual_bpb_vs_flops"],
 }
-JOBS = [*((name, "scaling") for name in NOTEBOOKS), ("hyperparameters", "tuning"),
+JOBS = [*((name, "scaling") for name in NOTEBOOKS), ("hyperparameters", "tuning"), ("scaling", "isoflop"), ("hyperparameters", "lrgrid"),
         *((name, "minimal") for name in NOTEBOOKS)]
 
 
@@ -82,6 +83,21 @@ def test_scaling_notebook_saves_one_fit_per_family_and_the_gains(executed):
     assert sum("4 points for 3 parameters" in n for n in fits["notes"]) == 5
 
 
+def test_scaling_notebook_compares_families_on_their_isoflop_envelopes(executed):
+    run = executed[("scaling", "isoflop")]
+    fits = run.fits("scaling")
+    assert fits["method"] == "isoflop envelope" and set(fits["gain_vs_bpe"]) == {"aunet1", "aunet2", "aunet3", "aunet4"}
+    for family, points in fits["envelopes"].items():
+        assert [p["status"] for p in points] == ["ok"] * 4 and [p["n_sizes"] for p in points] == [3] * 4
+        for p in points:  # the vertex lands on the family's law within a few times the seed noise
+            assert abs(p["L_star"] - law(family, p["C"])) < 4 * ISOFLOP_NOISE, (family, p)
+            assert p["L_interval"][0] < p["L_star"] < p["L_interval"][1]
+        assert 0.3 * ISOFLOP_NOISE < fits["seed_noise"][family] < 3 * ISOFLOP_NOISE
+        assert fits["families"][family]["n_points"] == 4 and fits["families"][family]["n_boot"] > 20
+    for ext in ("png", "svg"):
+        assert (run.out / "plots" / f"isoflop_valleys.{ext}").stat().st_size > 1000
+
+
 def test_downstream_notebook_uses_the_headline_metric_of_each_task(executed):
     text = executed[("downstream", "scaling")].text
     for col in ("hellaswag.acc_norm", "arc_easy.acc_norm", "arc_challenge.acc_norm", "mmlu.acc"):
@@ -102,6 +118,19 @@ def test_hyperparameters_notebook_fits_laws_on_a_tuning_sweep(executed):
         assert set(laws) == {"lr", "batch_bytes"}
         assert laws["lr"]["a"] < 0 and laws["lr"]["n_points"] < laws["lr"]["n_runs"] == 45
     assert record["paper"]["bpe"]["batch_bytes"][0] == pytest.approx(29.9 * 4.4)  # tokens -> bytes
+
+
+def test_hyperparameters_notebook_draws_each_familys_lr_valleys(executed):
+    run = executed[("hyperparameters", "lrgrid")]
+    record = run.fits("hyperparameters")
+    assert set(record["lr_valleys"]) == {"bpe", "aunet2"}
+    for family, valleys in record["lr_valleys"].items():
+        for v in valleys:
+            assert v["status"] == "ok" and abs(math.log(v["lr_star"] / lr_optimum(family, v["C"]))) < 0.2, v
+            assert v["cost_2x"] == pytest.approx(0.05 * math.log(2) ** 2, rel=0.3)
+    # The batch was fixed: only the LR gets a law.
+    assert all(set(laws) == {"lr"} for laws in record["laws"].values())
+    assert (run.out / "plots" / "lr_valleys.png").stat().st_size > 1000
 
 
 def test_multilingual_notebook_tables_every_language_at_the_largest_budget(executed, scaling_results):

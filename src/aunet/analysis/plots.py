@@ -112,6 +112,18 @@ def log_scale_si(ax: Axes, axis: str = "x") -> None:
     target.set_minor_formatter(NullFormatter())
 
 
+def log_scale_plain(ax: Axes, axis: str = "x") -> None:
+    """Log scale on ``axis`` with ticks at 1, 2, 5 x 10^k labelled as plain numbers (``0.002``, ``0.01``): for
+    quantities such as learning rates, where an SI prefix would read oddly and the default labels collide."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    getattr(ax, f"set_{axis}scale")("log")
+    target = getattr(ax, f"{axis}axis")
+    target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
 def save_figure(fig: Figure, output_dir: str | Path, name: str) -> list[Path]:
     """Write ``output_dir/plots/<name>.png`` (150 dpi) and ``.svg``; returns both paths and closes the figure."""
     folder = Path(output_dir) / "plots"
