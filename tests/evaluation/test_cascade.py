@@ -38,17 +38,22 @@ def full_logits(model: AUNet, data: bytes) -> torch.Tensor:
         return model(tokens, levels, use_caps=False)[0]
 
 
+def teacher_forced(stages: int, mode: str, n_bytes: int) -> tuple[AUNet, torch.Tensor, list[int], list[int]]:
+    """A random float64 AU-Net, the uncapped full-forward logits over BOS + ``n_bytes`` of real text, and that
+    text's tokens and levels (BOS first, at the top level)."""
+    torch.manual_seed(stages)
+    model = AUNet(cascade_config(stages, mode)).double().eval()
+    data = (SAMPLE * 2).encode()[:n_bytes]
+    lv = compute_levels(data, model.config.splits) if stages > 1 else np.zeros(len(data), dtype=np.uint8)
+    return model, full_logits(model, data), [256, *data], [stages - 1, *lv.tolist()]
+
+
 @pytest.mark.parametrize("stages", [1, 2, 3, 4])
 @pytest.mark.parametrize("mode", MODES)
 def test_cascade_in_chunks_equals_full_forward(stages, mode):
     """Teacher-forced real text with many boundaries, fed in chunks of 1 to 7 bytes after a prefill."""
-    torch.manual_seed(stages)
-    model = AUNet(cascade_config(stages, mode)).double().eval()
-    data = (SAMPLE * 2).encode()[:230]
-    reference = full_logits(model, data)
-    lv = compute_levels(data, model.config.splits) if stages > 1 else np.zeros(len(data), dtype=np.uint8)
-    tokens = torch.tensor([256, *data])
-    levels = torch.tensor([stages - 1, *lv.tolist()])
+    model, reference, token_list, level_list = teacher_forced(stages, mode, 230)
+    tokens, levels = torch.tensor(token_list), torch.tensor(level_list)
     state = AUNetCascade(model)
     rng = np.random.default_rng(stages)
     pos, outs = 0, []
@@ -68,13 +73,7 @@ def test_cascade_in_chunks_equals_full_forward(stages, mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_cascade_steps_of_one_byte_equal_full_forward(stages, mode):
     """step() (host-integer levels, the generation path) after a prefill equals the full forward at every byte."""
-    torch.manual_seed(stages)
-    model = AUNet(cascade_config(stages, mode)).double().eval()
-    data = (SAMPLE * 2).encode()[:200]
-    reference = full_logits(model, data)
-    lv = compute_levels(data, model.config.splits) if stages > 1 else np.zeros(len(data), dtype=np.uint8)
-    tokens = [256, *data]
-    levels = [stages - 1, *lv.tolist()]
+    model, reference, tokens, levels = teacher_forced(stages, mode, 200)
     state = AUNetCascade(model)
     got = [state.extend(torch.tensor(tokens[:30]), torch.tensor(levels[:30]))]
     got += [state.step(t, lv)[None] for t, lv in zip(tokens[30:], levels[30:])]

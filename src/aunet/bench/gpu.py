@@ -114,6 +114,7 @@ def byte_batches(config: AUNetConfig, text: bytes, micro_batch: int, count: int,
                  device: torch.device) -> list[dict[str, torch.Tensor]]:
     """``count`` AU-Net batches of real text, ``tokens`` and ``levels`` ``[micro_batch, seq_len + 1]``, packed by the
     training pipeline's encoder (the text is cycled when it is shorter than the batches need)."""
+    from aunet.bench.suite import stack_windows
     from aunet.data.packing import ByteEncoder, pack
 
     encoder = ByteEncoder(config.splits)
@@ -123,15 +124,7 @@ def byte_batches(config: AUNetConfig, text: bytes, micro_batch: int, count: int,
         while True:
             yield from (encoder.encode(d) for d in documents)
 
-    windows = pack(cycled(), config.seq_len + 1, encoder.top_level)
-    out = []
-    for _ in range(count):
-        chunk = [next(windows) for _ in range(micro_batch)]
-        item = {"tokens": torch.from_numpy(np.stack([t for t, _ in chunk])).to(device)}
-        if chunk[0][1] is not None:
-            item["levels"] = torch.from_numpy(np.stack([lv for _, lv in chunk])).long().to(device)
-        out.append(item)
-    return out
+    return stack_windows(pack(cycled(), config.seq_len + 1, encoder.top_level), micro_batch, count, device)
 
 
 def token_batches(vocab_size: int, seq_len: int, micro_batch: int, count: int, device: torch.device,

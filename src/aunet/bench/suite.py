@@ -102,6 +102,12 @@ def _batches(config, tokenizer, documents: list[bytes], batch: int, n: int, devi
 
     encoder = ByteEncoder(config.splits) if isinstance(config, AUNetConfig) else TokenizerEncoder(tokenizer)
     windows = pack((encoder.encode(d) for d in documents), config.seq_len + 1, getattr(encoder, "top_level", None))
+    return stack_windows(windows, batch, n, device)
+
+
+def stack_windows(windows: Iterator, batch: int, n: int, device: torch.device) -> list[dict]:
+    """``n`` batches of ``batch`` packed windows each: ``tokens`` and, where the windows have levels, ``levels``,
+    each ``[batch, window]`` on ``device``."""
     out = []
     for _ in range(n):
         chunk = [next(windows) for _ in range(batch)]

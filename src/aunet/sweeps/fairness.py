@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -134,18 +134,23 @@ def _caps_key(model: AUNetConfig) -> str:
     return f"{','.join(model.splits)}|{','.join(map(str, model.caps))}"
 
 
+def _multi_stage_aunets(plan: Any) -> Iterator[tuple[Any, AUNetConfig, str]]:
+    """``(run, model, caps key)`` for the first run of each distinct (splits, caps) among the plan's AU-Nets with
+    several stages."""
+    seen: set[str] = set()
+    for run in plan.runs:
+        model = run.config.model
+        if isinstance(model, AUNetConfig) and model.n_stages > 1 and _caps_key(model) not in seen:
+            seen.add(_caps_key(model))
+            yield run, model, _caps_key(model)
+
+
 def measure_caps(plan: Any, documents: list[bytes]) -> dict[str, CapStats]:
     """:class:`CapStats` of every distinct (splits, caps) of the plan's AU-Nets with several stages, measured on
     ``documents`` (a sample of the training split)."""
     table: dict[str, CapStats] = {}
     counts_by_splits: dict[tuple[str, int], np.ndarray] = {}
-    for run in plan.runs:
-        model = run.config.model
-        if not isinstance(model, AUNetConfig) or model.n_stages < 2:
-            continue
-        key = _caps_key(model)
-        if key in table:
-            continue
+    for _, model, key in _multi_stage_aunets(plan):
         splits_key = (",".join(model.splits), model.caps[0])
         if splits_key not in counts_by_splits:
             counts_by_splits[splits_key] = boundary_counts(documents, list(model.splits), model.caps[0])
@@ -157,15 +162,7 @@ def check_caps(plan: Any, cap_table: dict[str, CapStats], max_truncation: float)
     """Refuse caps that truncate more than ``max_truncation`` of the training sequences at any transition (one
     ConfigError naming the family, the stage and caps that would do); return warnings for heavy padding."""
     warnings = []
-    seen: set[str] = set()
-    for run in plan.runs:
-        model = run.config.model
-        if not isinstance(model, AUNetConfig) or model.n_stages < 2:
-            continue
-        key = _caps_key(model)
-        if key in seen:
-            continue
-        seen.add(key)
+    for run, model, key in _multi_stage_aunets(plan):
         stats = cap_table[key]
         for i, share in enumerate(stats.truncated):
             if share > max_truncation:
