@@ -63,3 +63,43 @@ def test_tuning_recovers_a_known_lr_law(tune_file, data_dir, tmp_path, monkeypat
     calls = []
     tune_sweep(spec, train_fn=lambda *a, **k: calls.append(1) or train(*a, **k))
     assert not calls
+
+
+def test_an_lr_grid_is_trained_once_per_point_and_widening_it_trains_only_the_new_points(tmp_path, data_dir,
+                                                                                         monkeypatch):
+    from aunet.analysis.hyperparameters import fit_tuning_laws
+    from aunet.sweeps.tune import lr_grid
+
+    path = write_sweep(tmp_path, name="grid-micro", budgets=[2.0e9, 2.0e10], hparams={},
+                       tune={"trials": 5, "lr": [1.0e-3, 1.6e-2], "batch_bytes": 512, "sampler": "grid",
+                             "prune": False, "fit": "parabola"})
+    spec = load_sweep(path)
+    assert lr_grid(spec.tune) == [0.001, 0.002, 0.004, 0.008, 0.016]
+    trained = []
+
+    def train(config, run_dir, resume, callbacks=()):
+        steps, lr = config.train.max_steps, config.train.lr
+        trained.append((config.model.family, lr, config.train.batch_size))
+        optimum = 4e-3 if steps > 150 else 6e-3  # the larger budget (276 steps, not 87) wants a smaller LR
+        bpb = 2.0 + 0.05 * math.log(lr / optimum) ** 2
+        return {"val_bpb": bpb, "val_loss": bpb, "flops_spent": 1.0, "bytes_seen": 1.0}
+
+    table = tune_sweep(spec, train_fn=train)
+    assert len(trained) == 2 * 2 * 5 and {b for _, _, b in trained} <= {1, 2, 8, 16}  # fixed batch: 512 bytes
+    import pandas as pd
+
+    runs = pd.read_csv(table)
+    by_family = {f: {c: g[c].to_numpy(float) for c in ("budget_flops", "lr", "batch_bytes", "val_bpb")}
+                 for f, g in runs.groupby("family")}
+    laws = fit_tuning_laws(by_family, method="parabola", fixed_batch=512)
+    for family in ("bpe", "aunet2"):
+        lr = laws[family]["lr"]
+        assert lr["coefficient"] * 2e9 ** lr["exponent"] == pytest.approx(6e-3, rel=1e-6)
+        assert laws[family]["batch_bytes"]["exponent"] == 0.0
+    # Widened by one factor 2: only 0.032 is new, for each family and budget.
+    trained.clear()
+    wider = load_sweep(write_sweep(tmp_path, name="grid-micro", budgets=[2.0e9, 2.0e10], hparams={},
+                                   tune={"trials": 6, "lr": [1.0e-3, 3.2e-2], "batch_bytes": 512,
+                                         "sampler": "grid", "prune": False, "fit": "parabola"}))
+    tune_sweep(wider, train_fn=train)
+    assert sorted(lr for _, lr, _ in trained) == [0.032] * 4

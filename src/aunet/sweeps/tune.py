@@ -45,16 +45,25 @@ class StepPruning(L.Callback):
 
 
 def lr_grid(tune) -> list[float]:
-    """``tune.trials`` learning rates spaced evenly in log between the ends of ``tune.lr``."""
+    """``tune.trials`` learning rates spaced evenly in log between the ends of ``tune.lr``, rounded to 12
+    significant digits (so a grid widened later, with the same spacing, meets the old points again)."""
     lo, hi = tune.lr
     if tune.trials == 1:
-        return [math.sqrt(lo * hi)]
-    return [lo * (hi / lo) ** (i / (tune.trials - 1)) for i in range(tune.trials)]
+        return [float(f"{math.sqrt(lo * hi):.12g}")]
+    return [float(f"{lo * (hi / lo) ** (i / (tune.trials - 1)):.12g}") for i in range(tune.trials)]
+
+
+def _missing_grid_values(study: optuna.Study, grid: list[float]) -> list[float]:
+    """Grid learning rates without a finished trial (complete, pruned, or failed: a diverged run diverges again): a
+    point of an earlier, narrower grid counts when it equals one of ``grid`` to rounding."""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    done = [t.params["lr"] for t in study.get_trials(deepcopy=False, states=states) if "lr" in t.params]
+    return [v for v in grid if not any(abs(d / v - 1) < 1e-9 for d in done)]
 
 
 def _sampler(kind: str, seed: int, tune=None) -> optuna.samplers.BaseSampler:
-    if kind == "grid":
-        return optuna.samplers.GridSampler({"lr": lr_grid(tune)}, seed=seed)
+    if kind == "grid":  # the grid points are enqueued one by one (tune_sweep); nothing is sampled
+        return optuna.samplers.RandomSampler(seed=seed)
     if kind == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, scramble=True)
     if kind == "tpe":
@@ -82,9 +91,14 @@ def tune_sweep(spec: SweepSpec, train_fn: TrainFn | None = None, storage_url: st
                                     pruner=optuna.pruners.MedianPruner(n_startup_trials=3) if tune.prune
                                     else optuna.pruners.NopPruner())
         objective = _objective(run, plan.runs_dir, tune, train_fn, rows)
-        done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-        while len(study.get_trials(deepcopy=False, states=done)) < tune.trials:
-            study.optimize(objective, n_trials=1, catch=(Exception,))
+        if tune.sampler == "grid":
+            for value in _missing_grid_values(study, lr_grid(tune)):
+                study.enqueue_trial({"lr": value})
+                study.optimize(objective, n_trials=1, catch=(Exception,))
+        else:
+            done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+            while len(study.get_trials(deepcopy=False, states=done)) < tune.trials:
+                study.optimize(objective, n_trials=1, catch=(Exception,))
         rows.extend(_trial_rows(study, run))
     unique = {r["run_id"]: r for r in rows}
     return write_table(sweep_dir, sorted(unique.values(), key=lambda r: (r["family"], r["budget_flops"], r["lr"])))
