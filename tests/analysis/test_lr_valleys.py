@@ -69,3 +69,21 @@ def test_laws_file_has_a_constant_batch_law_and_names_failures():
     assert laws["aunet2"]["batch_bytes"] == {"coefficient": 4096.0, "exponent": 0.0, "fit": {"fixed": True}}
     assert laws["aunet2"]["lr"]["exponent"] == pytest.approx(-0.1, abs=1e-8)
     assert "bpe" not in laws and "grid" in laws["errors"]["bpe"]
+
+
+def test_a_shared_exponent_rests_on_every_family_and_rescues_a_family_with_one_usable_budget():
+    from aunet.analysis.hyperparameters import fit_lr_laws_shared_exponent
+
+    C = np.repeat([1e11, 1e12, 1e13], len(GRID))
+    lr = np.tile(GRID, 3)
+    truth = {"bpe": 0.5, "aunet2": 1.0, "aunet4": 0.8}  # k per family, a = -0.15 shared
+    rows = {f: (C, lr, valley_loss(lr, k * C**-0.15)) for f, k in truth.items()}
+    # aunet4's smallest budget has its optimum above the grid: only 2 of its 3 budgets are usable
+    rows["aunet4"] = (C, lr, np.where(C < 5e11, valley_loss(lr, 1.0), valley_loss(lr, 0.8 * C**-0.15)))
+    laws, errors = fit_lr_laws_shared_exponent(rows)
+    assert not errors
+    for family, k in truth.items():
+        assert laws[family].a == pytest.approx(-0.15, abs=1e-8) and laws[family].k == pytest.approx(k, rel=1e-6)
+    file = fit_tuning_laws({f: {"budget_flops": c, "lr": x, "batch_bytes": np.full(len(c), 4096.0), "val_bpb": y}
+                            for f, (c, x, y) in rows.items()}, method="parabola_shared", fixed_batch=4096)
+    assert {f: round(law["lr"]["exponent"], 6) for f, law in file.items()} == {f: -0.15 for f in truth}

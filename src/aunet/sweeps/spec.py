@@ -136,8 +136,9 @@ class TuneSpec:
     clearest picture of loss against LR when the batch is fixed). A single ``batch_bytes`` number fixes the batch
     (its law is then that constant). With ``prune``, runs whose validation loss lags the median of earlier trials at
     the same step are stopped. Laws are fitted per family (and per model family, pooled): from the vertex of a
-    parabola of loss in log LR at each budget (``fit: parabola``), or on the runs within ``tolerance`` (relative) of
-    each budget's best validation bits per byte (``fit: near_best``, the paper's rule).
+    parabola of loss in log LR at each budget (``fit: parabola``; ``parabola_shared``: one exponent for every family,
+    per-family coefficients), or on the runs within ``tolerance`` (relative) of each budget's best validation bits
+    per byte (``fit: near_best``, the paper's rule).
     """
 
     trials: int = 8
@@ -167,8 +168,8 @@ class TuneSpec:
             raise ConfigError("tune.sampler", f"expected qmc, tpe, random or grid, got {excerpt(self.sampler)}")
         if self.sampler == "grid" and self.fixed_batch is None:
             raise ConfigError("tune.sampler", "grid searches the LR only: give one batch_bytes number")
-        if self.fit not in ("near_best", "parabola"):
-            raise ConfigError("tune.fit", f"expected near_best or parabola, got {excerpt(self.fit)}")
+        if self.fit not in ("near_best", "parabola", "parabola_shared"):
+            raise ConfigError("tune.fit", f"expected near_best, parabola or parabola_shared, got {excerpt(self.fit)}")
 
 
 @dataclass
