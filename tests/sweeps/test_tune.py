@@ -53,7 +53,7 @@ def test_tuning_recovers_a_known_lr_law(tune_file, data_dir, tmp_path, monkeypat
     import pandas as pd
 
     runs = pd.read_csv(table)
-    assert len(runs) == 96 and set(runs["status"]) == {"complete"}
+    assert len(runs) == 96 and set(runs["status"]) == {"finished"}
 
     from aunet.analysis.hyperparameters import fit_hyperparameter_law
 

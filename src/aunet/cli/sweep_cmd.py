@@ -286,7 +286,7 @@ def run_tune(args: argparse.Namespace) -> int:
         raise ConfigError("tune", f"{args.sweep} has no tune section (trials, lr, batch_bytes ranges)")
     table = tune_sweep(spec, storage_url=args.storage)
     runs = pd.read_csv(table)
-    done = runs[runs["status"] == "complete"]
+    done = runs[runs["status"] == "finished"]
     columns = ("budget_flops", "lr", "batch_bytes", "val_bpb")
     by_family = {str(f): {c: g[c].to_numpy(float) for c in columns} for f, g in done.groupby("family")}
     options = dict(method=spec.tune.fit, tolerance=spec.tune.tolerance, fixed_batch=spec.tune.fixed_batch)

@@ -130,6 +130,10 @@ def _objective(run, runs_dir: Path, tune, train_fn: TrainFn, rows: list) -> Call
     return objective
 
 
+# The tuning table speaks the sweep tables' language: a completed trial is a finished run.
+TRIAL_STATUS = {optuna.trial.TrialState.COMPLETE: "finished", optuna.trial.TrialState.PRUNED: "pruned"}
+
+
 def _trial_rows(study: optuna.Study, run) -> list[dict[str, Any]]:
     seq_bytes = run.batch_bytes / run.batch_size
     report = flops_report(run.config.model)
@@ -140,7 +144,7 @@ def _trial_rows(study: optuna.Study, run) -> list[dict[str, Any]]:
         batch = t.user_attrs["batch_size"]
         rows.append({
             "run_id": t.user_attrs["run_id"], "sweep": run.sweep, "family": run.family, "variant": run.variant,
-            "budget_flops": run.budget_flops, "seed": run.seed, "status": t.state.name.lower(),
+            "budget_flops": run.budget_flops, "seed": run.seed, "status": TRIAL_STATUS.get(t.state, "failed"),
             "params": report.params, "flops_per_unit": report.flops_per_unit, "unit": report.unit,
             "flops_per_byte": run.flops_per_byte, "bytes_planned": run.bytes, "steps": t.user_attrs["steps"],
             "batch_size": batch, "batch_bytes": batch * seq_bytes, "lr": t.params.get("lr"),
