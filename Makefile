@@ -28,7 +28,8 @@ DEMO_DIR ?= build/demo
 help:
 	@echo "make install       create $(VENV) (CPU torch) and install aunet with its test extras"
 	@echo "make test          run the test suite (creates $(VENV) when missing)"
-	@echo "make demo          a compute-matched sweep of BPE and AU-Net-1..4, evaluated and analysed (~10 min)"
+	@echo "make demo          the fair protocol in miniature: plan and fairness table, BPE and AU-Net-1..4 at two"
+	@echo "                   sizes and three budgets each, evaluated and analysed (about 8 min on 2 cores)"
 	@echo "make bench-levels  measure compute_levels throughput on English prose"
 	@echo "make bench-train   training throughput of AU-Net-2 against a FLOPs-matched BPE"
 	@echo "make bench-generation  cascaded AU-Net generation against full recomputation (1k, 4k context)"
@@ -47,6 +48,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
+	$(PY) -m aunet sweep plan sweeps/demo.yaml --no-probe --results $(DEMO_DIR)
 	$(PY) -m aunet sweep run sweeps/demo.yaml --results $(DEMO_DIR)
 	$(PY) -m aunet sweep eval sweeps/demo.yaml --results $(DEMO_DIR)
 	$(PY) -m aunet analyze $(DEMO_DIR)/demo
