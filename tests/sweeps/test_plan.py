@@ -34,7 +34,8 @@ def fixed_hparams(spec):
     return replace(spec, hparams={g: HParams(lr=1e-2, batch_bytes=4096) for g in ("aunet", "bpe")})
 
 
-@pytest.mark.parametrize("sweep, budgets, sizes", [("cpu-study.yaml", 4, 3), ("demo.yaml", 3, 2)])
+@pytest.mark.parametrize("sweep, budgets, sizes", [("cpu-study.yaml", 4, 3), ("demo.yaml", 3, 2),
+                                                   ("gpu-study.yaml", 3, 3)])
 def test_fair_studies_plan_every_family_at_several_sensible_sizes(sweep, budgets, sizes, data_dir):
     import math
 
@@ -51,8 +52,8 @@ def test_fair_studies_plan_every_family_at_several_sensible_sizes(sweep, budgets
             if family != "bpe":  # every stage two heads wide, widths growing, layers on both sides
                 assert all(d >= 2 * h for d, h in zip(model.dims, model.head_dims)), model.dims
                 assert list(model.dims) == sorted(model.dims) and min(model.layers) >= 1, (model.dims, model.layers)
-    if sweep == "cpu-study.yaml":  # three seeds of every family's centre size at the two smallest budgets
-        assert math.log10(max(spec.budgets) / min(spec.budgets)) >= 1.5
+    if sweep != "demo.yaml":  # three seeds of every family's centre size at the two smallest budgets
+        assert sweep != "cpu-study.yaml" or math.log10(max(spec.budgets) / min(spec.budgets)) >= 1.5
         for budget in sorted(spec.budgets)[:2]:
             for family in ("bpe", "aunet4"):
                 seeds = {r.seed for r in plan.runs if r.family == family and r.budget_flops == budget
@@ -207,3 +208,22 @@ def test_extra_seeds_repeat_only_the_named_budgets():
     seeds = {key: sorted(r.seed for r in runs)
              for key, runs in _by(plan_sweep(spec, measure=False), "family", "budget_flops").items()}
     assert seeds[("bpe", 1.0e9)] == [0, 1, 2] and seeds[("aunet2", 3.0e9)] == [0]
+
+
+def test_plan_estimates_time_from_a_recorded_gpu_check(tmp_path, data_dir, capsys):
+    rates = {"bpe": 2e14, "aunet2": 1e14, "aunet3": 5e13, "bpe-eager-loss": 1e12}
+    check = tmp_path / "bench-gpu-check-cuda.json"
+    check.write_text(json.dumps({"device_name": "NVIDIA H200", "train": {f: {"flops_per_s": r}
+                                                                          for f, r in rates.items()}}))
+    path = write_sweep(tmp_path)
+    assert main(["sweep", "plan", str(path), "--throughput", str(check), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    for row in rows:  # BPE at BPE's rate; AU-Net-2 at its own
+        assert row["est_time_s"] == pytest.approx(row["planned_flops"] / rates[row["family"]])
+        assert "NVIDIA H200" in row["est_time_source"] and "lower bound" in row["est_time_source"]
+    from aunet.sweeps.plan import _nearest_family_rate
+
+    assert _nearest_family_rate(rates, "aunet4") == 5e13 and _nearest_family_rate(rates, "aunet1") == 1e14
+    check.write_text(json.dumps({"device_name": "x"}))
+    assert main(["sweep", "plan", str(path), "--throughput", str(check)]) == 2
+    assert "no training FLOP rates" in capsys.readouterr().err

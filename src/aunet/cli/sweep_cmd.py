@@ -23,6 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--plot", nargs="?", const="", metavar="PNG", help="draw budget vs size per family "
                       "(default: results/<sweep>/plan.png)")
     plan.add_argument("--no-probe", action="store_true", help="skip the throughput probe (no time estimates)")
+    plan.add_argument("--throughput", metavar="JSON",
+                      help="estimate run times from a recorded GPU check (benchmarks/bench-gpu-check-cuda.json) "
+                           "instead of probing this machine")
     plan.add_argument("--suggest-caps", action="store_true",
                       help="print each AU-Net family's measured boundary counts and caps at their 99th percentile")
     plan.add_argument("--results", metavar="DIR", help="results root instead of the sweep's results_dir "
@@ -127,7 +130,12 @@ def run_plan(args: argparse.Namespace) -> int:
     from aunet.sweeps.plan import plan_sweep
 
     plan = plan_sweep(spec, measure=spec.bytes_per_token is None or _corpus_readable(spec))
-    if not args.no_probe:
+    if args.throughput:
+        from aunet.sweeps.plan import gpu_check_rates
+
+        rates, label = gpu_check_rates(args.throughput)
+        estimate_times(plan, measured=rates, measured_label=label)
+    elif not args.no_probe:
         estimate_times(plan)
     fairness = {row["run_id"] + f"/{row['seed']}": row for row in plan.fairness()}
     if args.json:
@@ -147,7 +155,9 @@ def run_plan(args: argparse.Namespace) -> int:
         total = sum(r.est_time_s or 0 for r in plan.runs)
         k = ", ".join(f"{f} {v:.2f}" for f, v in plan.bytes_per_token.items() if v != 1.0)
         print(f"\n{len(plan.runs)} runs, {sum(r.planned_flops for r in plan.runs):.3g} FLOPs"
-              + (f", about {_fmt_time(total)} here" if total else "") + (f"; bytes per token: {k}" if k else ""))
+              + (f", about {_fmt_time(total)} " + ("here" if not args.throughput else
+                                                       f"at the {plan.runs[0].est_time_source}") if total else "")
+              + (f"; bytes per token: {k}" if k else ""))
         print("\n" + _fairness_table(plan, fairness))
     if args.suggest_caps:
         _print_caps(plan)

@@ -59,6 +59,7 @@ class PlannedRun:
     hparams_source: str
     planned_flops: float
     est_time_s: float | None = None
+    est_time_source: str = ""
     grid_shift: float = 1.0
     warnings: list[str] = field(default_factory=list)
 
@@ -279,25 +280,64 @@ def _planned(spec, family, variant, budget, seed, multiplier, sized, target, ste
     )
 
 
-def estimate_times(plan: Plan, max_probe_flops: float = 3e11) -> None:
-    """Fill ``est_time_s``: a short measured probe of each model at its batch where that is cheap, otherwise the
-    machine's dense-matmul rate at an assumed 40% utilisation (marked by ``est_time_source``)."""
+def estimate_times(plan: Plan, max_probe_flops: float = 3e11, measured: dict[str, float] | None = None,
+                   measured_label: str = "") -> None:
+    """Fill ``est_time_s`` and ``est_time_source``: from ``measured`` FLOP rates per family when given (a recorded
+    GPU check, :func:`gpu_check_rates`), else a short measured probe of each model at its batch where that is cheap,
+    else the machine's dense-matmul rate at an assumed 40% utilisation."""
     from aunet.models import build_model
 
-    rates: dict[str, float] = {}
+    rates: dict[str, tuple[float, str]] = {}
     matmul = None
     for run in plan.runs:
+        if measured:
+            rate = _nearest_family_rate(measured, run.family)
+            run.est_time_s, run.est_time_source = run.planned_flops / rate, measured_label
+            continue
         report = flops_report(run.config.model)
         per_step = report.flops_per_unit * report.seq_len * run.batch_size
         key = json_key(run.config.model.to_dict(), run.batch_size)
         if key not in rates:
             if per_step <= max_probe_flops:
-                rates[key] = _probe_flops_per_s(build_model(run.config.model), run.config.model, run.batch_size)
+                rates[key] = (_probe_flops_per_s(build_model(run.config.model), run.config.model, run.batch_size),
+                              "probe")
             else:
                 if matmul is None:
                     matmul = _matmul_rate()
-                rates[key] = 0.4 * matmul
-        run.est_time_s = run.planned_flops / rates[key]
+                rates[key] = (0.4 * matmul, "dense matmul at 40%")
+        rate, source = rates[key]
+        run.est_time_s, run.est_time_source = run.planned_flops / rate, source
+
+
+def _nearest_family_rate(measured: dict[str, float], family: str) -> float:
+    """The measured rate of ``family``, else of the measured AU-Net with the nearest number of stages (BPE: BPE's)."""
+    if family in measured:
+        return measured[family]
+    stages = int(family[5:]) if family.startswith("aunet") and family[5:].isdigit() else None
+    aunets = {int(f[5:]): r for f, r in measured.items() if f.startswith("aunet") and f[5:].isdigit()}
+    if stages is not None and aunets:
+        return aunets[min(aunets, key=lambda n: (abs(n - stages), n))]
+    if "bpe" in measured:
+        return measured["bpe"]
+    return min(measured.values())
+
+
+def gpu_check_rates(path: str | Path) -> tuple[dict[str, float], str]:
+    """Training FLOP rates per family recorded by the GPU check (``benchmarks/bench-gpu-check-*.json``, from
+    ``python -m aunet.bench.gpu --record``), and a label naming the device and that they are a lower bound: they were
+    measured on the 1e19-rung models, and smaller models use a GPU less well."""
+    from aunet.errors import UserError
+    from aunet.io import read_json
+
+    data = read_json(Path(path), "pass a file written by python -m aunet.bench.gpu --record")
+    train = data.get("train") if isinstance(data, dict) else None
+    rates = {str(f): float(t["flops_per_s"]) for f, t in (train or {}).items()
+             if isinstance(t, dict) and isinstance(t.get("flops_per_s"), (int, float)) and t["flops_per_s"] > 0
+             and not str(f).endswith("-eager-loss")}
+    if not rates:
+        raise UserError(f"{path}: no training FLOP rates; pass a GPU check result (benchmarks/bench-gpu-check-*.json)")
+    device = data.get("device_name", "GPU")
+    return rates, f"{device} rates of the 1e19 rung (a lower bound for smaller models)"
 
 
 def json_key(model: dict, batch: int) -> str:
