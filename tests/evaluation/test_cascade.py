@@ -235,3 +235,19 @@ def test_generated_bytes_are_streamed_as_valid_text():
     assert len(out.data) == 80 and out.stop == "max"
     assert "".join(pieces) == out.text == out.data.decode("utf-8", errors="replace")
     assert any(b >= 0x80 for b in out.data)  # the case under test did occur
+
+
+def test_a_failed_graph_capture_falls_back_to_the_eager_step(monkeypatch):
+    """Graphs cannot run on CPU; a stepper that fails like a failed capture must leave the eager cascade exact."""
+    model, reference, tokens, levels = teacher_forced(3, "multilinear", 120)
+    state = AUNetCascade(model)
+    state.extend(torch.tensor(tokens[:30]), torch.tensor(levels[:30]))
+    state.graphs = True  # as on a GPU
+
+    def failing(self, x):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr("aunet.models.incremental.GraphedStackStep.__call__", failing)
+    with pytest.warns(RuntimeWarning, match="generating eagerly"):
+        got = [state.step(t, lv)[None] for t, lv in zip(tokens[30:], levels[30:])]
+    assert not state.graphs and (torch.cat(got) - reference[30:]).abs().max().item() < TOL

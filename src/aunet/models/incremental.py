@@ -28,6 +28,8 @@ not their arithmetic, set the speed of eager decoding there.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -121,13 +123,22 @@ class AUNetCascade:
         self._steppers: dict[int, GraphedStackStep] = {}
 
     def _stack_step(self, stack: TransformerStack, cache: KVCache, x: Tensor) -> Tensor:
-        """One new position of ``stack``: ``x`` ``[1, 1, D]`` -> ``[1, 1, D]``, from a CUDA graph when enabled."""
-        if not self.graphs:
-            return stack.forward_cached(x, cache)
-        stepper = self._steppers.get(id(cache))
-        if stepper is None:
-            stepper = self._steppers[id(cache)] = GraphedStackStep(stack, cache)
-        return stepper(x)
+        """One new position of ``stack``: ``x`` ``[1, 1, D]`` -> ``[1, 1, D]``, from a CUDA graph when enabled.
+
+        A graph that cannot be captured (a driver or library without graph support for some kernel) turns graphs
+        off for this sequence with a warning: the eager step computes the same thing, and a failed capture leaves the
+        cache as the eager step expects it (only this position's keys written, the length not advanced)."""
+        if self.graphs:
+            stepper = self._steppers.get(id(cache))
+            if stepper is None:
+                stepper = self._steppers[id(cache)] = GraphedStackStep(stack, cache)
+            try:
+                return stepper(x)
+            except RuntimeError as exc:
+                warnings.warn(f"CUDA graph capture failed ({str(exc).splitlines()[0][:200]}); generating eagerly",
+                              RuntimeWarning, stacklevel=2)
+                self.graphs = False
+        return stack.forward_cached(x, cache)
 
     @property
     def graph_captures(self) -> int:
