@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from aunet.data.bpe import BPETokenizer, cached_tokenizer
+from aunet.data.interleave import interleave
 from aunet.data.packing import (
     PAD,
     ByteEncoder,
@@ -38,13 +39,17 @@ def cache_dir() -> Path:
 
 
 class _TrainDocuments:
-    """``epoch -> document bytes`` of the training split (a class, so DataLoader workers can pickle it)."""
+    """``epoch -> document bytes`` of the training split (a class, so DataLoader workers can pickle it), interleaved
+    in pieces when ``piece_bytes`` is set (:mod:`aunet.data.interleave`)."""
 
-    def __init__(self, split: CorpusSplit, seed: int) -> None:
-        self.split, self.seed = split, seed
+    def __init__(self, split: CorpusSplit, seed: int, piece_bytes: int | None = None, pool: int = 64) -> None:
+        self.split, self.seed, self.piece_bytes, self.pool = split, seed, piece_bytes, pool
 
     def __call__(self, epoch: int) -> Iterator[bytes]:
-        return (doc.data for doc in self.split.train_documents(epoch=epoch, seed=self.seed))
+        documents = (doc.data for doc in self.split.train_documents(epoch=epoch, seed=self.seed))
+        if self.piece_bytes is None:
+            return documents
+        return interleave(documents, self.piece_bytes, self.pool, np.random.default_rng([self.seed, epoch, 11]))
 
 
 class _Windows:
@@ -201,8 +206,9 @@ class CorpusDataModule(L.LightningDataModule):
         rank, world = self._rank_world()
         start = getattr(self.trainer.lightning_module, "micro_batches_trained", 0) if self.trainer else 0
         seed = self.run.train.seed
-        windows = _Windows(_TrainDocuments(self.split, seed), self.encoder, self.seq_len, seed,
-                           self.run.data.shuffle_buffer)
+        data = self.run.data
+        documents = _TrainDocuments(self.split, seed, data.interleave_bytes, data.interleave_pool)
+        windows = _Windows(documents, self.encoder, self.seq_len, seed, data.shuffle_buffer)
         dataset = TrainBatches(windows, self.micro_batch, start=start, rank=rank, world_size=world)
         workers = self.run.data.num_workers
         return DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=False,
