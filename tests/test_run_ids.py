@@ -27,7 +27,8 @@ BYTES_PER_TOKEN = 2.5  # any fixed value: the sizes it gives are what is compare
 
 
 def preset_run_ids() -> dict[str, str]:
-    return {name: run_config_from_dict({"model": {"preset": name}, "train": {"budget_flops": 1e12}}).run_id() for name in list_presets()}
+    return {name: run_config_from_dict({"model": {"preset": name}, "train": {"budget_flops": 1e12}}).run_id()
+            for name in list_presets()}
 
 
 def sweep_run_ids(path: Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""One FLOPs formula for both families (paper notes §5; pitfall P13).
+"""One FLOPs formula for both families (P13 in docs/paper-conformance.md).
 
 Training FLOPs per input unit (a byte for AU-Net, a token for BPE) follow the paper's accounting::
 

@@ -14,7 +14,6 @@ from aunet.cli import main
 from aunet.training.run import train
 from tests.training.helpers import tiny_run
 
-
 SENTENCE = "The old ferryman counted 1,024 coins — «très bien», said Ελένη; 東京へ行きます. Ünïcödé\u200b! "
 
 

@@ -85,7 +85,8 @@ def test_both_families_score_the_same_validation_text(tmp_path, data_dir):
         dm.setup("fit")
         tokens = dm.val_set.tokens
         if model is TINY_AUNET:
-            texts["aunet"] = bytes(int(t) for t in np.concatenate([tokens[0, :1], tokens[:, 1:].ravel()]) if 0 <= t < 256)
+            units = np.concatenate([tokens[0, :1], tokens[:, 1:].ravel()])
+            texts["aunet"] = bytes(int(t) for t in units if 0 <= t < 256)
         else:
             ids = np.concatenate([tokens[0, :1], tokens[:, 1:].ravel()])
             texts["bpe"] = dm.tokenizer.decode_bytes([int(t) for t in ids if t >= 0])

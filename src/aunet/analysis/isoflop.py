@@ -95,11 +95,6 @@ class IsoFlopFit:
         C = np.asarray(C, dtype=float)
         return C / (self.flops_per_param_token * self.n_opt(C))
 
-    def n_opt_band(self, C: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile band of ``N*(C)`` over the bootstrap samples at ``C`` (shape ``[n]``)."""
-        C = np.atleast_1d(np.asarray(C, dtype=float))
-        return percentile_interval(self.samples[:, :1] * C[None, :] ** self.samples[:, 1:2], self.level)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "k": self.k, "a": self.a, "k_D": self.k_D, "a_D": self.a_D,

@@ -41,7 +41,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from aunet.flops import flops_report
@@ -326,8 +325,8 @@ def generation_preset(preset: str, text: bytes, contexts: list[int], new_bytes: 
         prompt = text[:n].decode("utf-8", errors="ignore").encode()
         rows.append(measure(loaded, prompt, new_bytes, repeats))
     prompt = text[: contexts[-1]].decode("utf-8", errors="ignore").encode()
-    profile = profile_work(lambda: generate(loaded, prompt, max_new_units=new_bytes, stop_at_eos=False,
-                                            max_prompt=len(prompt) + 1), device)
+    profile = profile_work(lambda model=loaded: generate(model, prompt, max_new_units=new_bytes, stop_at_eos=False,
+                                                         max_prompt=len(prompt) + 1), device)
     profile["per_byte_launches"] = profile["launches"] / new_bytes
     del loaded
     if device.type == "cuda":
@@ -482,14 +481,16 @@ def summary(result: dict[str, Any]) -> str:
     train = result.get("train", {})
     ordered = sorted(train.values(), key=lambda t: (not t["family"].startswith("bpe"), t["family"]))
     if train:
-        lines += ["| preset | loss | params | micro-batch | FLOPs/byte | step | bytes/s | TFLOP/s | of measured matmul | "
-                  "of datasheet | vs BPE (bytes/s) | vs BPE (FLOP/s) | peak memory | first steps (compile) |",
+        lines += ["| preset | loss | params | micro-batch | FLOPs/byte | step | bytes/s | TFLOP/s | "
+                  "of measured matmul | of datasheet | vs BPE (bytes/s) | vs BPE (FLOP/s) | peak memory | "
+                  "first steps (compile) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for t in ordered:
             ds = f"{t['utilization_datasheet']:.0%}" if t.get("utilization_datasheet") else "-"
             mem = f"{t['peak_memory_bytes'] / 2**30:.1f} GiB" if t.get("peak_memory_bytes") else "-"
             lines.append(
-                f"| `{t['preset']}` | {t.get('loss', 'eager')} | {t['params'] / 1e6:.0f} M | {t['micro_batch']} x {t['seq_len']} | "
+                f"| `{t['preset']}` | {t.get('loss', 'eager')} | {t['params'] / 1e6:.0f} M | "
+                f"{t['micro_batch']} x {t['seq_len']} | "
                 f"{t['flops_per_byte']:.3g} | {t['seconds_per_step'] * 1e3:.1f} ms | {t['bytes_per_s']:,.0f} | "
                 f"{t['flops_per_s'] / 1e12:.1f} | {t['utilization_measured']:.0%} | {ds} | "
                 f"{t.get('bytes_per_s_vs_bpe', float('nan')):.2f} | {t.get('flops_per_s_vs_bpe', float('nan')):.2f} | "
@@ -500,7 +501,8 @@ def summary(result: dict[str, Any]) -> str:
         for t in ordered:
             p = t["profile_two_steps"]
             idle = f"{p['idle_share']:.0%}" if p["idle_share"] is not None else "-"
-            lines.append(f"| `{t['preset']}` ({t.get('loss', 'eager')} loss) | {p['shares']['matmul']:.0%} | {p['shares']['attention']:.0%} | "
+            lines.append(f"| `{t['preset']}` ({t.get('loss', 'eager')} loss) | {p['shares']['matmul']:.0%} | "
+                         f"{p['shares']['attention']:.0%} | "
                          f"{p['shares']['other']:.0%} | {idle} | {p['launches'] / 2:.0f} |")
     paper = paper_scale(result)
     if paper:

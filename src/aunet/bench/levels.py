@@ -51,7 +51,8 @@ def measure(documents: list[bytes], rules: list[str], repeats: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aunet.bench.levels", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", nargs="*", default=[], help="text files or folders of .txt (default: Gutenberg books)")
+    parser.add_argument("--data", nargs="*", default=[],
+                        help="text files or folders of .txt (default: Gutenberg books)")
     parser.add_argument("--rules", default="word@1,word@2,word@4", help="comma-separated split rules")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -21,9 +21,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -351,7 +351,7 @@ def eval_requests_per_s(config, device: torch.device, text: bytes, n_requests: i
     for name, batch in (("batched", 32), ("unbatched", 1)):
         scorer = Scorer(loaded, batch_size=batch)
         with torch.no_grad():
-            seconds = _time(lambda: scorer.loglikelihood(pairs), 1, device)
+            seconds = _time(lambda s=scorer: s.loglikelihood(pairs), 1, device)
         rates[f"{name}_requests_per_s"] = n_requests / seconds
     rates["speedup"] = rates["batched_requests_per_s"] / rates["unbatched_requests_per_s"]
     return rates

@@ -11,8 +11,17 @@ import sys
 from typing import Sequence
 
 from aunet import __version__
-from aunet.cli import data_cmd, flops_cmd, presets_cmd, train_cmd, sweep_cmd
-from aunet.cli import analyze_cmd, bench_cmd, eval_cmd, generate_cmd
+from aunet.cli import (
+    analyze_cmd,
+    bench_cmd,
+    data_cmd,
+    eval_cmd,
+    flops_cmd,
+    generate_cmd,
+    presets_cmd,
+    sweep_cmd,
+    train_cmd,
+)
 from aunet.errors import UserError, write_error
 
 COMMANDS = (train_cmd, sweep_cmd, eval_cmd, generate_cmd, analyze_cmd, bench_cmd, flops_cmd, presets_cmd, data_cmd)

@@ -49,7 +49,8 @@ NATIVE, EXTERNAL = "native", "external"
 # Byte classes of the native pre-tokenizer. Bytes >= 0x80 (the pieces of non-ASCII UTF-8 characters) count as
 # letters so that "café" or a run of CJK stays one word instead of being cut between its bytes.
 _WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")
-_LETTERS = frozenset(range(ord("a"), ord("z") + 1)) | frozenset(range(ord("A"), ord("Z") + 1)) | frozenset(range(0x80, 0x100))
+_LETTERS = (frozenset(range(ord("a"), ord("z") + 1)) | frozenset(range(ord("A"), ord("Z") + 1))
+            | frozenset(range(0x80, 0x100)))
 _DIGITS = frozenset(range(ord("0"), ord("9") + 1))
 _PUNCT = frozenset(range(256)) - _WHITESPACE - _LETTERS - _DIGITS  # ASCII punctuation and control bytes
 
@@ -232,7 +233,8 @@ class BPETokenizer:
         return self.encode_batch([data])[0]
 
     def encode_batch(self, docs: Sequence[bytes | str]) -> list[np.ndarray]:
-        """Ids of each document (no specials), encoded in parallel by the Rust batch encoder; shapes ``[num_tokens_i]``."""
+        """Ids of each document (no specials), encoded in parallel by the Rust batch encoder; shapes
+        ``[num_tokens_i]``."""
         raw = [d.encode("utf-8") if isinstance(d, str) else bytes(d) for d in docs]
         if self.kind == NATIVE:
             texts = [bytes_to_mapped(d) for d in raw]
@@ -252,7 +254,8 @@ class BPETokenizer:
     # -- decoding and byte lengths
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        """The bytes of ``ids`` (shape ``[n]``), specials dropped; the exact inverse of ``encode`` for native tokenizers."""
+        """The bytes of ``ids`` (shape ``[n]``), specials dropped; the exact inverse of ``encode`` for native
+        tokenizers."""
         arr = np.asarray(ids if isinstance(ids, np.ndarray) else list(ids), dtype=np.int64).reshape(-1)
         if arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size):
             raise ValueError(f"token ids must lie in 0..{self.vocab_size - 1}")
@@ -360,7 +363,8 @@ class BPETokenizer:
         return cls(_with_byte_ids(hf), kind=NATIVE, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN)
 
     def __repr__(self) -> str:
-        return f"BPETokenizer(kind={self.kind}, vocab_size={self.vocab_size}, exact_byte_lengths={self.exact_byte_lengths})"
+        return (f"BPETokenizer(kind={self.kind}, vocab_size={self.vocab_size}, "
+                f"exact_byte_lengths={self.exact_byte_lengths})")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -433,7 +437,8 @@ def _external_byte_lengths(hf: Tokenizer, vocab: dict[str, int], specials: set[i
     state = json.loads(hf.to_str())
     normalizer = state.get("normalizer")
     byte_level = any(_has_type(state.get(k), "ByteLevel") for k in ("pre_tokenizer", "decoder", "normalizer"))
-    rewrites = (normalizer is not None and not _only_byte_level(normalizer)) or _prefix_space(state.get("pre_tokenizer"))
+    rewrites = ((normalizer is not None and not _only_byte_level(normalizer))
+                or _prefix_space(state.get("pre_tokenizer")))
     size = max(vocab.values()) + 1
     lengths = np.zeros(size, dtype=np.int64)
     added = {idx: tok.content for idx, tok in hf.get_added_tokens_decoder().items()}
@@ -468,7 +473,8 @@ def _tokenizer_file(path: Path) -> Path:
     if path.is_dir():
         file = path / TOKENIZER_FILE
         if not file.is_file():
-            raise DataError(f"{path}: no {TOKENIZER_FILE} in this directory; pass a tokenizer.json or a directory with one")
+            raise DataError(f"{path}: no {TOKENIZER_FILE} in this directory; pass a tokenizer.json or a directory "
+                            "with one")
         return file
     if not path.is_file():
         raise DataError(f"{path}: no such file; pass the path of a tokenizer.json or a directory with one")
@@ -482,9 +488,11 @@ def _read_sidecar(path: Path) -> dict:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise DataError(f"{path}: unreadable tokenizer metadata ({_one_line(err)}); delete it and its directory to retrain") from None
+        raise DataError(f"{path}: unreadable tokenizer metadata ({_one_line(err)}); delete it and its directory to "
+                        "retrain") from None
     if not isinstance(meta, dict) or meta.get("kind") not in (NATIVE, EXTERNAL):
-        raise DataError(f"{path}: not aunet tokenizer metadata (no valid 'kind'); delete it and its directory to retrain")
+        raise DataError(f"{path}: not aunet tokenizer metadata (no valid 'kind'); delete it and its directory to "
+                        "retrain")
     if int(meta.get("version", 0)) > FORMAT_VERSION:
         raise DataError(f"{path}: written by a newer aunet (format {meta.get('version')}); upgrade aunet or retrain")
     return meta

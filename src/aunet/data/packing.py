@@ -4,9 +4,10 @@ Each document becomes ``[BOS] + units + [EOS]``; documents are concatenated into
 ``seq_len + 1`` tokens with a stride of ``seq_len``, so every token of the stream is a prediction target exactly once
 (window ``k`` holds inputs ``k*S .. k*S+S-1`` and targets one position later). For AU-Net, levels travel with the
 bytes: computed once per whole document (append-stable, so identical to what generation computes on prefixes), BOS
-at the top level, EOS at 0, and position 0 of every window forced to the top level (paper notes P3). Training
-windows pass through a seeded shuffle buffer; the whole stream is a deterministic function of the corpus and the
-seed, so a resumed run regenerates it and skips what it has already consumed.
+at the top level, EOS at 0, and position 0 of every window forced to the top level (P3 in
+docs/paper-conformance.md). Training windows pass through a seeded shuffle buffer; the whole stream is a
+deterministic function of the corpus and the seed, so a resumed run regenerates it and skips what it has already
+consumed.
 """
 
 from __future__ import annotations

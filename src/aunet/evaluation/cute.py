@@ -27,7 +27,7 @@ as a benchmark prompt has. ``--num-fewshot`` changes their number (default 4).
 
 Groups: ``cute`` (the 14 tasks, mean over items, so the mean of the tasks at equal sizes) made of ``cute_char``
 (spell, spell_inverse, contains_char, orth, ins_char, del_char, sub_char, swap_char: the AU-Net paper's "char"
-column, notes §9.5) and ``cute_word`` (contains_word, sem, ins_word, del_word, sub_word, swap_word: its "word"
+column) and ``cute_word`` (contains_word, sem, ins_word, del_word, sub_word, swap_word: its "word"
 column); ``cute_rand`` (the 7 variants on random strings). Every group reports each of its tasks.
 """
 

@@ -1,4 +1,4 @@
-"""The Autoregressive U-Net over bytes (paper notes §2 and §4; pitfalls P1-P5, P8-P11).
+"""The Autoregressive U-Net over bytes (P1-P5, P8-P11 in docs/paper-conformance.md).
 
 Contracting path: each non-deepest stage ``i`` runs its encoder over its sequence, keeps the output as the skip,
 and pools the positions selected at transition ``i`` into stage ``i+1``. The deepest stage (trunk) runs over its

@@ -184,7 +184,8 @@ class BPEConfig:
             if value is not None and value < 1:
                 raise ConfigError(key, f"must be a positive integer or null, got {value}")
         if self.dim % self.head_dim:
-            raise ConfigError("head_dim", f"dim={self.dim} is not divisible by head size {self.head_dim}; pick a divisor")
+            raise ConfigError("head_dim",
+                              f"dim={self.dim} is not divisible by head size {self.head_dim}; pick a divisor")
         if self.head_dim % 2:
             raise ConfigError("head_dim", f"head size {self.head_dim} must be even for rotary embeddings")
         if self.rope_theta <= 0 or self.norm_eps <= 0:

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def rotary_tables(seq_len: int, head_dim: int, theta: float, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+def rotary_tables(seq_len: int, head_dim: int, theta: float,
+                  device: torch.device | None = None) -> tuple[Tensor, Tensor]:
     """Rotary tables for positions ``0..seq_len-1``, each ``[S, Dh]`` float32, in the form :func:`apply_rotary` uses:
     ``cos`` repeated over both halves of a head, ``sin`` negated on the first half (pairs are (first half, second
     half) of each head)."""

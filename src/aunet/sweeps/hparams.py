@@ -54,7 +54,8 @@ def hyperparameters(spec, group: str, budget: float, bytes_per_token: float, key
     ``law_key``: the entry of a fitted-law file to read (a family such as ``aunet3`` for per-family laws); default
     ``group``. The paper's laws exist per model family only."""
     if spec is None:
-        raise ConfigError(key, f"no hyperparameters for '{group}'; add hparams.{group} (law: paper, or lr and batch_bytes)")
+        raise ConfigError(key, f"no hyperparameters for '{group}'; add hparams.{group} (law: paper, or lr and "
+                               "batch_bytes)")
     if spec.law is None:
         lr, batch, source = spec.lr, spec.batch_bytes, "fixed"
     elif spec.law == "paper":

@@ -103,9 +103,9 @@ class HParams:
 @dataclass
 class FamilySpec:
     """One family: a ``template`` (sizes found by search), a ``ladder`` (a list of model sections or preset names,
-    the closest is taken; or a mapping budget -> model, fixed per budget) or one fixed ``model``. ``variant`` labels an ablation; ``overrides`` are merged into
-    every model of the family (e.g. ``{upsampling: simple}``). Ablations list several entries of one ``family``
-    with different ``variant`` labels."""
+    the closest is taken; or a mapping budget -> model, fixed per budget) or one fixed ``model``. ``variant`` labels
+    an ablation; ``overrides`` are merged into every model of the family (e.g. ``{upsampling: simple}``). Ablations
+    list several entries of one ``family`` with different ``variant`` labels."""
 
     template: Union[dict, None] = None
     ladder: Union[list, dict, None] = None

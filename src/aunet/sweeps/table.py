@@ -61,7 +61,7 @@ def row_for(planned: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
     row = {k: planned.get(k) for k in COLUMNS if k in planned}
     row.update(status=status, error=error, run_dir=str(run_dir), bytes_planned=planned.get("bytes"),
                dims=json.dumps(model.get("dims", [model.get("dim")])),
-               layers=json.dumps(model.get("layers") if isinstance(model.get("layers"), list) else [model.get("layers")]))
+               layers=json.dumps(model["layers"] if isinstance(model.get("layers"), list) else [model.get("layers")]))
     if status == "finished":
         summary = _read_json(run_dir / "summary.json")
         for key in ("params", "non_embedding_params", "flops_spent", "bytes_seen", "tokens_seen", "bytes_per_token",

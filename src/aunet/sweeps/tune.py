@@ -105,7 +105,6 @@ def tune_sweep(spec: SweepSpec, train_fn: TrainFn | None = None, storage_url: st
 
 
 def _objective(run, runs_dir: Path, tune, train_fn: TrainFn, rows: list) -> Callable[[optuna.Trial], float]:
-    model = run.config.model
     seq_bytes = run.batch_bytes / run.batch_size
 
     def objective(trial: optuna.Trial) -> float:

@@ -122,7 +122,8 @@ class TrainConfig:
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError("train.grad_clip", "must be positive or null")
         if self.batch_size % self.accumulate:
-            raise ConfigError("train.batch_size", f"{self.batch_size} is not divisible by train.accumulate={self.accumulate}")
+            raise ConfigError("train.batch_size",
+                              f"{self.batch_size} is not divisible by train.accumulate={self.accumulate}")
 
 
 @dataclass

@@ -45,10 +45,10 @@ from aunet.training.records import (
     git_commit,
     library_versions,
     merge_metrics,
-    stage_records,
     read_segments,
     record_checkpoint,
     recorded_checkpoint_step,
+    stage_records,
     weights_sha256,
     write_summary,
 )
