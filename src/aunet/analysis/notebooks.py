@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aunet.errors import UserError
+from aunet.io import atomic_write_text
 
 NOTEBOOKS = ("scaling", "downstream", "hyperparameters", "throughput", "multilingual")
 ANALYSIS_DIR_ENV = "AUNET_ANALYSIS_DIR"
@@ -140,7 +141,6 @@ def execute_notebook(
     if save_to is not None:
         saved = Path(save_to)
         saved.parent.mkdir(parents=True, exist_ok=True)
-        from aunet.io import atomic_write_text
 
         atomic_write_text(saved, nbformat.writes(nb))
     return NotebookRun(name=name, saved_to=saved, seconds=seconds, error=error)

@@ -40,7 +40,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aunet.analysis import ngram
+from aunet.data.pipeline import DataPipeline, cache_dir
+from aunet.models import family_of
 from aunet.errors import UserError
+from aunet.training.config import load_run_config
+from aunet.analysis import tables
+from aunet.data.bpe import BPETokenizer
+from aunet.data.packing import validation_texts
+from aunet.analysis.store import to_jsonable
+from aunet.io import atomic_write_json
 
 if TYPE_CHECKING:  # pandas is imported where a table is read, so the CLI can read the constants below cheaply
     import pandas as pd
@@ -77,10 +85,6 @@ class RunData:
 
 
 def _read_run(row: Any, results_dir: Path) -> RunData:
-    from aunet.training.config import load_run_config
-
-    from aunet.analysis import tables
-
     folder = tables.resolve_run_dir(row.run_dir, results_dir)
     if folder is None or not (folder / "config.yaml").is_file():
         raise ReferenceUnavailable(f"run {row.run_id}: no run folder with config.yaml (run_dir {row.run_dir!r}), so "
@@ -90,9 +94,16 @@ def _read_run(row: Any, results_dir: Path) -> RunData:
     return RunData(row.run_id, folder, int(round(row.bytes_seen)), load_run_config(folder / "config.yaml"), summary)
 
 
+def _trains_tokenizer(row: Any, results_dir: Path) -> bool:
+    """Whether the run of ``row`` trained a tokenizer (its config's family says), whose unigram is a reference."""
+    folder = tables.resolve_run_dir(row.run_dir, results_dir)
+    if folder is None or not (folder / "config.yaml").is_file():
+        return False
+    return family_of(load_run_config(folder / "config.yaml").model).needs_tokenizer
+
+
 def largest_run(runs: pd.DataFrame) -> Any:
     """The row of the finished run with the most ``bytes_seen`` (the first listed among ties), or None."""
-    from aunet.analysis import tables
 
     done = tables.finished(runs)
     done = done[done["bytes_seen"].notna() & (done["bytes_seen"] > 0)]
@@ -114,7 +125,6 @@ def matches_runs(record: dict[str, Any], runs: pd.DataFrame) -> bool:
 def select_runs(runs: pd.DataFrame, results_dir: str | Path) -> tuple[RunData, RunData | None]:
     """The run whose training bytes the n-grams are fitted on (finished, most ``bytes_seen``; ties: first listed)
     and the BPE run whose tokenizer the unigram uses (finished BPE run with the most ``bytes_seen``, or None)."""
-    from aunet.analysis import tables
 
     row = largest_run(runs)
     if row is None:
@@ -122,7 +132,7 @@ def select_runs(runs: pd.DataFrame, results_dir: str | Path) -> tuple[RunData, R
     largest = _read_run(row, Path(results_dir))
     done = tables.finished(runs)
     done = done[done["bytes_seen"].notna() & (done["bytes_seen"] > 0)]
-    bpe = done[done["family"] == "bpe"]
+    bpe = done[[_trains_tokenizer(row, Path(results_dir)) for row in done.itertuples(index=False)]]
     bpe_run = _read_run(_most_bytes(bpe), Path(results_dir)) if len(bpe) else None
     return largest, bpe_run
 
@@ -208,10 +218,8 @@ def byte_ngram_levels(train: Sequence[bytes], validation: Sequence[bytes], max_o
             "top_order_discounts": discounts, "method": NGRAM_METHOD}
 
 
-def _data_module(config: Any) -> Any:
-    from aunet.training.datamodule import CorpusDataModule
-
-    return CorpusDataModule(config, micro_batch=1)
+def _run_data(config: Any) -> DataPipeline:
+    return DataPipeline(config.data, config.model, config.train.seed)
 
 
 def _same_data(a: Any, b: Any) -> bool:
@@ -229,14 +237,13 @@ def _check_corpus(module: Any, run: RunData) -> None:
 
 def _bpe_tokenizer(run: RunData) -> tuple[Any, str]:
     """The BPE run's tokenizer and where it came from (its run folder, else the runs' tokenizer cache)."""
-    from aunet.data.bpe import BPETokenizer
 
     if (run.folder / "tokenizer").is_dir():  # saved there by the run itself (not committed: .gitignore)
         return BPETokenizer.load(run.folder / "tokenizer"), f"run folder of {run.run_id}"
-    module = _data_module(run.config)
-    module.prepare_data()
-    module.setup()
-    return module.tokenizer, "the runs' tokenizer cache (AUNET_CACHE_DIR)"
+    data = _run_data(run.config)
+    data.prepare()
+    data.setup()
+    return data.tokenizer, "the runs' tokenizer cache (AUNET_CACHE_DIR)"
 
 
 def sweep_reference_levels(results_dir: str | Path, runs: pd.DataFrame | None = None, *,
@@ -247,16 +254,13 @@ def sweep_reference_levels(results_dir: str | Path, runs: pd.DataFrame | None = 
     :class:`ReferenceUnavailable` (or another :class:`~aunet.errors.UserError`, e.g. a missing data directory) with
     a one-line reason when the levels cannot be computed.
     """
-    from aunet.analysis import tables
-    from aunet.data.packing import validation_texts
-    from aunet.training.datamodule import cache_dir
 
     if not MIN_ORDER <= max_order <= ngram.MAX_ORDER:
         raise ReferenceUnavailable(f"max order {max_order} is outside {MIN_ORDER}..{ngram.MAX_ORDER}")
     results_dir = Path(results_dir)
     runs = tables.read_runs(results_dir) if runs is None else runs
     largest, bpe_run = select_runs(runs, results_dir)
-    module = _data_module(largest.config)
+    module = _run_data(largest.config)
     _check_corpus(module, largest)
     validation = validation_texts((doc.data for doc in module.split.val_documents()), largest.config.data.val_bytes)
     n_val = sum(len(d) for d in validation)
@@ -326,8 +330,6 @@ def _cached_levels(path: Path, use_cache: bool, compute: Any) -> tuple[dict[str,
 
     Only numbers are cached, never which runs they were computed for: two sweeps over the same bytes share them.
     """
-    from aunet.analysis.store import to_jsonable
-    from aunet.io import atomic_write_json
 
     if use_cache and path.is_file():
         try:

@@ -49,10 +49,13 @@ def family_color(family: str) -> str:
     return _COLORS.get(family, _UNKNOWN_COLOR)
 
 
+FIXED_LABELS = {"bpe": "BPE"}
+
+
 def family_label(family: str) -> str:
     """``bpe`` -> ``BPE``, ``aunet2`` -> ``AU-Net-2``; anything else unchanged."""
-    if family == "bpe":
-        return "BPE"
+    if family in FIXED_LABELS:
+        return FIXED_LABELS[family]
     match = re.fullmatch(r"aunet(\d+)", family)
     return f"AU-Net-{match.group(1)}" if match else family
 

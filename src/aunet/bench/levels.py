@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aunet.bench.splits import pin_to_one_core, throughput
 from aunet.paths import data_dir
-from aunet.splitting.measure import pin_to_one_core, throughput
 
 PAPER_GPU_BYTES_PER_S = 225_000  # AU-Net-2 training throughput per H100 (paper Table 2)
 

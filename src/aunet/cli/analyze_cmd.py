@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     from aunet.analysis import tables
     from aunet.analysis.notebooks import execute_notebook
     from aunet.analysis.store import FITS_FILE, read_fits
-    from aunet.cli.format import table
+    from aunet.formatting import table
 
     results_dir = Path(args.results_dir)
     # Flags first, then the results: a bad flag is reported before any file is read or any kernel starts.

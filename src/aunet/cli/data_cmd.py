@@ -42,14 +42,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _size(n: int) -> str:
-    from aunet.cli.format import si
+    from aunet.formatting import si
 
     return f"{si(n)}B" if n else "-"
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from aunet.cli.format import table
     from aunet.data.registry import list_corpora
+    from aunet.formatting import table
 
     rows = list_corpora()
     if args.json:

@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from aunet.evaluation.checkpoint import load_checkpoint
     from aunet.evaluation.evaluate import evaluate_loaded, parse_bpb_args, split_suites
     from aunet.evaluation.tasks import DEFAULT_TASKS, parse_task_data
+    from aunet.sweeps.table import refresh_tables_for_run
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be a positive integer")
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             stderr = result["scores"].get(f"{key}_stderr")
             extra = f"  ± {stderr:.4f}" if stderr is not None else ""
             print(f"{key.ljust(width)}  {value:.4f}{extra}")
+    tables = refresh_tables_for_run(loaded.run_dir) if loaded.run_dir is not None else []
     print(f"wrote {result['eval_dir']} in {result['seconds']:.1f} s"
-          + ("" if result["tables_refreshed"] else " (sweep tables not refreshed)"))
+          + (f"; {len(tables)} sweep table(s) refreshed" if tables else ""))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from aunet.cli.format import si, table
+from aunet.formatting import si, table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +31,7 @@ def _percent(share: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from aunet.flops import flops_report
-    from aunet.models import load_model_config
+    from aunet.models import family_of, load_model_config
 
     config = load_model_config(args.config)
     report = flops_report(config)
@@ -39,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict()))
         return 0
     unit = report.unit
-    kind = f"AU-Net, {len(report.stages)} stage(s)" if report.family == "aunet" else "BPE transformer"
-    print(f"{args.config}  ({kind}; FLOPs counted per {unit})")
+    print(f"{args.config}  ({family_of(config).title}; FLOPs counted per {unit})")
     print(
         f"  parameters       {si(report.params)}  (non-embedding {si(report.non_embedding_params)}, "
         f"embedding {si(report.embedding_params)}, head {si(report.head_params)})"

@@ -76,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
     result = generate(loaded, args.prompt, max_new_bytes=args.max_bytes, temperature=args.temperature,
                       until=args.until, seed=args.seed, cached=not args.no_cache, on_text=show)
     show("\n")
-    print(f"[{result.units} {'bytes' if loaded.is_aunet else 'tokens'}, stop: {result.stop}]", file=sys.stderr)
+    print(f"[{result.units} {loaded.family.unit}s, stop: {result.stop}]", file=sys.stderr)
     return 0

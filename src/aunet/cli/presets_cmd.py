@@ -17,8 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aunet.cli.format import si, table
     from aunet.flops import flops_report
+    from aunet.formatting import si, table
     from aunet.models import load_model_config
     from aunet.presets import list_presets, preset_description
 

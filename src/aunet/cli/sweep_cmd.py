@@ -123,7 +123,7 @@ def _fmt_time(seconds: float | None) -> str:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from aunet.cli.format import si, table
+    from aunet.formatting import si, table
     from aunet.sweeps.plan import estimate_times
 
     spec = _spec(args)
@@ -172,7 +172,7 @@ def run_plan(args: argparse.Namespace) -> int:
 def _fairness_table(plan, fairness: dict) -> str:
     """Per run (first seed only): each stage as width x layers with its share of the FLOPs and units seen per
     parameter, the LR and its source, epochs, and the caps' truncation and padding."""
-    from aunet.cli.format import table
+    from aunet.formatting import table
 
     rows = []
     for run in plan.runs:
@@ -360,7 +360,7 @@ def run_eval(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         scores: dict = {}
         for limit, group in groups.items():
-            scores.update(evaluate_run(run_dir, group, limit=limit, num_fewshot=fewshot, refresh=False)["scores"])
+            scores.update(evaluate_run(run_dir, group, limit=limit, num_fewshot=fewshot)["scores"])
         shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items()) if "stderr" not in k)
         print(f"[{i}/{len(todo)}] {run_dir.name} ({time.perf_counter() - start:.0f}s): {shown}")
     table = refresh_table(sweep_dir)

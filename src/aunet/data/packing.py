@@ -15,76 +15,18 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from aunet.errors import DataError
-from aunet.splitting import compute_levels
-from aunet.tokenizers import ByteTokenizer
+from aunet.tokenizers.encoders import ByteEncoder, DocumentEncoder, TokenizerEncoder, Window
 
-Window = tuple[np.ndarray, "np.ndarray | None"]  # tokens [S+1] int64, levels [S+1] uint8 (AU-Net) or None
+__all__ = ["PAD", "ByteEncoder", "DocumentEncoder", "TokenizerEncoder", "TrainBatches", "ValidationSet", "Window",
+           "pack", "shuffle_buffer", "training_windows", "validation_set", "validation_texts"]
+
 PAD = -1  # padding token in validation windows; never an input, never a target
-
-
-class DocumentEncoder(Protocol):
-    """Turns one document into ``[BOS] + units + [EOS]`` (and per-unit levels for AU-Net)."""
-
-    vocab_size: int
-
-    def encode(self, data: bytes) -> Window: ...
-
-    def token_bytes(self) -> np.ndarray:
-        """``[vocab_size]`` int64: UTF-8 bytes each token stands for (0 for BOS/EOS)."""
-        ...
-
-
-class ByteEncoder:
-    """Bytes for AU-Net; ``rules`` are the model's split rules (empty for one stage: no levels)."""
-
-    def __init__(self, rules: list[str]) -> None:
-        self.rules = list(rules)
-        self.top_level = len(self.rules)
-        self.tokenizer = ByteTokenizer()
-        self.vocab_size = self.tokenizer.vocab_size
-
-    def encode(self, data: bytes) -> Window:
-        tokens = self.tokenizer.encode(data, bos=True, eos=True)
-        if not self.rules:
-            return tokens, None
-        levels = np.empty(len(tokens), dtype=np.uint8)
-        levels[0] = self.top_level
-        levels[1:-1] = compute_levels(data, self.rules)
-        levels[-1] = 0
-        return tokens, levels
-
-    def token_bytes(self) -> np.ndarray:
-        out = np.ones(self.vocab_size, dtype=np.int64)
-        out[256:] = 0
-        return out
-
-
-class TokenizerEncoder:
-    """BPE tokens: anything with ``encode(bytes) -> ids``, ``bos_id``, ``eos_id``, ``vocab_size``,
-    ``token_byte_lengths()`` (see :class:`aunet.data.bpe.BPETokenizer`)."""
-
-    top_level = None
-
-    def __init__(self, tokenizer) -> None:  # noqa: ANN001 - duck-typed tokenizer
-        self.tokenizer = tokenizer
-        self.vocab_size = int(tokenizer.vocab_size)
-
-    def encode(self, data: bytes) -> Window:
-        ids = np.asarray(self.tokenizer.encode(data), dtype=np.int64)
-        tokens = np.empty(len(ids) + 2, dtype=np.int64)
-        tokens[0], tokens[-1] = self.tokenizer.bos_id, self.tokenizer.eos_id
-        tokens[1:-1] = ids
-        return tokens, None
-
-    def token_bytes(self) -> np.ndarray:
-        return np.asarray(self.tokenizer.token_byte_lengths(), dtype=np.int64)
 
 
 def pack(encoded: Iterable[Window], window: int, top_level: int | None) -> Iterator[Window]:
@@ -145,8 +87,7 @@ def training_windows(
                     "use a larger corpus or a shorter sequence"
                 )
 
-    top = getattr(encoder, "top_level", None)
-    return shuffle_buffer(pack(encoded(), seq_len + 1, top), buffer, np.random.default_rng([seed, 7]))
+    return shuffle_buffer(pack(encoded(), seq_len + 1, encoder.top_level), buffer, np.random.default_rng([seed, 7]))
 
 
 @dataclass
@@ -215,7 +156,7 @@ def validation_set(documents: Iterable[bytes], encoder: DocumentEncoder, seq_len
         lv_pad = np.zeros(padded_len, dtype=np.uint8)
         lv_pad[: len(levels)] = levels
         lv_out = lv_pad[idx]
-        lv_out[:, 0] = encoder.top_level  # type: ignore[attr-defined]
+        lv_out[:, 0] = encoder.top_level
     return ValidationSet(tok_pad[idx], lv_out, total, n_docs)
 
 

@@ -15,9 +15,12 @@ from typing import Union
 import torch
 from torch import nn
 
-from aunet.errors import ConfigError
+from aunet.data.bpe import BPETokenizer
+from aunet.errors import ConfigError, DataError
 from aunet.evaluation.errors import EvalError
-from aunet.models import AUNetConfig, BPEConfig, ModelConfig, build_model, model_config_from_dict
+from aunet.io import read_json
+from aunet.models import Family, ModelConfig, build_model, family_of, model_config_from_dict
+from aunet.training.records import weights_sha256
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,8 @@ class LoadedModel:
     checkpoint: Path | None = None
 
     @property
-    def is_aunet(self) -> bool:
-        return isinstance(self.config, AUNetConfig)
+    def family(self) -> Family:
+        return family_of(self.config)
 
     @property
     def device(self) -> torch.device:
@@ -148,9 +151,7 @@ def load_checkpoint(spec: Union[str, Path], device: Union[str, torch.device, Non
     where = resolve_device(device, fallback=device_fallback)
     model = model.to(device=where, dtype=target) if target else model.to(where)
     model.eval()
-    tokenizer = None
-    if isinstance(config, BPEConfig):
-        tokenizer = _load_tokenizer(run_dir, ckpt_path, config)
+    tokenizer = _load_tokenizer(run_dir, ckpt_path, config) if family_of(config).needs_tokenizer else None
     return LoadedModel(model=model, config=config, tokenizer=tokenizer, run_dir=run_dir, checkpoint=ckpt_path)
 
 
@@ -165,8 +166,6 @@ def _check_recorded_weights(model: nn.Module, ckpt_path: Path, run_dir: Path | N
     own = {(run_dir / "checkpoints" / name).resolve() for name in CHECKPOINT_NAMES}
     if not summary_path.is_file() or ckpt_path.resolve() not in own:
         return
-    from aunet.io import read_json
-    from aunet.training.records import weights_sha256
 
     recorded = read_json(summary_path, "delete it and finish the run again with aunet train --resume")
     expected = recorded.get("weights_sha256") if isinstance(recorded, dict) else None
@@ -179,13 +178,11 @@ def _check_recorded_weights(model: nn.Module, ckpt_path: Path, run_dir: Path | N
                         "checkpoint back")
 
 
-def _load_tokenizer(run_dir: Path | None, ckpt_path: Path, config: BPEConfig) -> object:
-    from aunet.data.bpe import BPETokenizer
-    from aunet.errors import DataError
-
+def _load_tokenizer(run_dir: Path | None, ckpt_path: Path, config: ModelConfig) -> object:
     folder = run_dir / "tokenizer" if run_dir is not None else ckpt_path.parent.parent / "tokenizer"
     if not folder.is_dir():
-        raise EvalError(f"{ckpt_path}: BPE checkpoint without its run's tokenizer/ folder (looked in {folder})")
+        raise EvalError(f"{ckpt_path}: {config.family} checkpoint without its run's tokenizer/ folder (looked in "
+                        f"{folder})")
     try:
         tokenizer = BPETokenizer.load(folder)
     except DataError as exc:

@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from aunet.evaluation.errors import EvalError
+from aunet.paths import data_dir
 
 DATA_FOLDER = "benchmarks/cute"
 DEFAULT_FEWSHOT = 4
@@ -157,7 +158,6 @@ def group_config(name: str) -> dict[str, Any]:
 
 def write_cute_tasks(folder: Path, names: list[str], hf_cache: str) -> None:
     """Write the YAML files of the CUTE ``names`` (tasks or groups) and everything below them into ``folder``."""
-    from aunet.paths import data_dir
 
     wanted = {n for name in names for n in (name, *members(name))}
     for name in sorted(wanted):

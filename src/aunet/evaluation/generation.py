@@ -19,15 +19,12 @@ import codecs
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from aunet.evaluation.checkpoint import LoadedModel
 from aunet.evaluation.errors import EvalError
-from aunet.evaluation.scoring import BOS_BYTE, char_start_at_or_after
-from aunet.models.incremental import incremental_state
-from aunet.splitting import compute_levels
+from aunet.models import family_of
 
 
 @dataclass
@@ -89,14 +86,6 @@ def _sample(logits: Tensor, temperature: float, generator: torch.Generator | Non
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def _levels_tensor(data: bytes, splits: list[str], top: int, device: torch.device) -> Tensor:
-    """``[len(data) + 1]`` levels of ``[BOS] + data`` (BOS at the top level)."""
-    lv = np.empty(len(data) + 1, dtype=np.int64)
-    lv[0] = top
-    lv[1:] = compute_levels(data, splits) if splits else 0
-    return torch.from_numpy(lv).to(device)
-
-
 @torch.no_grad()
 def generate(loaded: LoadedModel, prompt: str | bytes, *, max_new_bytes: int | None = None,
              max_new_units: int | None = None, temperature: float = 0.0, until: Sequence[str] = (),
@@ -123,47 +112,30 @@ def generate(loaded: LoadedModel, prompt: str | bytes, *, max_new_bytes: int | N
         raise EvalError("give max_new_bytes or max_new_units")
     limit_units = max_new_units if max_new_units is not None else float("inf")
     limit_bytes = max_new_bytes if max_new_bytes is not None else float("inf")
-    model, config = loaded.model, loaded.config
-    device = loaded.device
-    is_aunet = loaded.is_aunet
+    config, tokenizer = loaded.config, loaded.tokenizer
+    family = family_of(config)
     data = prompt.encode("utf-8") if isinstance(prompt, str) else bytes(prompt)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     stream = _TextStream(until, on_text)
     logs: list[Tensor] | None = [] if keep_logits else None
-
-    if is_aunet:
-        splits, top = list(config.splits), config.n_stages - 1
-        limit_prompt = (max_prompt or config.caps[0]) - 1
-        if len(data) > limit_prompt:
-            data = data[char_start_at_or_after(data, len(data) - limit_prompt):]
-        buffer = bytearray(data)
-        tokens = torch.tensor([BOS_BYTE, *buffer], device=device)
-        levels = _levels_tensor(bytes(buffer), splits, top, device)
-        state = incremental_state(model) if cached else None
-        logits = state.extend(tokens, levels)[-1] if state is not None else _full(model, tokens, levels)
-        special = (256, 257)
-    else:
-        tok = loaded.tokenizer
-        limit_prompt = (max_prompt or config.seq_len) - 1
-        ids = [int(t) for t in tok.encode(data)][-limit_prompt:] if limit_prompt > 0 else []  # type: ignore
-        tokens = torch.tensor([tok.bos_id, *ids], device=device)  # type: ignore[union-attr]
-        state = incremental_state(model) if cached else None
-        logits = state.extend(tokens)[-1] if state is not None else model(tokens[None])[0, -1]
-        special = (tok.bos_id, tok.eos_id)  # type: ignore[union-attr]
+    units_in = family.prompt_units(data, (max_prompt or config.seq_len) - 1, tokenizer)
+    decoder = family.decoder(loaded.model, units_in, tokenizer, cached=cached)
+    special = list(family.special_ids(tokenizer))
 
     produced = bytearray()
     units, stop = 0, "max"
     while units < limit_units and len(produced) < limit_bytes:
+        logits = decoder.logits
         if logs is not None:
             logs.append(logits.detach().cpu())
         if not stop_at_eos:
             logits = logits.clone()
-            logits[list(special)] = float("-inf")
+            logits[special] = float("-inf")
         unit = _sample(logits, temperature, generator)
         if unit in special:
             stop = "eos"
             break
-        piece = bytes([unit]) if is_aunet else loaded.tokenizer.decode_bytes([unit])  # type: ignore[union-attr]
+        piece = family.unit_bytes(unit, tokenizer)
         piece = piece[: int(min(len(piece), limit_bytes - len(produced)))]
         produced += piece
         units += 1
@@ -172,25 +144,8 @@ def generate(loaded: LoadedModel, prompt: str | bytes, *, max_new_bytes: int | N
             break
         if units >= limit_units or len(produced) >= limit_bytes:
             break
-        if is_aunet:
-            buffer.append(unit)
-            if state is not None:
-                level = int(compute_levels(bytes(buffer), splits)[-1]) if splits else 0
-                logits = state.step(unit, level)  # type: ignore[union-attr]
-            else:
-                tokens = torch.tensor([BOS_BYTE, *buffer], device=device)
-                logits = _full(model, tokens, _levels_tensor(bytes(buffer), splits, top, device))
-        else:
-            if state is not None:
-                logits = state.extend(torch.tensor([unit], device=device))[-1]
-            else:
-                tokens = torch.cat([tokens, torch.tensor([unit], device=device)])
-                logits = model(tokens[None])[0, -1]
+        decoder.append(unit)
     if stop != "until" and stream.push(b"", final=True):
         stop = "until"
     return Generation(text=stream.text, data=bytes(produced), units=units, stop=stop, logits=logs)
 
-
-def _full(model: torch.nn.Module, tokens: Tensor, levels: Tensor) -> Tensor:
-    """Next-byte logits ``[V]`` of the uncapped full forward over ``tokens`` ``[S]``."""
-    return model(tokens[None], levels[None], use_caps=False)[0, -1]

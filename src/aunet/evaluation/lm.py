@@ -73,7 +73,7 @@ class AUNetLM(LM):
 
     @property
     def tokenizer_name(self) -> str:
-        return "aunet-bytes" if self.loaded.is_aunet else f"aunet-bpe-{self.loaded.config.vocab_size}"
+        return self.loaded.family.tokenizer_label()
 
     def get_model_info(self) -> dict[str, Any]:
         return {

@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from aunet.errors import UserError
 from aunet.evaluation.cute import is_cute, write_cute_tasks
 from aunet.evaluation.errors import EvalError
 from aunet.evaluation.task_files import check_task_data
@@ -363,8 +364,6 @@ def main(argv: list[str] | None = None) -> int:
     """
     import argparse
     import sys
-
-    from aunet.errors import UserError
 
     parser = argparse.ArgumentParser(prog="python -m aunet.evaluation.tasks", description=main.__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="where to write the YAML files (created)")

@@ -17,6 +17,7 @@ from aunet.models.config import (
     model_config_from_dict,
     swiglu_hidden_dim,
 )
+from aunet.models.family import FAMILY_CLASSES, Decoder, Family, family_of
 from aunet.models.loading import load_model_config, resolve_config_path
 
 
@@ -36,8 +37,12 @@ __all__ = [
     "BPEConfig",
     "BPETransformer",
     "BYTE_VOCAB_SIZE",
+    "Decoder",
+    "FAMILY_CLASSES",
+    "Family",
     "ModelConfig",
     "build_model",
+    "family_of",
     "load_model_config",
     "resolve_config_path",
     "model_config_from_dict",

@@ -194,7 +194,6 @@ class Attention(nn.Module):
         out = cached_attention(q, keys, values, start, window)
         return self.wo(out.transpose(1, 2).reshape(b, s, d))
 
-
     def forward_static(self, x: Tensor, cos: Tensor, sin: Tensor, window: int | None, keys: Tensor, values: Tensor,
                        pos: Tensor, key_pos: Tensor) -> Tensor:
         """One new position, static in shape: its key and value are written into ``keys``/``values``
@@ -246,7 +245,6 @@ class Block(nn.Module):
         """:meth:`forward` for new positions, reading and extending ``cache`` (see :meth:`Attention.forward_cached`)."""
         x = x + self.attn.forward_cached(self.attn_norm(x), cos, sin, window, cache, layer, start)
         return x + self.ffn(self.ffn_norm(x))
-
 
     def forward_static(self, x: Tensor, cos: Tensor, sin: Tensor, window: int | None, keys: Tensor, values: Tensor,
                        pos: Tensor, key_pos: Tensor) -> Tensor:
@@ -316,7 +314,6 @@ class TransformerStack(nn.Module):
             x = layer.forward_cached(x, cos, sin, self.window, cache, i, start)
         cache.length = end
         return x
-
 
     def rotary_for(self, length: int) -> tuple[Tensor, Tensor]:
         """The whole rotary tables, grown (geometrically) to cover at least ``length`` positions."""

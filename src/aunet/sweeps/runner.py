@@ -29,6 +29,8 @@ from optuna.trial import TrialState
 
 from aunet.errors import RunStopped, UserError
 from aunet.io import atomic_write_json
+from aunet.training import run as training_run  # train looked up at call time: a test or plugin may replace it
+from aunet.training.config import run_config_from_dict
 
 
 def _seconds_from_env(name: str, default: float) -> float:
@@ -311,8 +313,6 @@ def _val_bpb(run_dir: Path) -> float:
 
 def _objective(train_fn: TrainFn, grace_s: float, heartbeat_s: float,
                after_run: Callable[[Path], None] | None, stopped: list[str]) -> Callable[[optuna.Trial], float]:
-    from aunet.training.config import run_config_from_dict
-
     def objective(trial: optuna.Trial) -> float:
         run_id = trial.user_attrs.get("run_id")
         if run_id is None:  # a fresh trial: nothing was waiting when this worker asked
@@ -381,8 +381,7 @@ def run_worker(study: optuna.Study, train_fn: TrainFn | None = None, *, grace_s:
     and trained here, so a sweep finishes when one of its workers is killed. A run stopped by SIGTERM ends the
     worker; its message is appended to ``stopped``. ``after_run(run_dir)`` is called after each run, finished or
     failed (the CLI refreshes the sweep tables)."""
-    if train_fn is None:
-        from aunet.training.run import train as train_fn
+    train_fn = train_fn or training_run.train
     stopped = stopped if stopped is not None else []
     objective = _objective(train_fn, grace_s, heartbeat_s, after_run, stopped)
     taken = 0

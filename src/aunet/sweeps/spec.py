@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from aunet.config import coerce, from_dict, read_yaml
+from aunet.data.config import DataConfig
 from aunet.errors import ConfigError, excerpt
 
 SIZE_RULES = ("data_ratio", "isoflop", "fixed")
@@ -209,6 +210,12 @@ class SweepSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def data_config(self) -> DataConfig:
+        """The validated data section every run of the sweep reads."""
+        data = from_dict(DataConfig, self.data or {}, prefix="data.")
+        data.validate()
+        return data
 
 
 _TOP_KEYS = {f.name for f in dataclasses.fields(SweepSpec)} - {"source"}

@@ -16,7 +16,7 @@ from torchmetrics import MeanMetric, SumMetric
 
 from aunet.errors import RunError
 from aunet.flops import flops_report
-from aunet.models import AUNet, build_model, model_config_from_dict
+from aunet.models import build_model, family_of, model_config_from_dict
 from aunet.models.loss import IGNORE, compiled_next_unit_loss, next_unit_loss
 from aunet.training.optim import adamw
 from aunet.training.schedule import warmup_cosine
@@ -54,7 +54,7 @@ class LanguageModelModule(L.LightningModule):
         self.save_hyperparameters(ignore=["token_bytes"])
         self.model_config = model_config_from_dict(model)
         self.model = build_model(self.model_config)
-        self.is_aunet = isinstance(self.model, AUNet)
+        self.family = family_of(self.model_config)
         report = flops_report(self.model_config)
         self.flops_per_unit = report.flops_per_unit
         self.units_per_sequence = report.seq_len
@@ -72,17 +72,8 @@ class LanguageModelModule(L.LightningModule):
 
     # --- forward and loss ------------------------------------------------------------------------------------------
 
-    def _forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        tokens = batch["tokens"]
-        inputs = tokens[:, :-1].clamp(min=0)
-        targets = tokens[:, 1:].masked_fill(tokens[:, 1:] < 0, IGNORE)
-        if self.is_aunet and self.model_config.n_stages > 1:
-            logits, stats = self.model(inputs, batch["levels"][:, :-1], return_stats=True)
-            return logits, targets, stats
-        return self.model(inputs), targets, None
-
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits, targets, stats = self._forward(batch)
+        logits, targets, stats = self.family.forward_batch(self.model, batch, return_stats=True)
         loss = self.loss_fn(logits, targets)
         # One host sync per step: a NaN must stop the run before it reaches a checkpoint.
         if not torch.isfinite(loss):
@@ -128,7 +119,7 @@ class LanguageModelModule(L.LightningModule):
     # --- validation ------------------------------------------------------------------------------------------------
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits, targets, _ = self._forward(batch)
+        logits, targets, _ = self.family.forward_batch(self.model, batch)
         flat = targets.flatten()
         nats = F.cross_entropy(logits.float().flatten(0, 1), flat, ignore_index=IGNORE, reduction="none")
         scored = flat != IGNORE

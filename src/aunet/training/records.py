@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from aunet.errors import StateError
+from aunet.flops import flops_report, layer_params
 from aunet.io import atomic_write_json, atomic_write_text, read_json
 
 SUMMARY_KEYS = (
@@ -206,10 +207,8 @@ def stage_records(metrics_file: Path, config: Any, units_seen: float) -> list[di
     ``metrics_file``: the run's merged ``metrics.csv`` (``train/boundaries_i`` and ``train/cap_truncated_i`` are
     logged every logged step); ``units_seen``: bytes the run read. Empty for BPE and one-stage models.
     """
-    from aunet.flops import flops_report, layer_params
-    from aunet.models.config import AUNetConfig
-
-    if not isinstance(config, AUNetConfig) or config.n_stages < 2 or not metrics_file.is_file():
+    report = flops_report(config)
+    if len(report.stages) < 2 or not metrics_file.is_file():
         return []
     with metrics_file.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -218,7 +217,6 @@ def stage_records(metrics_file: Path, config: Any, units_seen: float) -> list[di
         values = [float(r[column]) for r in rows if r.get(column) not in (None, "")]
         return sum(values) / len(values) if values else float("nan")
 
-    report = flops_report(config)
     out = []
     for s in report.stages:
         params = s.layers_counted * layer_params(s.dim, s.ffn_dim)
@@ -227,6 +225,6 @@ def stage_records(metrics_file: Path, config: Any, units_seen: float) -> list[di
             continue
         kept = mean(f"train/boundaries_{s.stage}")
         out.append({"stage": s.stage, "boundaries": kept, "truncated": mean(f"train/cap_truncated_{s.stage}"),
-                    "padding": 1 - kept / config.caps[s.stage],
-                    "units_per_param": units_seen * kept / config.caps[0] / params})
+                    "padding": 1 - kept / s.seq_len,
+                    "units_per_param": units_seen * kept / report.seq_len / params})
     return out

@@ -182,10 +182,8 @@ def _check_checkpoint(paths: RunPaths, run: RunConfig) -> CheckpointInfo:
         raise RunError(f"{path}: not a checkpoint of an aunet training run (no model config); delete it to restart "
                        "the run")
     if stored != run.model.to_dict():
-        family = stored.get("family", "?")
-        other = f"a {family} model" if family != run.model.family else "a different model config"
-        raise RunError(f"{path}: checkpoint is from {other}, this run trains a {run.model.family} model; use "
-                       "another --run-dir")
+        raise RunError(f"{path}: checkpoint is from a {stored.get('family', '?')} model of another config, this run "
+                       f"trains a {run.model.family} model; use another --run-dir")
     identity = hparams.get("identity")
     if not (isinstance(identity, dict) and isinstance(identity.get("config"), str)
             and isinstance(identity.get("data"), str)):
@@ -277,13 +275,13 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     if is_rank_zero:
         datamodule.prepare_data()
     datamodule.setup("fit")
-    data_fingerprint = datamodule.fingerprint()["sha256"]
+    data_fingerprint = datamodule.data.fingerprint()["sha256"]
     if checkpoint is not None:
         _check_data(checkpoint, data_fingerprint)
     # Every checkpoint says which run it continues: a checkpoint of another config or other data is refused on resume.
     identity = {"config": run.fingerprint(), "data": data_fingerprint}
     module = LanguageModelModule(model=run.model.to_dict(), optim=optim, micro_batch=plan.micro_batch,
-                                 token_bytes=datamodule.token_bytes, val_text_bytes=datamodule.val_text_bytes,
+                                 token_bytes=datamodule.data.token_bytes, val_text_bytes=datamodule.data.val_text_bytes,
                                  compile=tr.compile, identity=identity)
     # One process trains into a folder (rank 0 holds the lock for all ranks of its job).
     with RunFolderLock(paths.lock) if is_rank_zero else contextlib.nullcontext():
@@ -302,7 +300,7 @@ def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module
     """Write the run's records, train, and write its summary (the run folder is locked and checked)."""
     if is_rank_zero:
         # Written once the data is known to be usable: a run refused for its corpus leaves no folder behind.
-        datamodule.save_tokenizer()
+        datamodule.data.save_tokenizer()
         atomic_write_yaml(paths.config, run.to_dict())
         add_segment(paths, logger.version, resume_step)
 
@@ -375,16 +373,16 @@ def _summary(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, mo
         "flops_spent": flops_spent,
         "bytes_seen": bytes_seen,
         "tokens_seen": units_seen,
-        "bytes_per_token": datamodule.bytes_per_token(),
-        "val_text_bytes": datamodule.val_text_bytes,
+        "bytes_per_token": datamodule.data.bytes_per_token(),
+        "val_text_bytes": datamodule.data.val_text_bytes,
         "wall_time_s": timer.wall_seconds,
         "throughput": throughput,
         "git_commit": git["commit"],
         "git_dirty": git["dirty"],
         "seed": run.train.seed,
         "versions": library_versions(),
-        "data_fingerprint": datamodule.fingerprint()["sha256"],
-        "data": datamodule.fingerprint(),
+        "data_fingerprint": datamodule.data.fingerprint()["sha256"],
+        "data": datamodule.data.fingerprint(),
         "weights_sha256": weights_sha256(module.model.state_dict()),
         "stages": stage_records(paths.metrics, run.model, units_seen),
         "config_fingerprint": run.fingerprint(),
