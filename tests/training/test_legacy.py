@@ -36,14 +36,14 @@ KEPT = ("config.yaml", "metrics.csv", "checkpoints/last.ckpt", "logs/segments.js
 def numerics(run_dir: Path, summary: dict) -> dict:
     with open(run_dir / "metrics.csv", newline="") as handle:
         losses = [float(r["train/loss"]) for r in csv.DictReader(handle) if r.get("train/loss")]
-    return {"train_loss": losses, "val_bpb": summary["val_bpb"], "weights_sha256": summary["weights_sha256"]}
+    return {"train_loss": losses, "val_bpb": summary.val_bpb, "weights_sha256": summary.weights_sha256}
 
 
 def test_training_numerics_are_bit_identical(tmp_path, data_dir):
     recorded = json.loads((FIXTURES / "legacy_numerics.json").read_text())
     for name, model in MODELS.items():
         summary = train(tiny_run(tmp_path / name, model=model, train={"log_every_steps": 1}))
-        run_dir = tmp_path / name / "runs" / summary["run_id"]
+        run_dir = tmp_path / name / "runs" / summary.run_id
         assert numerics(run_dir, summary) == recorded[name], name
 
 
@@ -52,8 +52,8 @@ def test_a_checkpoint_of_the_old_code_resumes(tmp_path, data_dir):
     run = tiny_run(tmp_path, model=LEGACY_AUNET, train={"log_every_steps": 1})
     shutil.copytree(FIXTURES / "legacy-run", tmp_path / "runs" / run.run_id())
     resumed = train(run, resume=True)
-    assert resumed["weights_sha256"] == recorded["aunet2"]["weights_sha256"]
-    assert resumed["val_bpb"] == recorded["aunet2"]["val_bpb"]
+    assert resumed.weights_sha256 == recorded["aunet2"]["weights_sha256"]
+    assert resumed.val_bpb == recorded["aunet2"]["val_bpb"]
 
 
 class _Crash(Exception):
@@ -75,7 +75,7 @@ def write(out: Path) -> None:
     recorded = {}
     for name, model in MODELS.items():
         summary = train(tiny_run(tmp / name, model=model, train={"log_every_steps": 1}))
-        run_dir = tmp / name / "runs" / summary["run_id"]
+        run_dir = tmp / name / "runs" / summary.run_id
         recorded[name] = numerics(run_dir, summary)
         if name == "aunet2":
             shutil.copy(run_dir / "summary.json", out / "legacy-summary.json")

@@ -42,6 +42,8 @@ import numpy as np
 from aunet.analysis import ngram
 from aunet.data.pipeline import DataPipeline, cache_dir
 from aunet.models import family_of
+from aunet.training.records import RunPaths
+from aunet.training.summary import RunSummary, read_summary
 from aunet.errors import UserError
 from aunet.training.config import load_run_config
 from aunet.analysis import tables
@@ -75,31 +77,32 @@ class ReferenceUnavailable(UserError):
 
 @dataclass(frozen=True)
 class RunData:
-    """One run's data-relevant records: its id, folder, the bytes it read, its config and ``summary.json`` (or {})."""
+    """One run's data-relevant records: its id, folder, the bytes it read, its config and summary (empty when it
+    has none)."""
 
     run_id: str
     folder: Path
     bytes_seen: int
     config: Any  # aunet.training.config.RunConfig
-    summary: dict[str, Any]
+    summary: RunSummary
 
 
 def _read_run(row: Any, results_dir: Path) -> RunData:
     folder = tables.resolve_run_dir(row.run_dir, results_dir)
-    if folder is None or not (folder / "config.yaml").is_file():
+    if folder is None or not RunPaths(folder).config.is_file():
         raise ReferenceUnavailable(f"run {row.run_id}: no run folder with config.yaml (run_dir {row.run_dir!r}), so "
                                    "its corpus and split are unknown")
-    summary_path = folder / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    return RunData(row.run_id, folder, int(round(row.bytes_seen)), load_run_config(folder / "config.yaml"), summary)
+    paths = RunPaths(folder)
+    summary = read_summary(paths.summary) if paths.summary.is_file() else RunSummary()
+    return RunData(row.run_id, folder, int(round(row.bytes_seen)), load_run_config(paths.config), summary)
 
 
 def _trains_tokenizer(row: Any, results_dir: Path) -> bool:
     """Whether the run of ``row`` trained a tokenizer (its config's family says), whose unigram is a reference."""
     folder = tables.resolve_run_dir(row.run_dir, results_dir)
-    if folder is None or not (folder / "config.yaml").is_file():
+    if folder is None or not RunPaths(folder).config.is_file():
         return False
-    return family_of(load_run_config(folder / "config.yaml").model).needs_tokenizer
+    return family_of(load_run_config(RunPaths(folder).config).model).needs_tokenizer
 
 
 def largest_run(runs: pd.DataFrame) -> Any:
@@ -229,7 +232,7 @@ def _same_data(a: Any, b: Any) -> bool:
 
 def _check_corpus(module: Any, run: RunData) -> None:
     """Refuse a corpus whose content differs from the one ``run`` trained on (when its summary records it)."""
-    recorded = run.summary.get("data", {}).get("corpus")
+    recorded = run.summary.data.get("corpus")
     if recorded and recorded != module.source.fingerprint():
         raise ReferenceUnavailable(f"the corpus {run.config.data.corpus!r} changed since run {run.run_id} was trained "
                                    "(its fingerprint differs from the run's summary.json)")
@@ -238,8 +241,9 @@ def _check_corpus(module: Any, run: RunData) -> None:
 def _bpe_tokenizer(run: RunData) -> tuple[Any, str]:
     """The BPE run's tokenizer and where it came from (its run folder, else the runs' tokenizer cache)."""
 
-    if (run.folder / "tokenizer").is_dir():  # saved there by the run itself (not committed: .gitignore)
-        return BPETokenizer.load(run.folder / "tokenizer"), f"run folder of {run.run_id}"
+    folder = RunPaths(run.folder).tokenizer
+    if folder.is_dir():  # saved there by the run itself (not committed: .gitignore)
+        return BPETokenizer.load(folder), f"run folder of {run.run_id}"
     data = _run_data(run.config)
     data.prepare()
     data.setup()
@@ -264,7 +268,7 @@ def sweep_reference_levels(results_dir: str | Path, runs: pd.DataFrame | None = 
     _check_corpus(module, largest)
     validation = validation_texts((doc.data for doc in module.split.val_documents()), largest.config.data.val_bytes)
     n_val = sum(len(d) for d in validation)
-    recorded_val = largest.summary.get("val_text_bytes")
+    recorded_val = largest.summary.val_text_bytes
     if not validation or (recorded_val is not None and int(recorded_val) != n_val):
         raise ReferenceUnavailable(f"the validation text now has {n_val} bytes but run {largest.run_id} was scored on "
                                    f"{recorded_val}; the corpus or split changed since the runs")
@@ -282,7 +286,7 @@ def sweep_reference_levels(results_dir: str | Path, runs: pd.DataFrame | None = 
         notes.append(f"BPE run {bpe_run.run_id} reads other data than {largest.run_id}: the BPE unigram is left out")
     else:
         tokenizer, tokenizer_source = _bpe_tokenizer(bpe_run)
-        recorded = bpe_run.summary.get("data", {}).get("tokenizer")
+        recorded = bpe_run.summary.data.get("tokenizer")
         if recorded and recorded != tokenizer.fingerprint():
             notes.append(f"the tokenizer from {tokenizer_source} differs from the one run {bpe_run.run_id} recorded "
                          "(fingerprint mismatch); the BPE unigram uses it anyway")

@@ -77,6 +77,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"run {(args.run_dir or Path(config.run_id())).name}: {stop}", file=sys.stderr)
         return 0
     if summary:
-        print(f"run {summary['run_id']}: val_bpb {summary['val_bpb']:.4f}, {summary['steps']} steps, "
-              f"{summary['flops_spent']:.3g} FLOPs, {summary['throughput']['bytes_per_s']:.0f} bytes/s")
+        print(f"run {summary.run_id}: val_bpb {summary.val_bpb:.4f}, {summary.steps} steps, "
+              f"{summary.flops_spent:.3g} FLOPs, {summary.throughput['bytes_per_s']:.0f} bytes/s")
     return 0

@@ -18,13 +18,12 @@ from torch import nn
 from aunet.data.bpe import BPETokenizer
 from aunet.errors import ConfigError, DataError
 from aunet.evaluation.errors import EvalError
-from aunet.io import read_json
 from aunet.models import Family, ModelConfig, build_model, family_of, model_config_from_dict
-from aunet.training.records import weights_sha256
+from aunet.training.records import RunPaths, weights_sha256
+from aunet.training.summary import read_summary
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAMES = ("final.ckpt", "last.ckpt")
 
 
 @dataclass
@@ -58,15 +57,15 @@ def resolve_checkpoint(spec: Union[str, Path]) -> tuple[Path, Path | None]:
     """``(checkpoint file, run folder or None)`` for a run folder or a ``.ckpt`` path."""
     path = Path(spec).expanduser()
     if path.is_dir():
-        for name in CHECKPOINT_NAMES:
-            candidate = path / "checkpoints" / name
+        paths = RunPaths(path)
+        for candidate in paths.model_checkpoints:
             if candidate.is_file():
                 return candidate, path
-        raise EvalError(f"{path}: no checkpoints/final.ckpt or checkpoints/last.ckpt; is this a run folder?")
+        names = " or ".join(c.relative_to(path).as_posix() for c in paths.model_checkpoints)
+        raise EvalError(f"{path}: no {names}; is this a run folder?")
     if path.is_file():
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
-        if run_dir is not None and not (run_dir / "config.yaml").is_file():
-            run_dir = None
+        paths = RunPaths(path.parent.parent)
+        run_dir = paths.root if path.parent == paths.checkpoints and paths.config.is_file() else None
         return path, run_dir
     raise EvalError(f"{path}: no such run folder or checkpoint file")
 
@@ -162,13 +161,13 @@ def _check_recorded_weights(model: nn.Module, ckpt_path: Path, run_dir: Path | N
     loaded, before any dtype or device change."""
     if run_dir is None:
         return
-    summary_path = run_dir / "summary.json"
-    own = {(run_dir / "checkpoints" / name).resolve() for name in CHECKPOINT_NAMES}
+    paths = RunPaths(run_dir)
+    summary_path = paths.summary
+    own = {c.resolve() for c in paths.model_checkpoints}
     if not summary_path.is_file() or ckpt_path.resolve() not in own:
         return
-
-    recorded = read_json(summary_path, "delete it and finish the run again with aunet train --resume")
-    expected = recorded.get("weights_sha256") if isinstance(recorded, dict) else None
+    recorded = read_summary(summary_path, "delete it and finish the run again with aunet train --resume")
+    expected = recorded.weights_sha256
     if not isinstance(expected, str):
         raise EvalError(f"{summary_path}: no weights_sha256; finish the run again with aunet train --resume")
     actual = weights_sha256(model.state_dict())
@@ -179,7 +178,7 @@ def _check_recorded_weights(model: nn.Module, ckpt_path: Path, run_dir: Path | N
 
 
 def _load_tokenizer(run_dir: Path | None, ckpt_path: Path, config: ModelConfig) -> object:
-    folder = run_dir / "tokenizer" if run_dir is not None else ckpt_path.parent.parent / "tokenizer"
+    folder = RunPaths(run_dir if run_dir is not None else ckpt_path.parent.parent).tokenizer
     if not folder.is_dir():
         raise EvalError(f"{ckpt_path}: {config.family} checkpoint without its run's tokenizer/ folder (looked in "
                         f"{folder})")

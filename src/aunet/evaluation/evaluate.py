@@ -38,10 +38,11 @@ from aunet.evaluation.scoring import bits_per_byte_of_texts
 from aunet.evaluation.suites import SUITES, run_suite
 from aunet.evaluation.tasks import DEFAULT_TASKS, build_local_tasks
 from aunet.io import atomic_write_json, atomic_write_text, read_json
+from aunet.training.records import RunPaths
 
 log = logging.getLogger(__name__)
 
-SCORES_FILE = "scores.json"
+SCORES_FILE = RunPaths(Path()).scores.name
 PROVENANCE_FILE = "scores_provenance.json"
 SKIP_KEYS = {"alias", "name", "sample_len", "sample_count", " "}
 
@@ -60,15 +61,15 @@ def eval_dir(loaded: LoadedModel, output_dir: Path | None = None) -> Path:
     if output_dir is not None:
         return Path(output_dir)
     if loaded.run_dir is not None:
-        return loaded.run_dir / "eval"
+        return RunPaths(loaded.run_dir).eval_dir
     if loaded.checkpoint is not None:
-        return loaded.checkpoint.parent / "eval"
+        return loaded.checkpoint.parent / RunPaths(Path()).eval_dir.name
     raise EvalError("no run folder to write results into; pass an output directory")
 
 
 def read_scores(run_dir: Path) -> dict[str, float]:
     """The run's merged ``eval/scores.json`` (empty when it was never evaluated)."""
-    return _read_json_object(Path(run_dir) / "eval" / SCORES_FILE)
+    return _read_json_object(RunPaths(Path(run_dir)).scores)
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:

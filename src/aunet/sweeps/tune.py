@@ -123,8 +123,8 @@ def _objective(run, runs_dir: Path, tune, train_fn: TrainFn, rows: list) -> Call
         callbacks = [StepPruning(trial)] if tune.prune else []
         summary = train_fn(config, run_dir=run_dir, resume=True, callbacks=callbacks)
         for key in ("val_bpb", "val_loss", "flops_spent", "bytes_seen"):
-            trial.set_user_attr(key, summary.get(key))
-        return float(summary["val_bpb"])
+            trial.set_user_attr(key, getattr(summary, key))
+        return summary.bpb
 
     return objective
 

@@ -3,11 +3,17 @@
 ``<run_dir>/``
     ``config.yaml``      the fully resolved run config
     ``metrics.csv``      every logged step, whole across resumes (rebuilt from ``logs/version_*/metrics.csv``)
-    ``summary.json``     final numbers and provenance (see :data:`SUMMARY_KEYS`)
+    ``summary.json``     final numbers and provenance (:class:`aunet.training.summary.RunSummary`)
+    ``failure.json``     the error of a failed sweep run (the sweep goes on; ``--retry-failed`` runs it again)
     ``checkpoints/``     ``last.ckpt`` (latest, for resuming) and ``final.ckpt``
     ``logs/``            raw Lightning CSV logs, one version per segment, ``segments.json`` and
                          ``checkpoint.json`` (the step of the last checkpoint saved, so a lost one is noticed)
+    ``tokenizer/``       the BPE tokenizer of a BPE run
+    ``eval/``            ``scores.json`` and the evaluations' own files (:mod:`aunet.evaluation.evaluate`)
     ``.train.lock``      held (flock) by the process training into the folder
+    ``.lock``            held by the sweep worker that trains the run (:class:`aunet.sweeps.runner.RunLock`)
+
+:class:`RunPaths` is the only place that knows these names.
 """
 
 from __future__ import annotations
@@ -28,15 +34,11 @@ from aunet.errors import StateError
 from aunet.flops import flops_report, layer_params
 from aunet.io import atomic_write_json, atomic_write_text, read_json
 
-SUMMARY_KEYS = (
-    "val_bpb", "val_loss", "params", "flops_per_unit", "flops_spent", "bytes_seen", "tokens_seen",
-    "bytes_per_token", "wall_time_s", "throughput", "git_commit", "seed", "versions", "data_fingerprint",
-    "weights_sha256",
-)
-
 
 @dataclass(frozen=True)
 class RunPaths:
+    """The files of the run folder ``root`` (see the module docstring)."""
+
     root: Path
 
     @property
@@ -52,6 +54,26 @@ class RunPaths:
         return self.root / "summary.json"
 
     @property
+    def failure(self) -> Path:
+        return self.root / "failure.json"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / "tokenizer"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def scores(self) -> Path:
+        return self.eval_dir / "scores.json"
+
+    @property
+    def sweep_lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 
@@ -62,6 +84,11 @@ class RunPaths:
     @property
     def final_checkpoint(self) -> Path:
         return self.checkpoints / "final.ckpt"
+
+    @property
+    def model_checkpoints(self) -> tuple[Path, Path]:
+        """The checkpoints to evaluate, preferred first: the final one, else the latest of an unfinished run."""
+        return self.final_checkpoint, self.last_checkpoint
 
     @property
     def logs(self) -> Path:
@@ -137,7 +164,8 @@ def record_checkpoint(paths: RunPaths, step: int) -> None:
     """Remember that ``checkpoints/last.ckpt`` now holds step ``step`` (written after the checkpoint itself, so the
     record never claims a checkpoint that is not there yet). A resume that finds the record but not the file
     refuses instead of training again from step 0."""
-    atomic_write_json(paths.checkpoint_record, {"step": int(step), "file": "checkpoints/last.ckpt"})
+    atomic_write_json(paths.checkpoint_record,
+                      {"step": int(step), "file": paths.last_checkpoint.relative_to(paths.root).as_posix()})
 
 
 def recorded_checkpoint_step(paths: RunPaths) -> int | None:
@@ -190,13 +218,6 @@ def merge_metrics(paths: RunPaths) -> Path | None:
     writer.writeheader()
     writer.writerows(rows)
     return atomic_write_text(paths.metrics, buffer.getvalue())
-
-
-def write_summary(paths: RunPaths, summary: dict[str, Any]) -> Path:
-    missing = [k for k in SUMMARY_KEYS if k not in summary]
-    if missing:
-        raise ValueError(f"summary lacks {missing}")
-    return atomic_write_json(paths.summary, summary)
 
 
 def stage_records(metrics_file: Path, config: Any, units_seen: float) -> list[dict[str, float]]:

@@ -10,10 +10,8 @@ import dataclasses
 import logging
 import math
 import os
-import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
@@ -25,7 +23,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from aunet.config import read_yaml
 from aunet.errors import ConfigError, RunError, RunStopped
 from aunet.flops import flops_report
-from aunet.io import atomic_write_yaml, read_json
+from aunet.io import atomic_write_yaml
 from aunet.training.callbacks import (
     LastCheckpoint,
     RecordsOnCheckpoint,
@@ -50,8 +48,8 @@ from aunet.training.records import (
     recorded_checkpoint_step,
     stage_records,
     weights_sha256,
-    write_summary,
 )
+from aunet.training.summary import RunSummary, read_summary, write_summary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,8 +210,8 @@ def _check_data(checkpoint: CheckpointInfo, data_fingerprint: str) -> None:
 
 
 def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
-          callbacks: list[L.Callback] | None = None) -> dict[str, Any]:
-    """Train ``run`` to its budget and write its records; returns the summary (empty on ranks other than 0).
+          callbacks: list[L.Callback] | None = None) -> RunSummary | None:
+    """Train ``run`` to its budget and write its records; returns the summary (None on ranks other than 0).
 
     A finished run (``summary.json`` present) is not trained again: its summary is returned. With ``resume``, an
     unfinished run continues from ``checkpoints/last.ckpt`` with the same data stream, LR schedule and counters.
@@ -234,8 +232,8 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     state = _check_existing(paths, run, resume)
     if state == "finished":
         if not is_rank_zero:
-            return {}
-        return read_json(paths.summary, "delete it to finish the run again from its last checkpoint (--resume)")
+            return None
+        return read_summary(paths.summary)
     checkpoint = _check_checkpoint(paths, run) if state == "resume" else None
     resume_step = checkpoint.step if checkpoint is not None else 0
 
@@ -268,7 +266,7 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
         trainer = L.Trainer(max_steps=plan.total_steps, val_check_interval=plan.val_every * run.train.accumulate,
                             **trainer_kwargs)
 
-    datamodule = CorpusDataModule(run, plan.micro_batch, tokenizer_dir=paths.root / "tokenizer")
+    datamodule = CorpusDataModule(run, plan.micro_batch, tokenizer_dir=paths.tokenizer)
     optim = dict(lr=run.train.lr, betas=list(run.train.betas), eps=run.train.eps, weight_decay=run.train.weight_decay,
                  warmup_steps=plan.warmup_steps, min_lr_ratio=run.train.min_lr_ratio, total_steps=plan.total_steps)
     # Set the data up before the trainer runs: the module needs the token byte lengths and the validation size.
@@ -296,7 +294,7 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
 
 def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module: LanguageModelModule,
          datamodule: CorpusDataModule, timer: TrainTimer, last: LastCheckpoint, logger: CSVLogger, state: str,
-         resume_step: int, is_rank_zero: bool) -> dict[str, Any]:
+         resume_step: int, is_rank_zero: bool) -> RunSummary | None:
     """Write the run's records, train, and write its summary (the run folder is locked and checked)."""
     if is_rank_zero:
         # Written once the data is known to be usable: a run refused for its corpus leaves no folder behind.
@@ -304,7 +302,6 @@ def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module
         atomic_write_yaml(paths.config, run.to_dict())
         add_segment(paths, logger.version, resume_step)
 
-    started = time.time()
     ckpt_path = str(paths.last_checkpoint) if state == "resume" else None
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -324,12 +321,12 @@ def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module
     save_checkpoint(trainer, paths.last_checkpoint)
     _record_checkpoint(paths, trainer)
     bytes_seen = module.bytes_seen()
-    summary: dict[str, Any] = {}
-    if trainer.is_global_zero:
-        logger.save()
-        merge_metrics(paths)
-        summary = _summary(run, paths, plan, trainer, module, datamodule, timer, bytes_seen, time.time() - started)
-        write_summary(paths, summary)
+    if not trainer.is_global_zero:
+        return None
+    logger.save()
+    merge_metrics(paths)
+    summary = _summary(run, paths, plan, trainer, module, datamodule, timer, bytes_seen)
+    write_summary(paths.summary, summary)
     return summary
 
 
@@ -339,7 +336,7 @@ def _record_checkpoint(paths: RunPaths, trainer: L.Trainer) -> None:
 
 
 def _summary(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module: LanguageModelModule,
-             datamodule: CorpusDataModule, timer: TrainTimer, bytes_seen: float, segment_wall: float) -> dict[str, Any]:
+             datamodule: CorpusDataModule, timer: TrainTimer, bytes_seen: float) -> RunSummary:
     report = flops_report(run.model)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if hasattr(v, "item") or isinstance(v, float)}
     steps = trainer.global_step
@@ -355,36 +352,37 @@ def _summary(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, mo
         "devices": trainer.world_size,
     }
     git = git_commit()
-    return {
-        "run_id": paths.root.name,
-        "name": run.name,
-        "family": run.model.family,
-        "status": "finished",
-        "val_bpb": metrics.get("val/bpb", math.nan),
-        "val_loss": metrics.get("val/loss", math.nan),
-        "params": report.params,
-        "non_embedding_params": report.non_embedding_params,
-        "flops_per_unit": report.flops_per_unit,
-        "unit": report.unit,
-        "head_share": report.head_share,
-        "budget_flops": run.train.budget_flops,
-        "steps": steps,
-        "flops_per_step": plan.flops_per_step,
-        "flops_spent": flops_spent,
-        "bytes_seen": bytes_seen,
-        "tokens_seen": units_seen,
-        "bytes_per_token": datamodule.data.bytes_per_token(),
-        "val_text_bytes": datamodule.data.val_text_bytes,
-        "wall_time_s": timer.wall_seconds,
-        "throughput": throughput,
-        "git_commit": git["commit"],
-        "git_dirty": git["dirty"],
-        "seed": run.train.seed,
-        "versions": library_versions(),
-        "data_fingerprint": datamodule.data.fingerprint()["sha256"],
-        "data": datamodule.data.fingerprint(),
-        "weights_sha256": weights_sha256(module.model.state_dict()),
-        "stages": stage_records(paths.metrics, run.model, units_seen),
-        "config_fingerprint": run.fingerprint(),
-        "host": os.uname().nodename if hasattr(os, "uname") else "unknown",
-    }
+    data = datamodule.data
+    return RunSummary(
+        run_id=paths.root.name,
+        name=run.name,
+        family=run.model.family,
+        status="finished",
+        val_bpb=metrics.get("val/bpb", math.nan),
+        val_loss=metrics.get("val/loss", math.nan),
+        params=report.params,
+        non_embedding_params=report.non_embedding_params,
+        flops_per_unit=report.flops_per_unit,
+        unit=report.unit,
+        head_share=report.head_share,
+        budget_flops=run.train.budget_flops,
+        steps=steps,
+        flops_per_step=plan.flops_per_step,
+        flops_spent=flops_spent,
+        bytes_seen=bytes_seen,
+        tokens_seen=units_seen,
+        bytes_per_token=data.bytes_per_token(),
+        val_text_bytes=data.val_text_bytes,
+        wall_time_s=timer.wall_seconds,
+        throughput=throughput,
+        git_commit=git["commit"],
+        git_dirty=git["dirty"],
+        seed=run.train.seed,
+        versions=library_versions(),
+        data_fingerprint=data.fingerprint()["sha256"],
+        data=data.fingerprint(),
+        weights_sha256=weights_sha256(module.model.state_dict()),
+        stages=stage_records(paths.metrics, run.model, units_seen),
+        config_fingerprint=run.fingerprint(),
+        host=os.uname().nodename if hasattr(os, "uname") else "unknown",
+    )

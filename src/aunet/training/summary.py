@@ -10,7 +10,6 @@ version does not know is kept in ``extra`` and written back unchanged.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -48,8 +47,8 @@ class RunSummary:
     name: str = ""
     family: str = ""
     status: str = "finished"
-    val_bpb: float = math.nan
-    val_loss: float = math.nan
+    val_bpb: Union[float, None] = None
+    val_loss: Union[float, None] = None
     params: Union[int, None] = None
     non_embedding_params: Union[int, None] = None
     flops_per_unit: Union[float, None] = None
@@ -88,6 +87,11 @@ class RunSummary:
         """The JSON object of ``summary.json`` (field order as written since the first version; ``extra`` last)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         return {**out, **self.extra}
+
+    @property
+    def bpb(self) -> float:
+        """``val_bpb`` as a number (NaN when the record has none)."""
+        return float("nan") if self.val_bpb is None else float(self.val_bpb)
 
     def missing(self) -> list[str]:
         """Fields a finished run must have that this record lacks."""
