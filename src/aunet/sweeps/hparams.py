@@ -15,6 +15,11 @@ PAPER_LAWS = {
 }
 
 
+def paper_law(name: str) -> dict[str, tuple]:
+    """The paper's laws for a family or group (``bpe*``: BPE's, anything else: AU-Net's)."""
+    return PAPER_LAWS["bpe" if name.startswith("bpe") else "aunet"]
+
+
 @dataclass(frozen=True)
 class Law:
     """``value = coefficient * C ** exponent``."""
