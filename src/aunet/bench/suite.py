@@ -281,8 +281,6 @@ def step_breakdown(config: ModelConfig, batch_data: dict, steps: int, device: to
         optimizer.zero_grad(set_to_none=True)
 
     # Record each part's inputs from one forward, then time each part alone (forward + backward).
-    parts: dict[str, list] = {"byte stage": [], "deeper stages": [], "pooling": [], "upsampling": [],
-                              "head and loss": []}
     with torch.no_grad():
         h = model.embed(tokens)
         lv = torch.cat([torch.full_like(levels[:, :1], n - 1), levels[:, 1:]], 1)
@@ -327,7 +325,6 @@ def step_breakdown(config: ModelConfig, batch_data: dict, steps: int, device: to
                                                        batch_data["tokens"][:, 1:].flatten()).backward(),
                                steps, device),
     }
-    del parts
 
     def optimizer_only() -> None:
         for p in model.parameters():

@@ -32,8 +32,6 @@ from aunet.sweeps.sizing import (
     check_template,
     floor_cost,
     floor_violations,
-    model_family_of,
-    seq_bytes_of,
     size_for,
 )
 from aunet.sweeps.spec import SweepSpec
@@ -181,10 +179,11 @@ def plan_sweep(spec: SweepSpec, *, measure: bool = True) -> Plan:
                     n_bytes = math.sqrt(rule.gamma_bytes * budget)
                 else:  # isoflop and fixed: every size spends the budget
                     n_bytes = budget / sized.flops_per_byte
-                group = fam.hparams or (entry if entry in spec.hparams else model_family_of(sized.config))
-                hp = hyperparameters(spec.hparams.get(group), model_family_of(sized.config), budget, bpt[entry],
+                family_model = family_of(sized.config)
+                group = fam.hparams or (entry if entry in spec.hparams else family_model.name)
+                hp = hyperparameters(spec.hparams.get(group), family_model.name, budget, bpt[entry],
                                      f"hparams.{group}", law_key=group)
-                seq_bytes = seq_bytes_of(sized.config, bpt[entry])
+                seq_bytes = sized.config.seq_len * family_model.bytes_per_unit(bpt[entry])
                 spec_hp = spec.hparams[group]
                 batch = max(spec_hp.min_batch_sequences, round(hp.batch_bytes / seq_bytes))
                 steps = max(1, round(n_bytes / (batch * seq_bytes)))

@@ -198,12 +198,3 @@ def size_for(family_spec: Any, target: float, bytes_per_token: float, tolerance:
     config = build_config(family_spec.model, family_spec.overrides, f"{key}.model")
     cost = flops_per_byte(config, bytes_per_token)
     return SizedModel(config, cost, cost / target - 1 if target else 0.0, True)
-
-
-def model_family_of(config: ModelConfig) -> str:
-    return family_of(config).name
-
-
-def seq_bytes_of(config: ModelConfig, bytes_per_token: float) -> float:
-    """Bytes one training sequence holds (tokens times bytes per token for BPE)."""
-    return config.seq_len * family_of(config).bytes_per_unit(bytes_per_token)
