@@ -59,8 +59,9 @@ print(pd.crosstab(runs_all["series"], runs_all["status"].replace("", "(none)")).
 # ## Points: each family at its own best size per budget
 #
 # With three or more sizes per budget (an isoFLOP grid), a family's point at a budget is the vertex of a parabola of
-# its loss in log FLOPs per byte through its runs there: its compute-optimal loss, with a 95% interval from the
-# seed-to-seed noise measured on the sweep's repeated runs (a parametric bootstrap). Where the vertex lies outside
+# its loss in log FLOPs per byte through its runs there (those of the sweep's base seed, which share one data order):
+# its compute-optimal loss, with a 95% interval from the seed-to-seed noise measured on the sweep's repeated runs (a
+# parametric bootstrap). Where the vertex lies outside
 # the sampled sizes the optimum was not bracketed, and the best sampled size stands in (hollow marker: an upper
 # bound on the optimal loss). With one size per budget (the naive protocol) the point is the best run there.
 # Compute is the FLOPs each run spent (our formula, identical for both families).
@@ -92,7 +93,10 @@ else:
             noise[s] = own if np.isfinite(own) else pooled
             if not np.isfinite(noise[s]):
                 note(f"{s}: no repeated seeds in the sweep; its optima have no interval")
-            envelopes[s] = envelope_points(grp[budget_col], grp["flops_per_byte"], grp["val_bpb"], noise=noise[s],
+            # The valley is fitted on the sweep's base seed, whose runs share one data order across sizes; the
+            # repeats of other seeds only measure the noise (mixed into one size they would tilt the parabola).
+            base = grp[grp["seed"] == grp["seed"].mode().iloc[0]] if grp["seed"].notna().any() else grp
+            envelopes[s] = envelope_points(base[budget_col], base["flops_per_byte"], base["val_bpb"], noise=noise[s],
                                            n_boot=n_boot)
     rows = []
     for s, env in envelopes.items():

@@ -162,3 +162,13 @@ def test_undecodable_bytes_train_for_both_families(tmp_path, model):
                    train={"max_steps": 2, "val_every_steps": 2})
     summary = train(run)
     assert summary.steps == 2 and summary.val_bpb == summary.val_bpb  # finite, not NaN
+
+
+def test_an_interleaved_run_resumes_exactly(tmp_path, data_dir):
+    data = {"interleave_bytes": 2048, "interleave_pool": 8}
+    straight = train(tiny_run(tmp_path / "a", data=data))
+    run = tiny_run(tmp_path / "b", data=data)
+    with pytest.raises(Crash):
+        train(run, callbacks=[CrashAt(step=4)])
+    resumed = train(run, resume=True)
+    assert resumed.weights_sha256 == straight.weights_sha256 and resumed.val_bpb == straight.val_bpb

@@ -16,12 +16,25 @@ reference levels (Kneser-Ney byte n-grams, a token unigram) in :mod:`aunet.analy
 pandas nor matplotlib.
 """
 
-from aunet.analysis.gain import GainInterval, compute_equivalent_gain, compute_equivalent_gain_interval
-from aunet.analysis.hyperparameters import HyperparameterLawFit, fit_hyperparameter_law
-from aunet.analysis.inputs import FitError, group_budgets
-from aunet.analysis.isoflop import IsoFlopBudget, IsoFlopFit, isoflop_analysis
-from aunet.analysis.power_law import PowerLawFit, fit_power_law
-from aunet.analysis.surface import Allocation, LossSurfaceFit, fit_loss_surface
+from importlib import import_module
+from typing import Any
+
+# Loaded on first use (numpy and scipy): `aunet analyze --help` and the CLI's start-up read only the notebook list.
+_LAZY = {
+    "GainInterval": "gain", "compute_equivalent_gain": "gain", "compute_equivalent_gain_interval": "gain",
+    "HyperparameterLawFit": "hyperparameters", "fit_hyperparameter_law": "hyperparameters",
+    "FitError": "inputs", "group_budgets": "inputs",
+    "IsoFlopBudget": "isoflop", "IsoFlopFit": "isoflop", "isoflop_analysis": "isoflop",
+    "PowerLawFit": "power_law", "fit_power_law": "power_law",
+    "Allocation": "surface", "LossSurfaceFit": "surface", "fit_loss_surface": "surface",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f"aunet.analysis.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'aunet.analysis' has no attribute {name!r}")
+
 
 __all__ = [
     "Allocation",

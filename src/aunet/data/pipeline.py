@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from aunet.data.bpe import BPETokenizer, cached_tokenizer
 from aunet.data.config import DataConfig
 from aunet.data.corpus import CorpusSource
+from aunet.data.interleave import interleave
 from aunet.data.packing import PAD, DocumentEncoder, TrainBatches, ValidationSet, training_windows, validation_set
 from aunet.data.registry import CORPORA, resolve_corpus
 from aunet.data.split import CorpusSplit, SplitSpec
@@ -49,13 +50,17 @@ def training_documents(data: DataConfig) -> list[bytes]:
 
 
 class _TrainDocuments:
-    """``epoch -> document bytes`` of the training split (a class, so DataLoader workers can pickle it)."""
+    """``epoch -> document bytes`` of the training split (a class, so DataLoader workers can pickle it), interleaved
+    in pieces when ``piece_bytes`` is set (:mod:`aunet.data.interleave`)."""
 
-    def __init__(self, split: CorpusSplit, seed: int) -> None:
-        self.split, self.seed = split, seed
+    def __init__(self, split: CorpusSplit, seed: int, piece_bytes: int | None = None, pool: int = 64) -> None:
+        self.split, self.seed, self.piece_bytes, self.pool = split, seed, piece_bytes, pool
 
     def __call__(self, epoch: int) -> Iterator[bytes]:
-        return (doc.data for doc in self.split.train_documents(epoch=epoch, seed=self.seed))
+        documents = (doc.data for doc in self.split.train_documents(epoch=epoch, seed=self.seed))
+        if self.piece_bytes is None:
+            return documents
+        return interleave(documents, self.piece_bytes, self.pool, np.random.default_rng([self.seed, epoch, 11]))
 
 
 class _Windows:
@@ -200,8 +205,9 @@ class DataPipeline:
     def train_batches(self, micro_batch: int, start: int = 0, rank: int = 0, world_size: int = 1) -> TrainBatches:
         """This rank's micro-batches of the training stream, from micro-batch ``start`` on (a resume)."""
         assert self.encoder is not None
-        windows = _Windows(_TrainDocuments(self.split, self.seed), self.encoder, self.seq_len, self.seed,
-                           self.config.shuffle_buffer)
+        data = self.config
+        documents = _TrainDocuments(self.split, self.seed, data.interleave_bytes, data.interleave_pool)
+        windows = _Windows(documents, self.encoder, self.seq_len, self.seed, data.shuffle_buffer)
         return TrainBatches(windows, micro_batch, start=start, rank=rank, world_size=world_size)
 
     def validation_windows(self, rank: int = 0, world_size: int = 1) -> ValidationWindows:

@@ -5,10 +5,9 @@ Model code knows nothing of Lightning; :func:`build_model` turns a config into a
 
 from __future__ import annotations
 
-from torch import nn
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from aunet.models.aunet import AUNet, AUNetStats
-from aunet.models.bpe import BPETransformer
 from aunet.models.config import (
     BYTE_VOCAB_SIZE,
     AUNetConfig,
@@ -17,12 +16,32 @@ from aunet.models.config import (
     model_config_from_dict,
     swiglu_hidden_dim,
 )
-from aunet.models.family import FAMILY_CLASSES, Decoder, Family, family_of
 from aunet.models.loading import load_model_config, resolve_config_path
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from aunet.models.aunet import AUNet, AUNetStats
+    from aunet.models.bpe import BPETransformer
+    from aunet.models.family import FAMILY_CLASSES, Decoder, Family, family_of
+
+# The modules get torch on first use, not on `import aunet.models.config`: every command reads its configs through
+# this package, and a config error should be reported before the second it takes to import torch.
+_LAZY = {"AUNet": "aunet.models.aunet", "AUNetStats": "aunet.models.aunet", "BPETransformer": "aunet.models.bpe",
+         **dict.fromkeys(("FAMILY_CLASSES", "Decoder", "Family", "family_of"), "aunet.models.family")}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'aunet.models' has no attribute {name!r}")
 
 
 def build_model(config: ModelConfig) -> nn.Module:
     """The module for ``config``: :class:`AUNet` or :class:`BPETransformer`."""
+    from aunet.models.aunet import AUNet
+    from aunet.models.bpe import BPETransformer
+
     if isinstance(config, AUNetConfig):
         return AUNet(config)
     if isinstance(config, BPEConfig):

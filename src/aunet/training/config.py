@@ -125,6 +125,10 @@ class RunConfig:
         out.pop("name")
         out["train"].pop("results_dir")
         out["data"].pop("num_workers")
+        if out["data"]["interleave_bytes"] is None:
+            # Not interleaving: the pool size changes nothing, and runs from before these keys keep their ids.
+            out["data"].pop("interleave_bytes")
+            out["data"].pop("interleave_pool")
         return out
 
     def fingerprint(self) -> str:
