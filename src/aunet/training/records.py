@@ -35,76 +35,37 @@ from aunet.flops import flops_report, layer_params
 from aunet.io import atomic_write_json, atomic_write_text, read_json
 
 
+def _under(*parts: str) -> property:
+    """A path of the run folder: ``root / parts``."""
+    return property(lambda self: self.root.joinpath(*parts))
+
+
 @dataclass(frozen=True)
 class RunPaths:
     """The files of the run folder ``root`` (see the module docstring)."""
 
     root: Path
 
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.csv"
-
-    @property
-    def summary(self) -> Path:
-        return self.root / "summary.json"
-
-    @property
-    def failure(self) -> Path:
-        return self.root / "failure.json"
-
-    @property
-    def tokenizer(self) -> Path:
-        return self.root / "tokenizer"
-
-    @property
-    def eval_dir(self) -> Path:
-        return self.root / "eval"
-
-    @property
-    def scores(self) -> Path:
-        return self.eval_dir / "scores.json"
-
-    @property
-    def sweep_lock(self) -> Path:
-        return self.root / ".lock"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints / "last.ckpt"
-
-    @property
-    def final_checkpoint(self) -> Path:
-        return self.checkpoints / "final.ckpt"
+    config = _under("config.yaml")
+    metrics = _under("metrics.csv")
+    summary = _under("summary.json")
+    failure = _under("failure.json")
+    tokenizer = _under("tokenizer")
+    eval_dir = _under("eval")
+    scores = _under("eval", "scores.json")
+    sweep_lock = _under(".lock")
+    lock = _under(".train.lock")
+    checkpoints = _under("checkpoints")
+    last_checkpoint = _under("checkpoints", "last.ckpt")
+    final_checkpoint = _under("checkpoints", "final.ckpt")
+    logs = _under("logs")
+    segments = _under("logs", "segments.json")
+    checkpoint_record = _under("logs", "checkpoint.json")
 
     @property
     def model_checkpoints(self) -> tuple[Path, Path]:
         """The checkpoints to evaluate, preferred first: the final one, else the latest of an unfinished run."""
         return self.final_checkpoint, self.last_checkpoint
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def segments(self) -> Path:
-        return self.logs / "segments.json"
-
-    @property
-    def checkpoint_record(self) -> Path:
-        return self.logs / "checkpoint.json"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / ".train.lock"
 
 
 def git_commit(path: Path | None = None) -> dict[str, Any]:
