@@ -40,16 +40,8 @@ class LanguageModelModule(L.LightningModule):
     scored) and, for AU-Net with several stages, ``levels`` ``[B, S+1]``.
     """
 
-    def __init__(
-        self,
-        model: dict[str, Any],
-        optim: dict[str, Any],
-        micro_batch: int,
-        token_bytes: list[int],
-        val_text_bytes: int,
-        compile: bool = False,
-        identity: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, model: dict[str, Any], optim: dict[str, Any], micro_batch: int, token_bytes: list[int],
+                 val_text_bytes: int, compile: bool = False, identity: dict[str, str] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["token_bytes"])
         self.model_config = model_config_from_dict(model)
@@ -77,10 +69,8 @@ class LanguageModelModule(L.LightningModule):
         loss = self.loss_fn(logits, targets)
         # One host sync per step: a NaN must stop the run before it reaches a checkpoint.
         if not torch.isfinite(loss):
-            raise RunError(
-                f"training loss became {loss.item()} at step {self.global_step}; lower train.lr or check the data "
-                "(the last good checkpoint and the records are kept)"
-            )
+            raise RunError(f"training loss became {loss.item()} at step {self.global_step}; lower train.lr or check "
+                           "the data (the last good checkpoint and the records are kept)")
         self.micro_batches_trained += 1
         inputs = batch["tokens"][:, :-1].clamp(min=0)
         self.bytes_seen_local += self.token_bytes[inputs].sum()

@@ -24,13 +24,7 @@ from aunet.config import read_yaml
 from aunet.errors import ConfigError, RunError, RunStopped
 from aunet.flops import flops_report
 from aunet.io import atomic_write_yaml
-from aunet.training.callbacks import (
-    LastCheckpoint,
-    RecordsOnCheckpoint,
-    ThroughputLogger,
-    TrainTimer,
-    save_checkpoint,
-)
+from aunet.training.callbacks import LastCheckpoint, RecordsOnCheckpoint, ThroughputLogger, TrainTimer, save_checkpoint
 from aunet.training.config import RunConfig, run_config_from_dict
 from aunet.training.datamodule import CorpusDataModule
 from aunet.training.hardware import check_memory, check_trainer
@@ -105,16 +99,12 @@ def plan_steps(run: RunConfig, world_size: int = 1) -> Plan:
     else:
         total = int(t.budget_flops // flops_per_step)
         if total < 1:
-            raise RunError(
-                f"train.budget_flops={t.budget_flops:.3g} is less than one step ({flops_per_step:.3g} FLOPs); "
-                "raise the budget or lower train.batch_size"
-            )
+            raise RunError(f"train.budget_flops={t.budget_flops:.3g} is less than one step ({flops_per_step:.3g} "
+                           "FLOPs); raise the budget or lower train.batch_size")
     per_device = t.batch_size // t.accumulate
     if per_device % world_size:
-        raise RunError(
-            f"train.batch_size={t.batch_size} / accumulate={t.accumulate} is not divisible by the {world_size} "
-            "devices; adjust train.batch_size"
-        )
+        raise RunError(f"train.batch_size={t.batch_size} / accumulate={t.accumulate} is not divisible by the "
+                       f"{world_size} devices; adjust train.batch_size")
     warmup = t.warmup_steps if t.warmup_steps is not None else int(round(t.warmup_fraction * total))
     val_every = t.val_every_steps or max(1, total // 10)
     return Plan(total, min(warmup, total - 1), val_every, per_device // world_size, flops_per_step, units_per_step)
@@ -135,9 +125,8 @@ def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
             raise RunError(f"{paths.config}: this run's stored config is unusable ({exc.message.split('; ')[0]}); "
                            "delete the run folder to start the run again") from None
         if stored.fingerprint() != run.fingerprint():
-            raise RunError(
-                f"{paths.root} holds a run with a different config; use another --run-dir or delete that folder"
-            )
+            raise RunError(f"{paths.root} holds a run with a different config; use another --run-dir or delete that "
+                           "folder")
     last = paths.last_checkpoint
     if last.is_symlink() and not last.exists():
         raise RunError(f"{last}: a link to {os.readlink(last)}, which does not exist (moved, or its disk not "
@@ -243,12 +232,8 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     plan = plan_steps(run, hardware.world_size)
     last = LastCheckpoint(paths.last_checkpoint, val_every=plan.val_every,
                           after_save=lambda trainer: _record_checkpoint(paths, trainer))
-    all_callbacks: list[L.Callback] = [
-        timer,
-        last,
-        ThroughputLogger(timer, peak_flops=run.train.peak_flops),
-        RecordsOnCheckpoint(lambda trainer: merge_metrics(paths)),
-    ]
+    all_callbacks: list[L.Callback] = [timer, last, ThroughputLogger(timer, peak_flops=run.train.peak_flops),
+                                       RecordsOnCheckpoint(lambda trainer: merge_metrics(paths))]
     all_callbacks += list(callbacks or [])
     if tr.progress_bar:
         all_callbacks.append(TQDMProgressBar(refresh_rate=1))
@@ -343,46 +328,23 @@ def _summary(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, mo
     flops_spent = steps * plan.flops_per_step
     units_seen = steps * plan.units_per_step
     train_s = max(timer.train_seconds, 1e-9)
-    throughput = {
-        "bytes_per_s": bytes_seen / train_s,
-        "units_per_s": units_seen / train_s,
-        "flops_per_s": flops_spent / train_s,
-        "mfu": (flops_spent / train_s / (run.train.peak_flops * trainer.world_size)) if run.train.peak_flops else None,
-        "train_time_s": timer.train_seconds,
-        "devices": trainer.world_size,
-    }
+    peak = run.train.peak_flops * trainer.world_size if run.train.peak_flops else None
+    throughput = {"bytes_per_s": bytes_seen / train_s, "units_per_s": units_seen / train_s,
+                  "flops_per_s": flops_spent / train_s, "mfu": flops_spent / train_s / peak if peak else None,
+                  "train_time_s": timer.train_seconds, "devices": trainer.world_size}
     git = git_commit()
     data = datamodule.data
     return RunSummary(
-        run_id=paths.root.name,
-        name=run.name,
-        family=run.model.family,
-        status="finished",
-        val_bpb=metrics.get("val/bpb", math.nan),
-        val_loss=metrics.get("val/loss", math.nan),
-        params=report.params,
-        non_embedding_params=report.non_embedding_params,
-        flops_per_unit=report.flops_per_unit,
-        unit=report.unit,
-        head_share=report.head_share,
-        budget_flops=run.train.budget_flops,
-        steps=steps,
-        flops_per_step=plan.flops_per_step,
-        flops_spent=flops_spent,
-        bytes_seen=bytes_seen,
-        tokens_seen=units_seen,
-        bytes_per_token=data.bytes_per_token(),
-        val_text_bytes=data.val_text_bytes,
-        wall_time_s=timer.wall_seconds,
-        throughput=throughput,
-        git_commit=git["commit"],
-        git_dirty=git["dirty"],
-        seed=run.train.seed,
-        versions=library_versions(),
-        data_fingerprint=data.fingerprint()["sha256"],
-        data=data.fingerprint(),
+        run_id=paths.root.name, name=run.name, family=run.model.family, status="finished",
+        val_bpb=metrics.get("val/bpb", math.nan), val_loss=metrics.get("val/loss", math.nan),
+        params=report.params, non_embedding_params=report.non_embedding_params,
+        flops_per_unit=report.flops_per_unit, unit=report.unit, head_share=report.head_share,
+        budget_flops=run.train.budget_flops, steps=steps, flops_per_step=plan.flops_per_step, flops_spent=flops_spent,
+        bytes_seen=bytes_seen, tokens_seen=units_seen, bytes_per_token=data.bytes_per_token(),
+        val_text_bytes=data.val_text_bytes, wall_time_s=timer.wall_seconds, throughput=throughput,
+        git_commit=git["commit"], git_dirty=git["dirty"], seed=run.train.seed, versions=library_versions(),
+        data_fingerprint=data.fingerprint()["sha256"], data=data.fingerprint(),
         weights_sha256=weights_sha256(module.model.state_dict()),
-        stages=stage_records(paths.metrics, run.model, units_seen),
-        config_fingerprint=run.fingerprint(),
+        stages=stage_records(paths.metrics, run.model, units_seen), config_fingerprint=run.fingerprint(),
         host=os.uname().nodename if hasattr(os, "uname") else "unknown",
     )
