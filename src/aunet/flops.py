@@ -83,9 +83,8 @@ class FlopsReport:
         return self.flops_per_unit * self.seq_len
 
 
-def _stage_flops(
-    stage: int, dim: int, ffn_dim: int, seq_len: int, seq_len0: int, layers_counted: int, window: int | None
-) -> StageFlops:
+def _stage_flops(stage: int, dim: int, ffn_dim: int, seq_len: int, seq_len0: int, layers_counted: int,
+                 window: int | None) -> StageFlops:
     ratio = seq_len / seq_len0
     frac = window_fraction(seq_len, window)
     linear = 6.0 * layers_counted * ratio * (4 * dim * dim + 3 * dim * ffn_dim)

@@ -67,17 +67,9 @@ def _loglog(logC: np.ndarray, logv: np.ndarray) -> tuple[float, float]:
     return float(np.exp(log_k)), float(a)
 
 
-def fit_hyperparameter_law(
-    C: ArrayLike,
-    value: ArrayLike,
-    loss: ArrayLike,
-    *,
-    tolerance: float = 0.01,
-    rel_tol: float = 0.01,
-    n_boot: int = 200,
-    seed: int = 0,
-    level: float = 0.95,
-) -> HyperparameterLawFit:
+def fit_hyperparameter_law(C: ArrayLike, value: ArrayLike, loss: ArrayLike, *, tolerance: float = 0.01,
+                           rel_tol: float = 0.01, n_boot: int = 200, seed: int = 0,
+                           level: float = 0.95) -> HyperparameterLawFit:
     """Fit ``value = k C^a`` on the near-best runs of each budget (``C``, ``value``, ``loss`` of shape ``[n]``).
 
     Runs whose ``C`` agree within ``rel_tol`` form one budget (use the planned budget, not FLOPs spent, when the

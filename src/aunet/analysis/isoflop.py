@@ -106,17 +106,8 @@ class IsoFlopFit:
         }
 
 
-def isoflop_analysis(
-    C: ArrayLike,
-    N: ArrayLike,
-    L: ArrayLike,
-    *,
-    flops_per_param_token: float = 6.0,
-    rel_tol: float = 0.01,
-    n_boot: int = 200,
-    seed: int = 0,
-    level: float = 0.95,
-) -> IsoFlopFit:
+def isoflop_analysis(C: ArrayLike, N: ArrayLike, L: ArrayLike, *, flops_per_param_token: float = 6.0,
+                     rel_tol: float = 0.01, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> IsoFlopFit:
     """IsoFLOP profiles from runs with compute ``C``, size ``N`` and loss ``L`` (each of shape ``[n]``).
 
     Runs whose ``C`` agree within ``rel_tol`` form one budget. Each budget with at least 3 distinct sizes gets a

@@ -96,15 +96,8 @@ class NotebookRun:
     error: str | None
 
 
-def execute_notebook(
-    name: str,
-    results_dir: str | Path,
-    output_dir: str | Path | None = None,
-    *,
-    timeout: float = 600,
-    save_to: str | Path | None = None,
-    extra_parameters: dict[str, Any] | None = None,
-) -> NotebookRun:
+def execute_notebook(name: str, results_dir: str | Path, output_dir: str | Path | None = None, *, timeout: float = 600,
+                     save_to: str | Path | None = None, extra_parameters: dict[str, Any] | None = None) -> NotebookRun:
     """Execute notebook ``name`` on ``results_dir`` with kernel ``python3`` and a headless matplotlib backend.
 
     ``results_dir`` and ``output_dir`` (default: ``results_dir``) are injected as absolute paths, plus any

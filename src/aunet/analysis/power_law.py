@@ -96,17 +96,8 @@ def _problem_for(L: np.ndarray, x: np.ndarray, irreducible: bool, huber_delta: f
     return LseProblem(y, x[:, None], np.array([True]), huber_delta)
 
 
-def fit_power_law(
-    C: ArrayLike,
-    L: ArrayLike,
-    *,
-    n_boot: int = 200,
-    seed: int = 0,
-    huber_delta: float = 1e-3,
-    irreducible: bool = True,
-    level: float = 0.95,
-    resampled_L: ArrayLike | None = None,
-) -> PowerLawFit:
+def fit_power_law(C: ArrayLike, L: ArrayLike, *, n_boot: int = 200, seed: int = 0, huber_delta: float = 1e-3,
+                  irreducible: bool = True, level: float = 0.95, resampled_L: ArrayLike | None = None) -> PowerLawFit:
     """Fit ``L = E + A * C^(-alpha)`` to points ``C`` (compute, shape ``[n]``) and ``L`` (loss, shape ``[n]``).
 
     Minimises the Huber loss (``huber_delta``, in log units) of ``log L - log(E + A C^-alpha)`` with L-BFGS-B from

@@ -114,16 +114,8 @@ def _starts(y: np.ndarray, coarse: bool = False) -> np.ndarray:
     return np.array(rows)
 
 
-def fit_loss_surface(
-    N: ArrayLike,
-    D: ArrayLike,
-    L: ArrayLike,
-    *,
-    n_boot: int = 200,
-    seed: int = 0,
-    huber_delta: float = 1e-3,
-    level: float = 0.95,
-) -> LossSurfaceFit:
+def fit_loss_surface(N: ArrayLike, D: ArrayLike, L: ArrayLike, *, n_boot: int = 200, seed: int = 0,
+                     huber_delta: float = 1e-3, level: float = 0.95) -> LossSurfaceFit:
     """Fit ``L = E + A / N^alpha + B / D^beta`` to runs with size ``N``, data ``D`` and loss ``L`` (each ``[n]``).
 
     Same robust method as :func:`aunet.analysis.fit_power_law`: Huber loss of the log residual with the prediction

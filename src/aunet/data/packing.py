@@ -66,9 +66,8 @@ def shuffle_buffer(items: Iterator[Window], size: int, rng: np.random.Generator)
         yield buffer[j]
 
 
-def training_windows(
-    documents: Callable[[int], Iterable[bytes]], encoder: DocumentEncoder, seq_len: int, seed: int, buffer: int
-) -> Iterator[Window]:
+def training_windows(documents: Callable[[int], Iterable[bytes]], encoder: DocumentEncoder, seq_len: int, seed: int,
+                     buffer: int) -> Iterator[Window]:
     """The endless, deterministic stream of training windows: epochs of ``documents(epoch)``, packed, shuffled.
 
     Raises DataError when one epoch of training text is shorter than one window.

@@ -64,14 +64,8 @@ class AUNet(nn.Module):
         self.head = nn.Linear(c.dims[0], c.vocab_size, bias=False)
         init_weights(self)
 
-    def forward(
-        self,
-        tokens: Tensor,
-        levels: Tensor | None = None,
-        *,
-        use_caps: bool = True,
-        return_stats: bool = False,
-    ) -> Tensor | tuple[Tensor, AUNetStats]:
+    def forward(self, tokens: Tensor, levels: Tensor | None = None, *, use_caps: bool = True,
+                return_stats: bool = False) -> Tensor | tuple[Tensor, AUNetStats]:
         """Next-byte logits.
 
         Args:

@@ -263,17 +263,8 @@ class TransformerStack(nn.Module):
         max_len: length up to which rotary tables are precomputed; longer inputs extend them on the fly.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        n_layers: int,
-        head_dim: int,
-        ffn_dim: int,
-        window: int | None,
-        max_len: int,
-        rope_theta: float,
-        eps: float,
-    ) -> None:
+    def __init__(self, dim: int, n_layers: int, head_dim: int, ffn_dim: int, window: int | None, max_len: int,
+                 rope_theta: float, eps: float) -> None:
         super().__init__()
         self.dim, self.head_dim, self.window, self.rope_theta = dim, head_dim, window, rope_theta
         self.layers = nn.ModuleList(Block(dim, head_dim, ffn_dim, eps) for _ in range(n_layers))

@@ -63,9 +63,8 @@ class SplitRule:
 RULES: dict[str, SplitRule] = {}
 
 
-def register_rule(
-    name: str, fn: RuleFn, *, takes_arg: bool = False, description: str = "", overwrite: bool = False
-) -> SplitRule:
+def register_rule(name: str, fn: RuleFn, *, takes_arg: bool = False, description: str = "",
+                  overwrite: bool = False) -> SplitRule:
     """Register ``fn`` under ``name`` so configs can say ``name`` (or ``name@K`` when ``takes_arg``).
 
     ``fn(units, arg)`` must return a boolean array over units and be append-stable (see the module docstring);
