@@ -28,10 +28,8 @@ COMMANDS = (train_cmd, sweep_cmd, eval_cmd, generate_cmd, analyze_cmd, bench_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aunet",
-        description="Compute-matched scaling studies of Autoregressive U-Nets (AU-Net) against BPE transformers.",
-    )
+    parser = argparse.ArgumentParser(prog="aunet", description="Compute-matched scaling studies of Autoregressive "
+                                     "U-Nets (AU-Net) against BPE transformers.")
     parser.add_argument("--version", action="version", version=f"aunet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

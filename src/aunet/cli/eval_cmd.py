@@ -8,8 +8,7 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "eval",
-        help="evaluate a checkpoint on lm-eval tasks (offline) and bits per byte",
+        "eval", help="evaluate a checkpoint on lm-eval tasks (offline) and bits per byte",
         description=(
             "Evaluate a run folder or .ckpt with lm-eval's stock task logic on local files (HellaSwag, ARC-Easy, "
             "ARC-Challenge, MMLU from $AUNET_DATA_DIR/benchmarks), and/or report bits per byte on text files. "
@@ -102,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size, max_length=args.max_length, task_data=task_data,
                              online=args.online, bpb=bpb, bpb_text_field=args.text_field,
                              bpb_max_bytes=args.bpb_bytes, suites=suites, output_dir=args.output_dir,
-                             log_samples=args.log_samples,
-                             seed=args.seed, progress=True)
+                             log_samples=args.log_samples, seed=args.seed, progress=True)
     width = max((len(k) for k in result["scores"]), default=0)
     for key, value in sorted(result["scores"].items()):
         if not key.endswith("_stderr"):

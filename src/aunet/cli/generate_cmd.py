@@ -9,8 +9,7 @@ import sys
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "generate",
-        help="generate text from a checkpoint (AU-Net: cascaded decoding with per-stage KV caches)",
+        "generate", help="generate text from a checkpoint (AU-Net: cascaded decoding with per-stage KV caches)",
         description=(
             "Continue --prompt with the model of a run folder or .ckpt. AU-Net runs the way the paper describes: "
             "the byte stage at every byte, each deeper stage only when the new byte closes a segment of its "

@@ -7,11 +7,9 @@ import json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "presets",
-        help="list the model presets shipped with the package",
-        description="List model presets (usable wherever a model config file is expected) with their size.",
-    )
+    p = sub.add_parser("presets", help="list the model presets shipped with the package",
+                       description="List model presets (usable wherever a model config file is expected) with their "
+                                   "size.")
     p.add_argument("--json", action="store_true", help="one JSON object per preset")
     p.set_defaults(run=run)
 

@@ -124,15 +124,11 @@ def _fmt_time(seconds: float | None) -> str:
 
 def run_plan(args: argparse.Namespace) -> int:
     from aunet.formatting import si, table
-    from aunet.sweeps.plan import estimate_times
+    from aunet.sweeps.plan import estimate_times, gpu_check_rates, plan_sweep
 
     spec = _spec(args)
-    from aunet.sweeps.plan import plan_sweep
-
     plan = plan_sweep(spec, measure=spec.bytes_per_token is None or _corpus_readable(spec))
     if args.throughput:
-        from aunet.sweeps.plan import gpu_check_rates
-
         rates, label = gpu_check_rates(args.throughput)
         estimate_times(plan, measured=rates, measured_label=label)
     elif not args.no_probe:
@@ -228,8 +224,6 @@ def run_run(args: argparse.Namespace) -> int:
 
 def _print_stopped(stopped: list[str]) -> None:
     """A worker pre-empted by SIGTERM: its run's checkpoint is saved and the run is back in the queue."""
-    import sys
-
     for line in stopped:
         print(f"stopped {line}; the run is back in the queue: rerun the sweep (or a worker) to continue it",
               file=sys.stderr)

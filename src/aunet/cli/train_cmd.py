@@ -9,8 +9,7 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train",
-        help="train one model (AU-Net or BPE) to its FLOPs budget",
+        "train", help="train one model (AU-Net or BPE) to its FLOPs budget",
         description=(
             "Train the model of a run config to its compute budget and write results/runs/<run-id>/ (config, "
             "metrics.csv, summary.json, checkpoints). CONFIG is a YAML file with model/data/train/trainer sections "
