@@ -39,18 +39,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aunet.analysis import ngram
-from aunet.data.pipeline import DataPipeline, cache_dir
-from aunet.models import family_of
-from aunet.training.records import RunPaths
-from aunet.training.summary import RunSummary, read_summary
-from aunet.errors import UserError
-from aunet.training.config import load_run_config
-from aunet.analysis import tables
+from aunet.analysis import ngram, tables
+from aunet.analysis.store import to_jsonable
 from aunet.data.bpe import BPETokenizer
 from aunet.data.packing import validation_texts
-from aunet.analysis.store import to_jsonable
+from aunet.data.pipeline import DataPipeline
+from aunet.errors import UserError
 from aunet.io import atomic_write_json
+from aunet.models import family_of
+from aunet.paths import cache_dir
+from aunet.training.config import load_run_config
+from aunet.training.records import RunPaths
+from aunet.training.summary import RunSummary, read_summary
 
 if TYPE_CHECKING:  # pandas is imported where a table is read, so the CLI can read the constants below cheaply
     import pandas as pd

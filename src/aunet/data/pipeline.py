@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,7 @@ from aunet.data.registry import CORPORA, resolve_corpus
 from aunet.data.split import CorpusSplit, SplitSpec
 from aunet.errors import DataError
 from aunet.models import ModelConfig, family_of
-
-
-def cache_dir() -> Path:
-    """Where trained tokenizers are cached: ``AUNET_CACHE_DIR``, else ``./cache`` (never the read-only data dir)."""
-    return Path(os.environ.get("AUNET_CACHE_DIR", "cache")).expanduser()
+from aunet.paths import cache_dir
 
 
 def corpus_split(data: DataConfig) -> tuple[CorpusSource, SplitSpec, CorpusSplit]:

@@ -123,19 +123,12 @@ def members(name: str) -> list[str]:
 def task_config(task: CuteTask, data_file: Path, hf_cache: str) -> dict[str, Any]:
     """The lm-eval YAML of one task (a plain mapping; see the module docstring for the prompt)."""
     return {
-        "task": task.name,
-        "dataset_path": "json",
-        "dataset_name": None,
-        "dataset_kwargs": {"data_files": {"test": str(data_file)}, "cache_dir": hf_cache},
-        "test_split": "test",
+        "task": task.name, "dataset_path": "json", "dataset_name": None,
+        "dataset_kwargs": {"data_files": {"test": str(data_file)}, "cache_dir": hf_cache}, "test_split": "test",
         "fewshot_split": "test",  # the item itself is excluded from its examples
-        "fewshot_config": {"sampler": "first_n"},
-        "num_fewshot": DEFAULT_FEWSHOT,
-        "output_type": "generate_until",
-        "description": task.instruction + "\n\n",
-        "doc_to_text": "Question: " + task.question + '\nAnswer: "',
-        "doc_to_target": "{{label}}",
-        "target_delimiter": "",
+        "fewshot_config": {"sampler": "first_n"}, "num_fewshot": DEFAULT_FEWSHOT, "output_type": "generate_until",
+        "description": task.instruction + "\n\n", "doc_to_text": "Question: " + task.question + '\nAnswer: "',
+        "doc_to_target": "{{label}}", "target_delimiter": "",
         "fewshot_delimiter": '"\n\n',  # closes each example's quoted answer
         "generation_kwargs": {"until": ['"', "\n"], "max_gen_toks": MAX_GEN[task.level], "do_sample": False,
                               "temperature": 0.0},
@@ -148,8 +141,7 @@ def task_config(task: CuteTask, data_file: Path, hf_cache: str) -> dict[str, Any
 def group_config(name: str) -> dict[str, Any]:
     """The lm-eval YAML of group ``name``: its tasks or subgroups and their exact-match aggregate."""
     return {
-        "group": name,
-        "task": list(GROUPS[name]),
+        "group": name, "task": list(GROUPS[name]),
         # Weighted by items, so "cute" is the mean over all its items (over tasks when --limit makes sizes equal).
         "aggregate_metric_list": [{"metric": "exact_match", "aggregation": "mean", "weight_by_size": True}],
         "metadata": {"version": 1},

@@ -277,19 +277,12 @@ def evaluate_loaded(loaded: LoadedModel, tasks: list[str] | None = None, *, limi
     for suite in suites:
         scores.update(run_suite(loaded, suite, limit=limit, batch_size=batch_size, max_length=max_length,
                                 progress=progress))
-    provenance = {
-        "checkpoint": str(loaded.checkpoint) if loaded.checkpoint else None,
-        "limit": limit,
-        "num_fewshot": num_fewshot,
-        "online": online,
-        "task_data": {k: str(v) for k, v in (task_data or {}).items()},
-        "bpb_files": {k: str(v) for k, v in (bpb or {}).items()},
-        "bpb_max_bytes": bpb_max_bytes,
-        "suites": suites,
-        "max_length": max_length,
-        "results_file": results_file.name if results_file else None,
-        "time": stamp,
-    }
+    provenance = {"checkpoint": str(loaded.checkpoint) if loaded.checkpoint else None, "limit": limit,
+                  "num_fewshot": num_fewshot, "online": online,
+                  "task_data": {k: str(v) for k, v in (task_data or {}).items()},
+                  "bpb_files": {k: str(v) for k, v in (bpb or {}).items()}, "bpb_max_bytes": bpb_max_bytes,
+                  "suites": suites, "max_length": max_length,
+                  "results_file": results_file.name if results_file else None, "time": stamp}
     merged = write_scores(out_dir, scores, provenance)
     return {"scores": scores, "all_scores": merged, "results_file": results_file, "eval_dir": out_dir,
             "seconds": time.time() - started}
