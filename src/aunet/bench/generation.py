@@ -68,15 +68,9 @@ def measure(loaded: LoadedModel, prompt: bytes, new_bytes: int, repeats: int) ->
     cascade_rate = (new_bytes - 1) / steady if steady > 0.05 * total else new_bytes / total
     full_rate = new_bytes / full_time
     return {
-        "context_bytes": len(prompt),
-        "new_bytes": new_bytes,
-        "cascade_prefill_s": prefill,
-        "cascade_total_s": total,
-        "cascade_bytes_per_s": cascade_rate,
-        "recompute_total_s": full_time,
-        "recompute_bytes_per_s": full_rate,
-        "speedup": cascade_rate / full_rate,
-        "speedup_end_to_end": full_time / total,
+        "context_bytes": len(prompt), "new_bytes": new_bytes, "cascade_prefill_s": prefill, "cascade_total_s": total,
+        "cascade_bytes_per_s": cascade_rate, "recompute_total_s": full_time, "recompute_bytes_per_s": full_rate,
+        "speedup": cascade_rate / full_rate, "speedup_end_to_end": full_time / total,
         "identical_output": cascade.data == full.data,  # type: ignore[attr-defined]
     }
 

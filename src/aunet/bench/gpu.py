@@ -45,7 +45,7 @@ import torch
 
 from aunet.bench.generation import measure
 from aunet.bench.record import write_section
-from aunet.bench.suite import _native_stderr_silenced, stack_windows
+from aunet.bench.suite import _native_stderr_silenced, _sync, stack_windows
 from aunet.data.packing import pack
 from aunet.evaluation.checkpoint import LoadedModel
 from aunet.evaluation.generation import generate
@@ -73,11 +73,6 @@ PAPER_1B = {"bpe": ("paper-bpe-1b", 210e3), "aunet2": ("paper-aunet2-1b", 225e3)
 
 
 # --- timing helpers --------------------------------------------------------------------------------------------------
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(fn: Callable[[], Any], device: torch.device) -> float:
@@ -132,15 +127,6 @@ def byte_batches(config: ModelConfig, text: bytes, micro_batch: int, count: int,
             yield from (encoder.encode(d) for d in documents)
 
     return stack_windows(pack(cycled(), config.seq_len + 1, encoder.top_level), micro_batch, count, device)
-
-
-def token_batches(vocab_size: int, seq_len: int, micro_batch: int, count: int, device: torch.device,
-                  seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    """``count`` BPE batches of uniformly drawn token ids ``[micro_batch, seq_len + 1]``: the work of a step does not
-    depend on which ids it reads, and no tokenizer of the paper's 128k vocabulary is at hand offline."""
-    generator = torch.Generator().manual_seed(seed)
-    return [{"tokens": torch.randint(0, vocab_size, (micro_batch, seq_len + 1), generator=generator).to(device)}
-            for _ in range(count)]
 
 
 # --- the training step -----------------------------------------------------------------------------------------------
@@ -265,9 +251,12 @@ def train_preset(preset: str, text: bytes, micro_batch: int, steps: int, warmup:
     torch.manual_seed(0)
     model = build_model(config).to(device)
     n_batches = min(steps + warmup + 3, 8)
-    # Real text where the family reads bytes (word boundaries set the work); uniform token ids otherwise.
+    # Real text where the family reads bytes (word boundaries set the work); uniform token ids otherwise: the work
+    # of a step does not depend on which ids it reads, and no tokenizer of the paper's 128k vocabulary is at hand.
     if family.needs_tokenizer:
-        batches = token_batches(config.vocab_size, config.seq_len, micro_batch, n_batches, device)
+        generator = torch.Generator().manual_seed(0)
+        batches = [{"tokens": family.synthetic_batch(micro_batch, generator)["tokens"].to(device)}
+                   for _ in range(n_batches)]
     else:
         batches = byte_batches(config, text, micro_batch, n_batches, device)
     graphs = graph_report(model, batches[0], device)

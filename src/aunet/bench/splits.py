@@ -120,12 +120,8 @@ def measure(sets: Sequence[TextSet], rules: Sequence[str], speed_rules: Sequence
             joined, _ = throughput([b"\n".join(docs)], list(rule_list), repeats)
             speed.append({"text": name, "rules": list(rule_list), "documents": len(docs), "mb_per_s_median": median,
                           "mb_per_s_best": best, "mb_per_s_joined_median": joined})
-    return {
-        "texts": {s.name: {"source": s.where, "documents": len(s.documents), "bytes": s.n_bytes} for s in sets},
-        "bytes_per_segment": compression,
-        "speed": speed,
-        "repeats": repeats,
-    }
+    return {"texts": {s.name: {"source": s.where, "documents": len(s.documents), "bytes": s.n_bytes} for s in sets},
+            "bytes_per_segment": compression, "speed": speed, "repeats": repeats}
 
 
 def pin_to_one_core() -> str:

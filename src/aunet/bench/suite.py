@@ -51,7 +51,7 @@ STUDY = Path(__file__).resolve().parents[3] / "sweeps" / "cpu-study.yaml"
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def _best_rate(fn: Callable[[], Any], flops: float, repeats: int, device: torch.device) -> float:
@@ -183,10 +183,8 @@ def train_throughput(configs: dict, bytes_per_token: dict[str, float], tokenizer
             activations = _saved_bytes(models[family], batches[family][0])
         attention = report.attention_flops_per_unit * units
         out[family] = {
-            "params": report.params,
-            "flops_per_byte": report.flops_per_unit / bytes_per_token[family],
-            "seconds_per_step": seconds,
-            "bytes_per_s": units * bytes_per_token[family] / seconds,
+            "params": report.params, "flops_per_byte": report.flops_per_unit / bytes_per_token[family],
+            "seconds_per_step": seconds, "bytes_per_s": units * bytes_per_token[family] / seconds,
             "flops_per_s": units * report.flops_per_unit / seconds,
             "peak_memory_bytes": activations + 4 * params,  # + weights, grads, Adam m and v
             "activation_bytes": activations,
