@@ -22,9 +22,7 @@ def resolve_config_path(spec: str | Path) -> Path:
         raise ConfigError("", "not a regular file (a folder, pipe or device); give the path of a YAML file", str(spec))
     hints = closest_presets(str(spec))
     hint = f"; did you mean {', '.join(hints)}?" if hints else ""
-    raise ConfigError(
-        "", f"no such file or preset{hint} (list presets with 'aunet presets')", str(spec)
-    )
+    raise ConfigError("", f"no such file or preset{hint} (list presets with 'aunet presets')", str(spec))
 
 
 def load_model_config(spec: str | Path) -> ModelConfig:

@@ -26,14 +26,7 @@ from aunet.io import read_json
 from aunet.models import FAMILY_CLASSES, build_model, family_of
 from aunet.sweeps.fairness import check_caps, fairness_rows, measure_caps, training_sample
 from aunet.sweeps.hparams import hyperparameters
-from aunet.sweeps.sizing import (
-    DEFAULT_MIN_HEADS,
-    build_config,
-    check_template,
-    floor_cost,
-    floor_violations,
-    size_for,
-)
+from aunet.sweeps.sizing import DEFAULT_MIN_HEADS, build_config, check_template, floor_cost, size_for
 from aunet.sweeps.spec import SweepSpec
 from aunet.training.config import RunConfig, run_config_from_dict
 
@@ -234,7 +227,7 @@ def _seeds(spec: SweepSpec, budget: float, multiplier: float) -> list[int]:
 def _check_floors(fam, config, allowed: bool, key: str, budget: float) -> None:
     """Refuse a model under the floors of a sensible shape (one line: what and how to fix), unless allowed."""
     min_heads = int((fam.template or {}).get("min_heads", DEFAULT_MIN_HEADS))
-    problems = floor_violations(config, min_heads)
+    problems = family_of(config).floor_violations(min_heads)
     if problems and not allowed:
         raise ConfigError(key, f"at budget {budget:.3g} the model falls below the floors ({'; '.join(problems)}); "
                           "widen the template (widths, head_dims) or raise the budget, or set "
@@ -245,15 +238,10 @@ def _planned(spec, family, variant, budget, seed, multiplier, sized, target, ste
              train_bytes) -> PlannedRun:
     # The run's name (and so its folder) depends on the family and the config only, not on the sweep or the
     # variant label: the same run planned by two sweeps is trained once and shared.
-    name = family
-    raw = {
-        "name": name,
-        "model": sized.config.to_dict(),
-        "data": dict(spec.data),
-        "train": {**spec.train, "max_steps": steps, "batch_size": batch, "lr": hp.lr, "seed": seed,
-                  "results_dir": str(Path(spec.results_dir) / "runs")},
-        "trainer": dict(spec.trainer),
-    }
+    raw = {"name": family, "model": sized.config.to_dict(), "data": dict(spec.data),
+           "train": {**spec.train, "max_steps": steps, "batch_size": batch, "lr": hp.lr, "seed": seed,
+                     "results_dir": str(Path(spec.results_dir) / "runs")},
+           "trainer": dict(spec.trainer)}
     raw["train"].pop("budget_flops", None)
     config = run_config_from_dict(raw)
     report = flops_report(sized.config)

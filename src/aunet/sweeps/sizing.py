@@ -5,8 +5,8 @@ by the measured bytes per token for BPE. A template is searched over the deepest
 the depth that hits the target is solved exactly (FLOPs grow linearly with the number of deepest-stage layers), and
 among the sizes within tolerance the one closest to the template's width-per-layer ``aspect`` wins.
 
-Floors keep every size a sensible model (:func:`floor_violations`): each stage at least ``min_heads`` heads wide
-(default 2), AU-Net stages never narrower than the stage before them, at least one layer on each side of every
+Floors keep every size a sensible model (the family's ``floor_violations``): each stage at least ``min_heads`` heads
+wide (default 2), AU-Net stages never narrower than the stage before them, at least one layer on each side of every
 non-deepest stage. A template's widths are raised to the floors before the search, so a small budget gets a small
 but well-formed model, or a one-line error when even the floor model is too expensive.
 """
@@ -97,12 +97,6 @@ def check_template(template: dict, key: str) -> dict:
         raise ConfigError(f"{key}.min_heads", "must be at least 1")
     family.check_template(template, key)
     return template
-
-
-def floor_violations(config: ModelConfig, min_heads: int = DEFAULT_MIN_HEADS) -> list[str]:
-    """What makes ``config`` fall below the floors of a sensible model (empty when it is fine): a stage narrower
-    than ``min_heads`` heads, an AU-Net stage narrower than the stage before it, a stage without layers."""
-    return family_of(config).floor_violations(min_heads)
 
 
 def from_template(template: dict, overrides: dict, target: float, bytes_per_token: float, tolerance: float,
