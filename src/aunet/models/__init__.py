@@ -49,21 +49,6 @@ def build_model(config: ModelConfig) -> nn.Module:
     raise TypeError(f"not a model config: {type(config).__name__}")
 
 
-__all__ = [
-    "AUNet",
-    "AUNetConfig",
-    "AUNetStats",
-    "BPEConfig",
-    "BPETransformer",
-    "BYTE_VOCAB_SIZE",
-    "Decoder",
-    "FAMILY_CLASSES",
-    "Family",
-    "ModelConfig",
-    "build_model",
-    "family_of",
-    "load_model_config",
-    "resolve_config_path",
-    "model_config_from_dict",
-    "swiglu_hidden_dim",
-]
+__all__ = ["AUNet", "AUNetConfig", "AUNetStats", "BPEConfig", "BPETransformer", "BYTE_VOCAB_SIZE", "Decoder",
+           "FAMILY_CLASSES", "Family", "ModelConfig", "build_model", "family_of", "load_model_config",
+           "resolve_config_path", "model_config_from_dict", "swiglu_hidden_dim"]
