@@ -130,18 +130,8 @@ def flops_report(config: ModelConfig) -> FlopsReport:
     total = sum(s.linear_flops for s in stages) + head_flops + attention
     params = embedding + body + transition_params + head
     return FlopsReport(
-        family=config.family,
-        unit=unit,
-        seq_len=seq_len,
-        params=params,
-        non_embedding_params=params - embedding - head,
-        embedding_params=embedding,
-        head_params=head,
-        transition_params=transition_params,
-        flops_per_unit=total,
-        head_flops_per_unit=head_flops,
-        attention_flops_per_unit=attention,
-        transition_flops_per_unit=transition_flops,
-        head_share=head_flops / total,
-        stages=stages,
+        family=config.family, unit=unit, seq_len=seq_len, params=params, non_embedding_params=params - embedding - head,
+        embedding_params=embedding, head_params=head, transition_params=transition_params, flops_per_unit=total,
+        head_flops_per_unit=head_flops, attention_flops_per_unit=attention, transition_flops_per_unit=transition_flops,
+        head_share=head_flops / total, stages=stages,
     )

@@ -81,10 +81,8 @@ def training_windows(documents: Callable[[int], Iterable[bytes]], encoder: Docum
                 n_tokens += len(tokens)
                 yield tokens, levels
             if epoch == 0 and n_tokens < seq_len + 1:
-                raise DataError(
-                    f"the training split holds {n_tokens} tokens, fewer than one sequence of {seq_len + 1}; "
-                    "use a larger corpus or a shorter sequence"
-                )
+                raise DataError(f"the training split holds {n_tokens} tokens, fewer than one sequence of "
+                                f"{seq_len + 1}; use a larger corpus or a shorter sequence")
 
     return shuffle_buffer(pack(encoded(), seq_len + 1, encoder.top_level), buffer, np.random.default_rng([seed, 7]))
 

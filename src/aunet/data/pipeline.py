@@ -116,10 +116,8 @@ class DataPipeline:
                 max_bytes=d.tokenizer_train_bytes,
             )
         if tok.vocab_size > model.vocab_size:
-            raise DataError(
-                f"tokenizer has {tok.vocab_size} tokens but model.vocab_size is {model.vocab_size}; "
-                "set model.vocab_size to at least the tokenizer's size"
-            )
+            raise DataError(f"tokenizer has {tok.vocab_size} tokens but model.vocab_size is {model.vocab_size}; set "
+                            "model.vocab_size to at least the tokenizer's size")
         return tok
 
     def _keep_tokenizer(self) -> BPETokenizer:

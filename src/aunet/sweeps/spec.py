@@ -314,10 +314,8 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
         name=name, families=families, budgets=budgets, size=size, hparams=hparams, seeds=seeds,
         data=dict(raw.get("data") or {}), train=dict(raw.get("train") or {}), trainer=dict(raw.get("trainer") or {}),
         eval=evaluation, tune=tune, bytes_per_token=None if bpt is None else coerce(bpt, float, "bytes_per_token"),
-        extra_seeds=extra,
-        results_dir=coerce(raw.get("results_dir") or "results", str, "results_dir"),
-        description=coerce(raw.get("description") or "", str, "description"),
-        source=source,
+        extra_seeds=extra, results_dir=coerce(raw.get("results_dir") or "results", str, "results_dir"),
+        description=coerce(raw.get("description") or "", str, "description"), source=source,
     )
 
 
