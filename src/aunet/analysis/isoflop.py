@@ -161,5 +161,4 @@ def isoflop_analysis(C: ArrayLike, N: ArrayLike, L: ArrayLike, *, flops_per_para
         budgets=tuple(budgets), k=k, a=a,
         intervals={name: (float(lo[i]), float(hi[i])) for i, name in enumerate(("k", "a", "k_D", "a_D"))},
         flops_per_param_token=flops_per_param_token, n_points=len(L_), n_dropped=dropped, samples=samples_arr,
-        level=level,
-    )
+        level=level)

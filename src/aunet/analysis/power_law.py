@@ -60,13 +60,10 @@ class PowerLawFit:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain numbers for ``fits.json`` (no bootstrap samples)."""
-        return {
-            "E": self.E, "A": self.A, "alpha": self.alpha,
-            "intervals": {k: list(v) for k, v in self.intervals.items()},
-            "level": self.level, "n_points": self.n_points, "n_dropped": self.n_dropped,
-            "n_boot": int(len(self.samples)), "residual_scale": self.residual_scale,
-            "irreducible": self.irreducible, "C_range": list(self.C_range),
-        }
+        return {"E": self.E, "A": self.A, "alpha": self.alpha,
+                "intervals": {k: list(v) for k, v in self.intervals.items()}, "level": self.level,
+                "n_points": self.n_points, "n_dropped": self.n_dropped, "n_boot": int(len(self.samples)),
+                "residual_scale": self.residual_scale, "irreducible": self.irreducible, "C_range": list(self.C_range)}
 
 
 def _starts(y: np.ndarray, irreducible: bool, coarse: bool = False) -> np.ndarray:
@@ -168,5 +165,4 @@ def fit_power_law(C: ArrayLike, L: ArrayLike, *, n_boot: int = 200, seed: int = 
         E=float(params[0]), A=float(params[1]), alpha=float(params[2]),
         intervals={name: (float(lo[i]), float(hi[i])) for i, name in enumerate(PARAMS)},
         n_points=len(y), n_dropped=dropped, residual_scale=robust_scale(full.residuals(best)),
-        irreducible=irreducible, samples=samples, C_range=(float(C_.min()), float(C_.max())), level=level,
-    )
+        irreducible=irreducible, samples=samples, C_range=(float(C_.min()), float(C_.max())), level=level)

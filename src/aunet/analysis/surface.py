@@ -92,12 +92,10 @@ class LossSurfaceFit:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain numbers for ``fits.json`` (no bootstrap samples)."""
-        return {
-            **dict(zip(PARAMS, map(float, self.params))),
-            "intervals": {k: list(v) for k, v in self.intervals.items()}, "level": self.level,
-            "n_points": self.n_points, "n_dropped": self.n_dropped, "n_boot": int(len(self.samples)),
-            "residual_scale": self.residual_scale,
-        }
+        return {**dict(zip(PARAMS, map(float, self.params))),
+                "intervals": {k: list(v) for k, v in self.intervals.items()}, "level": self.level,
+                "n_points": self.n_points, "n_dropped": self.n_dropped, "n_boot": int(len(self.samples)),
+                "residual_scale": self.residual_scale}
 
 
 def _starts(y: np.ndarray, coarse: bool = False) -> np.ndarray:
@@ -161,5 +159,4 @@ def fit_loss_surface(N: ArrayLike, D: ArrayLike, L: ArrayLike, *, n_boot: int = 
     return LossSurfaceFit(
         *map(float, params), intervals={k: (float(lo[i]), float(hi[i])) for i, k in enumerate(PARAMS)},
         n_points=len(y), n_dropped=dropped, residual_scale=robust_scale(full.residuals(best)), samples=samples,
-        level=level,
-    )
+        level=level)

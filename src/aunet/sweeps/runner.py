@@ -297,12 +297,9 @@ class _Beat:
 
 def _write_failure(run_dir: Path, exc: BaseException) -> None:
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    atomic_write_json(RunPaths(run_dir).failure, {
-        "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
-        "traceback": "".join(lines)[-4000:],
-        "time": time.time(),
-        "host": socket.gethostname(),
-    })
+    atomic_write_json(RunPaths(run_dir).failure, {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
+                                                  "traceback": "".join(lines)[-4000:], "time": time.time(),
+                                                  "host": socket.gethostname()})
 
 
 def _val_bpb(run_dir: Path) -> float:
