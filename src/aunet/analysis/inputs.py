@@ -34,7 +34,8 @@ def clean_columns(fit: str, columns: dict[str, ArrayLike], *, positive: Sequence
         try:
             array = np.asarray(values, dtype=float)
         except (TypeError, ValueError):
-            raise FitError(f"{fit}: {name} is not numeric; pass numbers (convert the column with pd.to_numeric)")
+            raise FitError(f"{fit}: {name} is not numeric; pass numbers (convert the column with pd.to_numeric)"
+                           ) from None
         if array.ndim != 1:
             raise FitError(f"{fit}: {name} must be one-dimensional, got shape {array.shape}")
         arrays[name] = array

@@ -15,8 +15,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from aunet.analysis.inputs import FitError, clean_columns
-from aunet.analysis.robust import (LseProblem, bootstrap_indices, minimise, percentile_interval, robust_scale,
-                                   single_threaded_blas)
+from aunet.analysis.robust import (
+    LseProblem,
+    bootstrap_indices,
+    minimise,
+    percentile_interval,
+    robust_scale,
+    single_threaded_blas,
+)
 
 PARAMS = ("E", "A", "B", "alpha", "beta")
 

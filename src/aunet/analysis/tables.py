@@ -90,7 +90,7 @@ def read_runs(results_dir: str | Path) -> pd.DataFrame:
     try:
         runs = pd.read_csv(path, dtype={c: "string" for c in TEXT_COLUMNS}, keep_default_na=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{path}: not a readable CSV table ({exc}); regenerate it with the sweep runner")
+        raise ResultsError(f"{path}: not a readable CSV table ({exc}); regenerate it with the sweep runner") from None
     columns = {}
     for name in TEXT_COLUMNS:
         col = runs[name] if name in runs else pd.Series("", index=runs.index)
