@@ -23,15 +23,16 @@ PYTEST_ARGS ?=
 # Where `make demo` writes its sweep (the table, plots and fits under $(DEMO_DIR)/demo, run folders under runs/).
 DEMO_DIR ?= build/demo
 
-.PHONY: help install test demo bench-levels bench-train bench-generation clean
+.PHONY: help install lint test demo bench-levels bench-train bench-generation clean
 
 help:
 	@echo "make install       create $(VENV) (CPU torch) and install aunet with its test extras"
-	@echo "make test          run the test suite (creates $(VENV) when missing)"
+	@echo "make lint          ruff over src/ and tests/ (part of make test)"
+	@echo "make test          the linter, then the test suite (creates $(VENV) when missing)"
 	@echo "make demo          the fair protocol in miniature: plan and fairness table, BPE and AU-Net-1..4 at two"
 	@echo "                   sizes and three budgets each, evaluated and analysed (about 8 min on 2 cores)"
 	@echo "make bench-levels  measure compute_levels throughput on English prose"
-	@echo "make bench-train   training throughput of AU-Net-2 against a FLOPs-matched BPE"
+	@echo "make bench-train   training throughput of BPE and AU-Net-1..4 at matched FLOPs per byte (aunet bench --quick)"
 	@echo "make bench-generation  cascaded AU-Net generation against full recomputation (1k, 4k context)"
 	@echo "make clean         remove caches (keeps $(VENV))"
 
@@ -44,7 +45,10 @@ $(STAMP): pyproject.toml setup.py constraints-cpu.txt
 
 install: $(STAMP)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
@@ -59,7 +63,7 @@ bench-levels: $(STAMP)
 	$(PY) -m aunet.bench.levels
 
 bench-train: $(STAMP)
-	$(PY) -m aunet.bench.train
+	$(PY) -m aunet bench --quick --no-write
 
 bench-generation: $(STAMP)
 	$(PY) -m aunet.bench.generation

@@ -37,7 +37,8 @@ def test_flops_table(capsys):
 
 def test_flops_on_a_user_file(tmp_path, capsys):
     cfg = tmp_path / "model.yaml"
-    cfg.write_text("model:\n  family: bpe\n  dim: 64\n  layers: 2\n  head_dim: 32\n  vocab_size: 1000\n  seq_len: 128\n")
+    cfg.write_text("model:\n  family: bpe\n  dim: 64\n  layers: 2\n  head_dim: 32\n  vocab_size: 1000\n"
+                   "  seq_len: 128\n")
     code, out, _ = run_cli(capsys, "flops", str(cfg), "--json")
     assert code == 0 and json.loads(out)["unit"] == "token"
 

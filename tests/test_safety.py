@@ -80,8 +80,8 @@ def evil_checkpoint(path: Path, marker: Path, good: dict) -> Path:
 @pytest.fixture(scope="module")
 def unfinished(tmp_path_factory, data_dir):
     """A run stopped after its checkpoint of step 2: its folder and config."""
-    from tests.training.test_run import Crash, CrashAt
     from aunet.training.run import train
+    from tests.training.test_run import Crash, CrashAt
 
     tmp = tmp_path_factory.mktemp("unfinished")
     run = tiny_run(tmp, train={"max_steps": 4, "val_every_steps": 2}, data={"val_bytes": 100})

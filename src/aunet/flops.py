@@ -1,4 +1,4 @@
-"""One FLOPs formula for both families (paper notes §5; pitfall P13).
+"""One FLOPs formula for both families (P13 in docs/paper-conformance.md).
 
 Training FLOPs per input unit (a byte for AU-Net, a token for BPE) follow the paper's accounting::
 
@@ -83,9 +83,8 @@ class FlopsReport:
         return self.flops_per_unit * self.seq_len
 
 
-def _stage_flops(
-    stage: int, dim: int, ffn_dim: int, seq_len: int, seq_len0: int, layers_counted: int, window: int | None
-) -> StageFlops:
+def _stage_flops(stage: int, dim: int, ffn_dim: int, seq_len: int, seq_len0: int, layers_counted: int,
+                 window: int | None) -> StageFlops:
     ratio = seq_len / seq_len0
     frac = window_fraction(seq_len, window)
     linear = 6.0 * layers_counted * ratio * (4 * dim * dim + 3 * dim * ffn_dim)
@@ -131,18 +130,8 @@ def flops_report(config: ModelConfig) -> FlopsReport:
     total = sum(s.linear_flops for s in stages) + head_flops + attention
     params = embedding + body + transition_params + head
     return FlopsReport(
-        family=config.family,
-        unit=unit,
-        seq_len=seq_len,
-        params=params,
-        non_embedding_params=params - embedding - head,
-        embedding_params=embedding,
-        head_params=head,
-        transition_params=transition_params,
-        flops_per_unit=total,
-        head_flops_per_unit=head_flops,
-        attention_flops_per_unit=attention,
-        transition_flops_per_unit=transition_flops,
-        head_share=head_flops / total,
-        stages=stages,
+        family=config.family, unit=unit, seq_len=seq_len, params=params, non_embedding_params=params - embedding - head,
+        embedding_params=embedding, head_params=head, transition_params=transition_params, flops_per_unit=total,
+        head_flops_per_unit=head_flops, attention_flops_per_unit=attention, transition_flops_per_unit=transition_flops,
+        head_share=head_flops / total, stages=stages,
     )

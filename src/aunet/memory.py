@@ -9,7 +9,7 @@ Activations come on top and depend on the batch; this is a floor, used to refuse
 from __future__ import annotations
 
 from aunet.flops import flops_report
-from aunet.models.config import AUNetConfig, BPEConfig, ModelConfig
+from aunet.models import ModelConfig, family_of
 
 BYTES_PER_PARAMETER = 4 * 4  # weight, gradient, AdamW exp_avg and exp_avg_sq, fp32 each
 ROTARY_BYTES = 2 * 4  # cos and sin tables, float32
@@ -19,12 +19,5 @@ def static_bytes(config: ModelConfig, shards: int = 1) -> int:
     """Bytes of weights, gradients, optimizer state (divided over ``shards`` processes for a sharded strategy)
     and rotary tables of ``config`` on one device."""
     report = flops_report(config)
-    if isinstance(config, BPEConfig):
-        rotary = config.seq_len * config.head_dim * ROTARY_BYTES
-    else:
-        assert isinstance(config, AUNetConfig)
-        # One set of tables per stack: the encoder and the decoder of a stage, the deepest stage's trunk.
-        stacks = [2] * (config.n_stages - 1) + [1]
-        rotary = sum(n * cap * head_dim * ROTARY_BYTES for n, cap, head_dim in zip(stacks, config.caps,
-                                                                                  config.head_dims))
+    rotary = sum(n * cap * head_dim * ROTARY_BYTES for n, cap, head_dim in family_of(config).stacks())
     return report.params * BYTES_PER_PARAMETER // max(1, shards) + rotary

@@ -1,6 +1,7 @@
-"""Where the project's data lives: the data directory setting (``AUNET_DATA_DIR``).
+"""Where the project's data lives: the data directory setting (``AUNET_DATA_DIR``), and the cache
+(``AUNET_CACHE_DIR``).
 
-Real corpora and benchmark files are read from it and never committed. The Makefile points it at
+Real corpora and benchmark files are read from the data directory and never committed. The Makefile points it at
 ``../shared/data`` when that folder exists.
 """
 
@@ -27,3 +28,9 @@ def data_dir(required: bool = True) -> Path | None:
             raise UserError(f"{DATA_DIR_ENV}={value} is not a directory; point it at the data directory")
         return None
     return path
+
+
+def cache_dir() -> Path:
+    """Where trained tokenizers and other derived files are cached: ``AUNET_CACHE_DIR``, else ``./cache`` (never
+    the read-only data directory)."""
+    return Path(os.environ.get("AUNET_CACHE_DIR", "cache")).expanduser()

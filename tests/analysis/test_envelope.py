@@ -70,7 +70,8 @@ def test_noise_gives_intervals_that_cover_the_truth():
     # A draw whose noisy vertex leaves the sampled sizes has no vertex: it is dropped, rarely.
     assert sum(covered) >= 3 and all(270 <= len(p.L_samples) <= 300 for p in points)
     fit = fit_envelope(points)
-    assert len(fit.samples) == min(len(p.L_samples) for p in points) and fit.intervals["alpha"][0] < fit.alpha < fit.intervals["alpha"][1]
+    assert len(fit.samples) == min(len(p.L_samples) for p in points)
+    assert fit.intervals["alpha"][0] < fit.alpha < fit.intervals["alpha"][1]
 
 
 def test_seed_noise_pools_the_repeats():

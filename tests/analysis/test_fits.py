@@ -6,9 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aunet.analysis import (FitError, PowerLawFit, compute_equivalent_gain, compute_equivalent_gain_interval,
-                            fit_hyperparameter_law, fit_loss_surface, fit_power_law, group_budgets,
-                            isoflop_analysis)
+from aunet.analysis import (
+    FitError,
+    PowerLawFit,
+    compute_equivalent_gain,
+    compute_equivalent_gain_interval,
+    fit_hyperparameter_law,
+    fit_loss_surface,
+    fit_power_law,
+    group_budgets,
+    isoflop_analysis,
+)
 from aunet.analysis.isoflop import OK, OPENS_DOWNWARD, OUTSIDE_RANGE, TOO_FEW_SIZES
 from aunet.errors import UserError
 
@@ -132,8 +140,10 @@ def test_loss_surface_needs_five_points():
 
 # --- isoFLOP -----------------------------------------------------------------------------------------------------
 
+ISOFLOP_SIZES = np.logspace(-0.8, 0.8, 7)
 
-def isoflop_data(budgets=(1e18, 1e19, 1e20, 1e21), seed: int = 0, sizes=np.logspace(-0.8, 0.8, 7)):
+
+def isoflop_data(budgets=(1e18, 1e19, 1e20, 1e21), seed: int = 0, sizes=ISOFLOP_SIZES):
     rng = np.random.default_rng(seed)
     s = SURFACE
     G = (s["alpha"] * s["A"] / (s["beta"] * s["B"])) ** (1 / (s["alpha"] + s["beta"]))

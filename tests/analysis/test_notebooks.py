@@ -30,7 +30,8 @@ PLOTS = {
     "throughput": ["throughput_vs_size"],
     "multilingual": ["multilingual_bpb_by_language", "multilingual_bpb_vs_flops"],
 }
-JOBS = [*((name, "scaling") for name in NOTEBOOKS), ("hyperparameters", "tuning"), ("scaling", "isoflop"), ("hyperparameters", "lrgrid"),
+JOBS = [*((name, "scaling") for name in NOTEBOOKS), ("hyperparameters", "tuning"), ("scaling", "isoflop"),
+        ("hyperparameters", "lrgrid"),
         *((name, "minimal") for name in NOTEBOOKS)]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
 from aunet.bench.suite import FAMILIES, matched_configs, step_breakdown
@@ -48,7 +47,8 @@ def test_results_are_recorded_between_markers(tmp_path, monkeypatch):
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert "hand-written notes" in text and "second numbers" in text and "first numbers" not in text
     assert text.count("aunet bench: cpu-quick begin") == 1
-    assert json.loads((tmp_path / "benchmarks" / "bench-cpu-quick.json").read_text())["command"] == "aunet bench --quick"
+    recorded = json.loads((tmp_path / "benchmarks" / "bench-cpu-quick.json").read_text())
+    assert recorded["command"] == "aunet bench --quick"
 
 
 def test_a_custom_size_gets_its_own_section(tmp_path, monkeypatch):

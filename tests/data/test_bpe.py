@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,7 +221,8 @@ def test_external_byte_level_tokenizer_is_exact(english_text, tmp_path):
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     hf.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=500, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<s>"], show_progress=False
+        vocab_size=500, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<s>"],
+        show_progress=False,
     )
     _train_hf(hf, trainer, english_text[:50_000].decode("utf-8"))
     hf.save(str(tmp_path / "tokenizer.json"))
@@ -286,7 +286,8 @@ def test_external_tokenizer_that_rewrites_text_is_not_exact(english_text, tmp_pa
     hf.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
-    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
     _train_hf(hf, trainer, english_text[:20_000].decode("utf-8"))
     hf.save(str(tmp_path / "seq.json"))
     assert BPETokenizer.load(tmp_path / "seq.json").exact_byte_lengths  # ByteLevel inside a Sequence is found

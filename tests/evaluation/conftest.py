@@ -19,7 +19,7 @@ TINY_AUNET3 = dict(family="aunet", dims=[32, 48, 64], layers=[1, 1, 1], head_dim
 def _trained(tmp_path: Path, model: dict) -> Path:
     with single_thread():  # session fixtures start before the function-scoped one_thread fixture
         summary = train(tiny_run(tmp_path, model=model, train={"max_steps": 6, "val_every_steps": 6}))
-    return tmp_path / "runs" / summary["run_id"]
+    return tmp_path / "runs" / summary.run_id
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,7 @@ def test_texts_are_parallel_and_held_out(data_dir):
 def test_bits_per_byte_per_language_by_hand(data_dir, tmp_path):
     """A context-free byte model: each language's bpb is -sum(log p(b)) / (bytes ln 2) over its sentences."""
     loaded = unigram_loaded(max_len=128)  # sentences longer than 128 bytes go through rolling windows
-    result = evaluate_loaded(loaded, ["multilingual"], limit=4, output_dir=tmp_path, refresh=False)
+    result = evaluate_loaded(loaded, ["multilingual"], limit=4, output_dir=tmp_path)
     texts = multilingual_texts(limit=4)
     assert set(result["scores"]) == {f"multilingual.bpb.{n}" for n in NAMES}
     for name, docs in texts.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import multiprocessing
 import os
 import signal
@@ -13,7 +12,6 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
 
 from aunet.cli import main
 from aunet.io import atomic_write_json

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 
 from aunet.sweeps.spec import load_sweep
 from aunet.sweeps.tune import tune_sweep
+from aunet.training.summary import RunSummary
 from tests.sweeps.helpers import write_sweep
 
 TRUE_K, TRUE_A = 2.0, -0.2  # the synthetic optimum: lr* = 2 C^-0.2
@@ -36,7 +36,7 @@ def test_tuning_recovers_a_known_lr_law(tune_file, data_dir, tmp_path, monkeypat
         budget = budgets[config.model.to_dict().__repr__()]
         optimum = TRUE_K * budget**TRUE_A
         bpb = 2.0 + 0.5 * math.log(config.train.lr / optimum) ** 2
-        return {"val_bpb": bpb, "val_loss": bpb, "flops_spent": budget, "bytes_seen": 1.0}
+        return RunSummary(val_bpb=bpb, val_loss=bpb, flops_spent=budget, bytes_seen=1.0)
 
     from aunet.sweeps import plan as plan_module
 
@@ -82,7 +82,7 @@ def test_an_lr_grid_is_trained_once_per_point_and_widening_it_trains_only_the_ne
         trained.append((config.model.family, lr, config.train.batch_size))
         optimum = 4e-3 if steps > 150 else 6e-3  # the larger budget (276 steps, not 87) wants a smaller LR
         bpb = 2.0 + 0.05 * math.log(lr / optimum) ** 2
-        return {"val_bpb": bpb, "val_loss": bpb, "flops_spent": 1.0, "bytes_seen": 1.0}
+        return RunSummary(val_bpb=bpb, val_loss=bpb, flops_spent=1.0, bytes_seen=1.0)
 
     table = tune_sweep(spec, train_fn=train)
     assert len(trained) == 2 * 2 * 5 and {b for _, _, b in trained} <= {1, 2, 8, 16}  # fixed batch: 512 bytes

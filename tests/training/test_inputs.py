@@ -14,7 +14,6 @@ from aunet.cli import main
 from aunet.training.run import train
 from tests.training.helpers import tiny_run
 
-
 SENTENCE = "The old ferryman counted 1,024 coins — «très bien», said Ελένη; 東京へ行きます. Ünïcödé\u200b! "
 
 
@@ -28,7 +27,7 @@ def test_a_single_50_mb_line_of_mixed_scripts_trains(tmp_path, data_dir):
     run = tiny_run(tmp_path, data={"corpus": str(path), "split": "tail", "val_fraction": 0.001, "val_bytes": 1024},
                    train={"max_steps": 2, "val_every_steps": 2})
     summary = train(run)
-    assert summary["steps"] == 2 and 0 < summary["val_bpb"] < 10 and summary["val_text_bytes"] == 1024
+    assert summary.steps == 2 and 0 < summary.val_bpb < 10 and summary.val_text_bytes == 1024
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str]:
@@ -141,5 +140,5 @@ def test_a_run_dir_outside_the_results_folder_is_still_allowed(tmp_path, data_di
     """`--run-dir` is an explicit path (a name is not): the run trains there, and the name stays checked."""
     run = tiny_run(tmp_path, train={"max_steps": 2, "val_every_steps": 2}, data={"val_bytes": 100})
     summary = train(run, run_dir=tmp_path / "elsewhere" / "my-run")
-    assert summary["run_id"] == "my-run" and (tmp_path / "elsewhere" / "my-run" / "summary.json").is_file()
+    assert summary.run_id == "my-run" and (tmp_path / "elsewhere" / "my-run" / "summary.json").is_file()
     assert not (tmp_path / "runs").exists()

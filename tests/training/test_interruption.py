@@ -35,7 +35,7 @@ def reference(tmp_path_factory, data_dir) -> tuple[dict, list]:
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("reference")
     summary = train(tiny_run(tmp, **LONG))
-    return summary, rows(tmp / "runs" / summary["run_id"] / "metrics.csv")
+    return summary, rows(tmp / "runs" / summary.run_id / "metrics.csv")
 
 
 def start_training(tmp_path: Path, data_dir: Path, **sections) -> tuple[subprocess.Popen, Path]:
@@ -94,8 +94,8 @@ def test_sigkill_at_a_random_step_then_resume_equals_an_uninterrupted_run(tmp_pa
 
     resumed = train(tiny_run(tmp_path, **LONG), resume=True)
     straight, straight_rows = reference
-    assert resumed["weights_sha256"] == straight["weights_sha256"], f"killed after {delay:.2f} s, step {killed_at}"
-    assert resumed["val_bpb"] == straight["val_bpb"] and resumed["bytes_seen"] == straight["bytes_seen"]
+    assert resumed.weights_sha256 == straight.weights_sha256, f"killed after {delay:.2f} s, step {killed_at}"
+    assert resumed.val_bpb == straight.val_bpb and resumed.bytes_seen == straight.bytes_seen
     assert rows(paths.metrics) == straight_rows
     assert json.loads((paths.logs / "segments.json").read_text())[-1]["start_step"] == killed_at
 
@@ -118,7 +118,7 @@ def test_sigterm_saves_the_current_step_exits_0_and_resumes_exactly(tmp_path, da
 
     resumed = train(tiny_run(tmp_path, **LONG), resume=True)
     straight, straight_rows = reference
-    assert resumed["weights_sha256"] == straight["weights_sha256"] and resumed["val_bpb"] == straight["val_bpb"]
+    assert resumed.weights_sha256 == straight.weights_sha256 and resumed.val_bpb == straight.val_bpb
     assert rows(paths.metrics) == straight_rows
 
 
@@ -173,7 +173,7 @@ def test_sigterm_stops_on_a_step_a_resume_reproduces(tmp_path, data_dir, accumul
     run_dir = tmp_path / "b" / "runs" / run.run_id()
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == stops_at
     resumed = train(run, resume=True)
-    assert resumed["weights_sha256"] == straight["weights_sha256"] and resumed["val_bpb"] == straight["val_bpb"]
+    assert resumed.weights_sha256 == straight.weights_sha256 and resumed.val_bpb == straight.val_bpb
     assert rows(run_dir / "metrics.csv") == rows(tmp_path / "a" / "runs" / run.run_id() / "metrics.csv")
 
 
@@ -202,7 +202,7 @@ def test_a_save_killed_half_way_leaves_the_previous_checkpoint(tmp_path, data_di
         train(run, callbacks=[DieWhileSaving(step=4)])
     last = tmp_path / "b" / "runs" / run.run_id() / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 2  # the checkpoint of step 2, whole
-    assert train(run, resume=True)["weights_sha256"] == straight["weights_sha256"]
+    assert train(run, resume=True).weights_sha256 == straight.weights_sha256
 
 
 def test_a_truncated_last_log_row_is_not_merged(tmp_path):

@@ -12,7 +12,7 @@ from torch import nn
 
 from aunet.data.bpe import BPETokenizer
 from aunet.data.packing import PAD, ByteEncoder, TokenizerEncoder, validation_set
-from aunet.training.datamodule import CorpusDataModule, _ValidationWindows
+from aunet.data.pipeline import DataPipeline, ValidationWindows
 from aunet.training.module import LanguageModelModule
 from tests.training.helpers import TINY_AUNET, TINY_BPE, tiny_run
 
@@ -29,7 +29,7 @@ class UniformOverBytes(nn.Module):
 
 
 def validate(module: LanguageModelModule, val) -> dict[str, float]:
-    loader = torch.utils.data.DataLoader(_ValidationWindows(val), batch_size=3)
+    loader = torch.utils.data.DataLoader(ValidationWindows(val), batch_size=3)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     (metrics,) = trainer.validate(module, loader, verbose=False)
     return metrics
@@ -41,7 +41,6 @@ def test_uniform_byte_model_scores_exactly_8_bits_per_byte(english_text):
     module = LanguageModelModule(TINY_AUNET | {"family": "aunet"}, OPTIM, micro_batch=3,
                                  token_bytes=enc.token_bytes().tolist(), val_text_bytes=val.text_bytes)
     module.model = UniformOverBytes()
-    module.is_aunet = False
     metrics = validate(module, val)
     assert metrics["val/bpb"] == pytest.approx(8.0, abs=1e-6)
     assert metrics["val/token_bytes"] == val.text_bytes == 8000
@@ -80,12 +79,14 @@ def test_bpe_bits_per_byte_equals_a_hand_computation(english_text, small_tokeniz
 def test_both_families_score_the_same_validation_text(tmp_path, data_dir):
     texts = {}
     for model in (TINY_AUNET, TINY_BPE):
-        dm = CorpusDataModule(tiny_run(tmp_path, model=model), micro_batch=2)
-        dm.prepare_data()
-        dm.setup("fit")
+        run = tiny_run(tmp_path, model=model)
+        dm = DataPipeline(run.data, run.model, run.train.seed)
+        dm.prepare()
+        dm.setup()
         tokens = dm.val_set.tokens
         if model is TINY_AUNET:
-            texts["aunet"] = bytes(int(t) for t in np.concatenate([tokens[0, :1], tokens[:, 1:].ravel()]) if 0 <= t < 256)
+            units = np.concatenate([tokens[0, :1], tokens[:, 1:].ravel()])
+            texts["aunet"] = bytes(int(t) for t in units if 0 <= t < 256)
         else:
             ids = np.concatenate([tokens[0, :1], tokens[:, 1:].ravel()])
             texts["bpe"] = dm.tokenizer.decode_bytes([int(t) for t in ids if t >= 0])

@@ -15,7 +15,6 @@ import torch
 
 from aunet.cli import main
 from aunet.errors import RunError
-from aunet.training.records import SUMMARY_KEYS
 from aunet.training.run import plan_steps, train
 from tests.training.helpers import TINY_AUNET, TINY_BPE, tiny_run
 
@@ -45,26 +44,26 @@ class CrashAt(L.Callback):
 
 def test_summary_records_and_falling_bpb(tmp_path, data_dir):
     summary = train(tiny_run(tmp_path, train={"max_steps": 8, "val_every_steps": 4}))
-    assert set(SUMMARY_KEYS) <= summary.keys()
-    run_dir = tmp_path / "runs" / summary["run_id"]
+    assert not summary.missing()
+    run_dir = tmp_path / "runs" / summary.run_id
     on_disk = json.loads((run_dir / "summary.json").read_text())
-    assert on_disk["weights_sha256"] == summary["weights_sha256"] and len(summary["weights_sha256"]) == 64
-    assert summary["flops_spent"] == 8 * summary["flops_per_step"] and summary["tokens_seen"] == 8 * 4 * 64
-    assert 0 < summary["bytes_seen"] <= summary["tokens_seen"] and summary["bytes_per_token"] == 1.0
-    assert summary["versions"]["torch"] and summary["git_commit"] and summary["data_fingerprint"]
+    assert on_disk["weights_sha256"] == summary.weights_sha256 and len(summary.weights_sha256) == 64
+    assert summary.flops_spent == 8 * summary.flops_per_step and summary.tokens_seen == 8 * 4 * 64
+    assert 0 < summary.bytes_seen <= summary.tokens_seen and summary.bytes_per_token == 1.0
+    assert summary.versions["torch"] and summary.git_commit and summary.data_fingerprint
     vals = [float(r["val/bpb"]) for r in rows(run_dir / "metrics.csv") if r["val/bpb"]]
     assert len(vals) == 2 and vals[-1] < vals[0] < 8.5
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "checkpoints" / "final.ckpt").is_file()
     torch.load(run_dir / "checkpoints" / "final.ckpt", weights_only=True)  # loadable without pickle
     # Per-stage records of the AU-Net: realized boundaries against the cap, from the training log.
     logged = [float(r["train/boundaries_1"]) for r in rows(run_dir / "metrics.csv") if r["train/boundaries_1"]]
-    byte_stage, word_stage = summary["stages"]
+    byte_stage, word_stage = summary.stages
     assert word_stage["boundaries"] == pytest.approx(sum(logged) / len(logged)) and 0 < logged[0] <= 24
     assert word_stage["padding"] == pytest.approx(1 - word_stage["boundaries"] / 24)
     assert 0 <= word_stage["truncated"] <= 1 and byte_stage["units_per_param"] > word_stage["units_per_param"] > 0
     assert (run_dir / "config.yaml").is_file()
     # A finished run is not trained again.
-    assert train(tiny_run(tmp_path, train={"max_steps": 8, "val_every_steps": 4}))["run_id"] == summary["run_id"]
+    assert train(tiny_run(tmp_path, train={"max_steps": 8, "val_every_steps": 4})).run_id == summary.run_id
 
 
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, data_dir):
@@ -77,9 +76,9 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, data_dir):
     with pytest.raises(RunError, match="--resume"):
         train(run)
     resumed = train(run, resume=True)
-    assert resumed["weights_sha256"] == straight["weights_sha256"]
-    assert resumed["val_bpb"] == straight["val_bpb"] and resumed["bytes_seen"] == straight["bytes_seen"]
-    straight_dir = tmp_path / "a" / "runs" / straight["run_id"]
+    assert resumed.weights_sha256 == straight.weights_sha256
+    assert resumed.val_bpb == straight.val_bpb and resumed.bytes_seen == straight.bytes_seen
+    straight_dir = tmp_path / "a" / "runs" / straight.run_id
     assert rows(run_dir / "metrics.csv") == rows(straight_dir / "metrics.csv")
 
 
@@ -87,14 +86,14 @@ def test_budget_stop_lands_within_one_step(tmp_path, data_dir):
     per_step = plan_steps(tiny_run(tmp_path)).flops_per_step
     budget = 5.5 * per_step
     summary = train(tiny_run(tmp_path, train={"budget_flops": budget, "val_every_steps": 10}))
-    assert summary["steps"] == 5
-    assert budget - per_step < summary["flops_spent"] <= budget
+    assert summary.steps == 5
+    assert budget - per_step < summary.flops_spent <= budget
 
 
 def test_bpe_run(tmp_path, data_dir):
     summary = train(tiny_run(tmp_path, model=TINY_BPE, train={"max_steps": 4}))
-    assert summary["family"] == "bpe" and summary["bytes_per_token"] > 1.2
-    assert (tmp_path / "runs" / summary["run_id"] / "tokenizer" / "tokenizer.json").is_file()
+    assert summary.family == "bpe" and summary.bytes_per_token > 1.2
+    assert (tmp_path / "runs" / summary.run_id / "tokenizer" / "tokenizer.json").is_file()
 
 
 def test_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path, data_dir, capsys):
@@ -162,7 +161,7 @@ def test_undecodable_bytes_train_for_both_families(tmp_path, model):
     run = tiny_run(tmp_path, model=model, data={"corpus": str(corpus), "val_documents": ["doc0"]},
                    train={"max_steps": 2, "val_every_steps": 2})
     summary = train(run)
-    assert summary["steps"] == 2 and summary["val_bpb"] == summary["val_bpb"]  # finite, not NaN
+    assert summary.steps == 2 and summary.val_bpb == summary.val_bpb  # finite, not NaN
 
 
 def test_an_interleaved_run_resumes_exactly(tmp_path, data_dir):
@@ -172,4 +171,4 @@ def test_an_interleaved_run_resumes_exactly(tmp_path, data_dir):
     with pytest.raises(Crash):
         train(run, callbacks=[CrashAt(step=4)])
     resumed = train(run, resume=True)
-    assert resumed["weights_sha256"] == straight["weights_sha256"] and resumed["val_bpb"] == straight["val_bpb"]
+    assert resumed.weights_sha256 == straight.weights_sha256 and resumed.val_bpb == straight.val_bpb

@@ -36,20 +36,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'aunet.analysis' has no attribute {name!r}")
 
 
-__all__ = [
-    "Allocation",
-    "FitError",
-    "GainInterval",
-    "HyperparameterLawFit",
-    "IsoFlopBudget",
-    "IsoFlopFit",
-    "LossSurfaceFit",
-    "PowerLawFit",
-    "compute_equivalent_gain",
-    "compute_equivalent_gain_interval",
-    "fit_hyperparameter_law",
-    "fit_loss_surface",
-    "fit_power_law",
-    "group_budgets",
-    "isoflop_analysis",
-]
+__all__ = sorted(_LAZY)

@@ -58,9 +58,8 @@ class GainInterval:
     level: float
 
 
-def compute_equivalent_gain_interval(
-    fit_a: PowerLawFit, fit_b: PowerLawFit, C_grid: ArrayLike, level: float = 0.95
-) -> GainInterval:
+def compute_equivalent_gain_interval(fit_a: PowerLawFit, fit_b: PowerLawFit, C_grid: ArrayLike,
+                                     level: float = 0.95) -> GainInterval:
     """Gain of ``fit_a`` over ``fit_b`` with a percentile interval from the fits' bootstrap samples.
 
     Sample ``i`` of ``a`` is paired with sample ``i`` of ``b`` (the two bootstraps are independent, so any pairing

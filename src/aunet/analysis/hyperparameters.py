@@ -53,12 +53,10 @@ class HyperparameterLawFit:
         return percentile_interval(curves, self.level if level is None else level)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "k": self.k, "a": self.a, "intervals": {k: list(v) for k, v in self.intervals.items()},
-            "level": self.level, "n_points": self.n_points, "n_runs": self.n_runs, "n_budgets": self.n_budgets,
-            "runs_per_budget": self.runs_per_budget, "n_dropped": self.n_dropped, "tolerance": self.tolerance,
-            "residual_scale": self.residual_scale, "n_boot": int(len(self.samples)),
-        }
+        return {"k": self.k, "a": self.a, "intervals": {k: list(v) for k, v in self.intervals.items()},
+                "level": self.level, "n_points": self.n_points, "n_runs": self.n_runs, "n_budgets": self.n_budgets,
+                "runs_per_budget": self.runs_per_budget, "n_dropped": self.n_dropped, "tolerance": self.tolerance,
+                "residual_scale": self.residual_scale, "n_boot": int(len(self.samples))}
 
 
 def _loglog(logC: np.ndarray, logv: np.ndarray) -> tuple[float, float]:
@@ -67,17 +65,9 @@ def _loglog(logC: np.ndarray, logv: np.ndarray) -> tuple[float, float]:
     return float(np.exp(log_k)), float(a)
 
 
-def fit_hyperparameter_law(
-    C: ArrayLike,
-    value: ArrayLike,
-    loss: ArrayLike,
-    *,
-    tolerance: float = 0.01,
-    rel_tol: float = 0.01,
-    n_boot: int = 200,
-    seed: int = 0,
-    level: float = 0.95,
-) -> HyperparameterLawFit:
+def fit_hyperparameter_law(C: ArrayLike, value: ArrayLike, loss: ArrayLike, *, tolerance: float = 0.01,
+                           rel_tol: float = 0.01, n_boot: int = 200, seed: int = 0,
+                           level: float = 0.95) -> HyperparameterLawFit:
     """Fit ``value = k C^a`` on the near-best runs of each budget (``C``, ``value``, ``loss`` of shape ``[n]``).
 
     Runs whose ``C`` agree within ``rel_tol`` form one budget (use the planned budget, not FLOPs spent, when the
@@ -113,8 +103,7 @@ def fit_hyperparameter_law(
         k=k, a=a, intervals={"k": (float(lo[0]), float(hi[0])), "a": (float(lo[1]), float(hi[1]))},
         n_points=int(keep.sum()), n_runs=len(v), n_budgets=len(budget_C),
         runs_per_budget=int(np.bincount(labels).max()), n_dropped=dropped, tolerance=tolerance,
-        residual_scale=float(np.std(residuals)), kept=kept, samples=samples, level=level,
-    )
+        residual_scale=float(np.std(residuals)), kept=kept, samples=samples, level=level)
 
 
 # --- learning-rate valleys: the optimum from a parabola in log LR -----------------------------------------------------

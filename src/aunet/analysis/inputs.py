@@ -19,14 +19,8 @@ class FitError(UserError, ValueError):
     """A fit that cannot be made from the given points (too few, non-positive, one budget where several are needed)."""
 
 
-def clean_columns(
-    fit: str,
-    columns: dict[str, ArrayLike],
-    *,
-    positive: Sequence[str] = (),
-    min_points: int,
-    hint: str = "add runs",
-) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+def clean_columns(fit: str, columns: dict[str, ArrayLike], *, positive: Sequence[str] = (), min_points: int,
+                  hint: str = "add runs") -> tuple[dict[str, np.ndarray], np.ndarray, int]:
     """Check and clean the columns of one fit.
 
     ``columns`` maps a name (used in messages) to a 1-D array; all must have the same length ``n``. Returns the
@@ -40,7 +34,8 @@ def clean_columns(
         try:
             array = np.asarray(values, dtype=float)
         except (TypeError, ValueError):
-            raise FitError(f"{fit}: {name} is not numeric; pass numbers (convert the column with pd.to_numeric)")
+            raise FitError(f"{fit}: {name} is not numeric; pass numbers (convert the column with pd.to_numeric)"
+                           ) from None
         if array.ndim != 1:
             raise FitError(f"{fit}: {name} must be one-dimensional, got shape {array.shape}")
         arrays[name] = array

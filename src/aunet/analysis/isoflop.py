@@ -95,11 +95,6 @@ class IsoFlopFit:
         C = np.asarray(C, dtype=float)
         return C / (self.flops_per_param_token * self.n_opt(C))
 
-    def n_opt_band(self, C: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile band of ``N*(C)`` over the bootstrap samples at ``C`` (shape ``[n]``)."""
-        C = np.atleast_1d(np.asarray(C, dtype=float))
-        return percentile_interval(self.samples[:, :1] * C[None, :] ** self.samples[:, 1:2], self.level)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "k": self.k, "a": self.a, "k_D": self.k_D, "a_D": self.a_D,
@@ -111,17 +106,8 @@ class IsoFlopFit:
         }
 
 
-def isoflop_analysis(
-    C: ArrayLike,
-    N: ArrayLike,
-    L: ArrayLike,
-    *,
-    flops_per_param_token: float = 6.0,
-    rel_tol: float = 0.01,
-    n_boot: int = 200,
-    seed: int = 0,
-    level: float = 0.95,
-) -> IsoFlopFit:
+def isoflop_analysis(C: ArrayLike, N: ArrayLike, L: ArrayLike, *, flops_per_param_token: float = 6.0,
+                     rel_tol: float = 0.01, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> IsoFlopFit:
     """IsoFLOP profiles from runs with compute ``C``, size ``N`` and loss ``L`` (each of shape ``[n]``).
 
     Runs whose ``C`` agree within ``rel_tol`` form one budget. Each budget with at least 3 distinct sizes gets a
@@ -175,5 +161,4 @@ def isoflop_analysis(
         budgets=tuple(budgets), k=k, a=a,
         intervals={name: (float(lo[i]), float(hi[i])) for i, name in enumerate(("k", "a", "k_D", "a_D"))},
         flops_per_param_token=flops_per_param_token, n_points=len(L_), n_dropped=dropped, samples=samples_arr,
-        level=level,
-    )
+        level=level)

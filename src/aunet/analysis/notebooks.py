@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aunet.errors import UserError
+from aunet.io import atomic_write_text
 
 NOTEBOOKS = ("scaling", "downstream", "hyperparameters", "throughput", "multilingual")
 ANALYSIS_DIR_ENV = "AUNET_ANALYSIS_DIR"
@@ -95,15 +96,8 @@ class NotebookRun:
     error: str | None
 
 
-def execute_notebook(
-    name: str,
-    results_dir: str | Path,
-    output_dir: str | Path | None = None,
-    *,
-    timeout: float = 600,
-    save_to: str | Path | None = None,
-    extra_parameters: dict[str, Any] | None = None,
-) -> NotebookRun:
+def execute_notebook(name: str, results_dir: str | Path, output_dir: str | Path | None = None, *, timeout: float = 600,
+                     save_to: str | Path | None = None, extra_parameters: dict[str, Any] | None = None) -> NotebookRun:
     """Execute notebook ``name`` on ``results_dir`` with kernel ``python3`` and a headless matplotlib backend.
 
     ``results_dir`` and ``output_dir`` (default: ``results_dir``) are injected as absolute paths, plus any
@@ -140,7 +134,6 @@ def execute_notebook(
     if save_to is not None:
         saved = Path(save_to)
         saved.parent.mkdir(parents=True, exist_ok=True)
-        from aunet.io import atomic_write_text
 
         atomic_write_text(saved, nbformat.writes(nb))
     return NotebookRun(name=name, saved_to=saved, seconds=seconds, error=error)

@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from aunet.analysis.tables import family_color, family_label
+from aunet.formatting import si
 
 _LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D", "v")
@@ -102,8 +103,6 @@ def log_scale_si(ax: Axes, axis: str = "x") -> None:
     For sizes that span less than a decade, where the default shows a single label or colliding minor ones.
     """
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    from aunet.cli.format import si
 
     getattr(ax, f"set_{axis}scale")("log")
     target = getattr(ax, f"{axis}axis")

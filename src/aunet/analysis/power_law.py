@@ -13,8 +13,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from aunet.analysis.inputs import FitError, clean_columns
-from aunet.analysis.robust import (LseProblem, bootstrap_indices, minimise, percentile_interval, robust_scale,
-                                   single_threaded_blas)
+from aunet.analysis.robust import (
+    LseProblem,
+    bootstrap_indices,
+    minimise,
+    percentile_interval,
+    robust_scale,
+    single_threaded_blas,
+)
 
 PARAMS = ("E", "A", "alpha")
 
@@ -60,13 +66,10 @@ class PowerLawFit:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain numbers for ``fits.json`` (no bootstrap samples)."""
-        return {
-            "E": self.E, "A": self.A, "alpha": self.alpha,
-            "intervals": {k: list(v) for k, v in self.intervals.items()},
-            "level": self.level, "n_points": self.n_points, "n_dropped": self.n_dropped,
-            "n_boot": int(len(self.samples)), "residual_scale": self.residual_scale,
-            "irreducible": self.irreducible, "C_range": list(self.C_range),
-        }
+        return {"E": self.E, "A": self.A, "alpha": self.alpha,
+                "intervals": {k: list(v) for k, v in self.intervals.items()}, "level": self.level,
+                "n_points": self.n_points, "n_dropped": self.n_dropped, "n_boot": int(len(self.samples)),
+                "residual_scale": self.residual_scale, "irreducible": self.irreducible, "C_range": list(self.C_range)}
 
 
 def _starts(y: np.ndarray, irreducible: bool, coarse: bool = False) -> np.ndarray:
@@ -96,17 +99,8 @@ def _problem_for(L: np.ndarray, x: np.ndarray, irreducible: bool, huber_delta: f
     return LseProblem(y, x[:, None], np.array([True]), huber_delta)
 
 
-def fit_power_law(
-    C: ArrayLike,
-    L: ArrayLike,
-    *,
-    n_boot: int = 200,
-    seed: int = 0,
-    huber_delta: float = 1e-3,
-    irreducible: bool = True,
-    level: float = 0.95,
-    resampled_L: ArrayLike | None = None,
-) -> PowerLawFit:
+def fit_power_law(C: ArrayLike, L: ArrayLike, *, n_boot: int = 200, seed: int = 0, huber_delta: float = 1e-3,
+                  irreducible: bool = True, level: float = 0.95, resampled_L: ArrayLike | None = None) -> PowerLawFit:
     """Fit ``L = E + A * C^(-alpha)`` to points ``C`` (compute, shape ``[n]``) and ``L`` (loss, shape ``[n]``).
 
     Minimises the Huber loss (``huber_delta``, in log units) of ``log L - log(E + A C^-alpha)`` with L-BFGS-B from
@@ -177,5 +171,4 @@ def fit_power_law(
         E=float(params[0]), A=float(params[1]), alpha=float(params[2]),
         intervals={name: (float(lo[i]), float(hi[i])) for i, name in enumerate(PARAMS)},
         n_points=len(y), n_dropped=dropped, residual_scale=robust_scale(full.residuals(best)),
-        irreducible=irreducible, samples=samples, C_range=(float(C_.min()), float(C_.max())), level=level,
-    )
+        irreducible=irreducible, samples=samples, C_range=(float(C_.min()), float(C_.max())), level=level)

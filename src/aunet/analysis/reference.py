@@ -39,8 +39,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aunet.analysis import ngram
+from aunet.analysis import ngram, tables
+from aunet.analysis.store import to_jsonable
+from aunet.data.bpe import BPETokenizer
+from aunet.data.packing import validation_texts
+from aunet.data.pipeline import DataPipeline
 from aunet.errors import UserError
+from aunet.io import atomic_write_json
+from aunet.models import family_of
+from aunet.paths import cache_dir
+from aunet.training.config import load_run_config
+from aunet.training.records import RunPaths
+from aunet.training.summary import RunSummary, read_summary
 
 if TYPE_CHECKING:  # pandas is imported where a table is read, so the CLI can read the constants below cheaply
     import pandas as pd
@@ -67,32 +77,36 @@ class ReferenceUnavailable(UserError):
 
 @dataclass(frozen=True)
 class RunData:
-    """One run's data-relevant records: its id, folder, the bytes it read, its config and ``summary.json`` (or {})."""
+    """One run's data-relevant records: its id, folder, the bytes it read, its config and summary (empty when it
+    has none)."""
 
     run_id: str
     folder: Path
     bytes_seen: int
     config: Any  # aunet.training.config.RunConfig
-    summary: dict[str, Any]
+    summary: RunSummary
 
 
 def _read_run(row: Any, results_dir: Path) -> RunData:
-    from aunet.training.config import load_run_config
-
-    from aunet.analysis import tables
-
     folder = tables.resolve_run_dir(row.run_dir, results_dir)
-    if folder is None or not (folder / "config.yaml").is_file():
+    if folder is None or not RunPaths(folder).config.is_file():
         raise ReferenceUnavailable(f"run {row.run_id}: no run folder with config.yaml (run_dir {row.run_dir!r}), so "
                                    "its corpus and split are unknown")
-    summary_path = folder / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    return RunData(row.run_id, folder, int(round(row.bytes_seen)), load_run_config(folder / "config.yaml"), summary)
+    paths = RunPaths(folder)
+    summary = read_summary(paths.summary) if paths.summary.is_file() else RunSummary()
+    return RunData(row.run_id, folder, int(round(row.bytes_seen)), load_run_config(paths.config), summary)
+
+
+def _trains_tokenizer(row: Any, results_dir: Path) -> bool:
+    """Whether the run of ``row`` trained a tokenizer (its config's family says), whose unigram is a reference."""
+    folder = tables.resolve_run_dir(row.run_dir, results_dir)
+    if folder is None or not RunPaths(folder).config.is_file():
+        return False
+    return family_of(load_run_config(RunPaths(folder).config).model).needs_tokenizer
 
 
 def largest_run(runs: pd.DataFrame) -> Any:
     """The row of the finished run with the most ``bytes_seen`` (the first listed among ties), or None."""
-    from aunet.analysis import tables
 
     done = tables.finished(runs)
     done = done[done["bytes_seen"].notna() & (done["bytes_seen"] > 0)]
@@ -114,7 +128,6 @@ def matches_runs(record: dict[str, Any], runs: pd.DataFrame) -> bool:
 def select_runs(runs: pd.DataFrame, results_dir: str | Path) -> tuple[RunData, RunData | None]:
     """The run whose training bytes the n-grams are fitted on (finished, most ``bytes_seen``; ties: first listed)
     and the BPE run whose tokenizer the unigram uses (finished BPE run with the most ``bytes_seen``, or None)."""
-    from aunet.analysis import tables
 
     row = largest_run(runs)
     if row is None:
@@ -122,7 +135,7 @@ def select_runs(runs: pd.DataFrame, results_dir: str | Path) -> tuple[RunData, R
     largest = _read_run(row, Path(results_dir))
     done = tables.finished(runs)
     done = done[done["bytes_seen"].notna() & (done["bytes_seen"] > 0)]
-    bpe = done[done["family"] == "bpe"]
+    bpe = done[[_trains_tokenizer(row, Path(results_dir)) for row in done.itertuples(index=False)]]
     bpe_run = _read_run(_most_bytes(bpe), Path(results_dir)) if len(bpe) else None
     return largest, bpe_run
 
@@ -208,10 +221,8 @@ def byte_ngram_levels(train: Sequence[bytes], validation: Sequence[bytes], max_o
             "top_order_discounts": discounts, "method": NGRAM_METHOD}
 
 
-def _data_module(config: Any) -> Any:
-    from aunet.training.datamodule import CorpusDataModule
-
-    return CorpusDataModule(config, micro_batch=1)
+def _run_data(config: Any) -> DataPipeline:
+    return DataPipeline(config.data, config.model, config.train.seed)
 
 
 def _same_data(a: Any, b: Any) -> bool:
@@ -221,7 +232,7 @@ def _same_data(a: Any, b: Any) -> bool:
 
 def _check_corpus(module: Any, run: RunData) -> None:
     """Refuse a corpus whose content differs from the one ``run`` trained on (when its summary records it)."""
-    recorded = run.summary.get("data", {}).get("corpus")
+    recorded = run.summary.data.get("corpus")
     if recorded and recorded != module.source.fingerprint():
         raise ReferenceUnavailable(f"the corpus {run.config.data.corpus!r} changed since run {run.run_id} was trained "
                                    "(its fingerprint differs from the run's summary.json)")
@@ -229,14 +240,14 @@ def _check_corpus(module: Any, run: RunData) -> None:
 
 def _bpe_tokenizer(run: RunData) -> tuple[Any, str]:
     """The BPE run's tokenizer and where it came from (its run folder, else the runs' tokenizer cache)."""
-    from aunet.data.bpe import BPETokenizer
 
-    if (run.folder / "tokenizer").is_dir():  # saved there by the run itself (not committed: .gitignore)
-        return BPETokenizer.load(run.folder / "tokenizer"), f"run folder of {run.run_id}"
-    module = _data_module(run.config)
-    module.prepare_data()
-    module.setup()
-    return module.tokenizer, "the runs' tokenizer cache (AUNET_CACHE_DIR)"
+    folder = RunPaths(run.folder).tokenizer
+    if folder.is_dir():  # saved there by the run itself (not committed: .gitignore)
+        return BPETokenizer.load(folder), f"run folder of {run.run_id}"
+    data = _run_data(run.config)
+    data.prepare()
+    data.setup()
+    return data.tokenizer, "the runs' tokenizer cache (AUNET_CACHE_DIR)"
 
 
 def sweep_reference_levels(results_dir: str | Path, runs: pd.DataFrame | None = None, *,
@@ -247,20 +258,17 @@ def sweep_reference_levels(results_dir: str | Path, runs: pd.DataFrame | None = 
     :class:`ReferenceUnavailable` (or another :class:`~aunet.errors.UserError`, e.g. a missing data directory) with
     a one-line reason when the levels cannot be computed.
     """
-    from aunet.analysis import tables
-    from aunet.data.packing import validation_texts
-    from aunet.training.datamodule import cache_dir
 
     if not MIN_ORDER <= max_order <= ngram.MAX_ORDER:
         raise ReferenceUnavailable(f"max order {max_order} is outside {MIN_ORDER}..{ngram.MAX_ORDER}")
     results_dir = Path(results_dir)
     runs = tables.read_runs(results_dir) if runs is None else runs
     largest, bpe_run = select_runs(runs, results_dir)
-    module = _data_module(largest.config)
+    module = _run_data(largest.config)
     _check_corpus(module, largest)
     validation = validation_texts((doc.data for doc in module.split.val_documents()), largest.config.data.val_bytes)
     n_val = sum(len(d) for d in validation)
-    recorded_val = largest.summary.get("val_text_bytes")
+    recorded_val = largest.summary.val_text_bytes
     if not validation or (recorded_val is not None and int(recorded_val) != n_val):
         raise ReferenceUnavailable(f"the validation text now has {n_val} bytes but run {largest.run_id} was scored on "
                                    f"{recorded_val}; the corpus or split changed since the runs")
@@ -278,7 +286,7 @@ def sweep_reference_levels(results_dir: str | Path, runs: pd.DataFrame | None = 
         notes.append(f"BPE run {bpe_run.run_id} reads other data than {largest.run_id}: the BPE unigram is left out")
     else:
         tokenizer, tokenizer_source = _bpe_tokenizer(bpe_run)
-        recorded = bpe_run.summary.get("data", {}).get("tokenizer")
+        recorded = bpe_run.summary.data.get("tokenizer")
         if recorded and recorded != tokenizer.fingerprint():
             notes.append(f"the tokenizer from {tokenizer_source} differs from the one run {bpe_run.run_id} recorded "
                          "(fingerprint mismatch); the BPE unigram uses it anyway")
@@ -326,8 +334,6 @@ def _cached_levels(path: Path, use_cache: bool, compute: Any) -> tuple[dict[str,
 
     Only numbers are cached, never which runs they were computed for: two sweeps over the same bytes share them.
     """
-    from aunet.analysis.store import to_jsonable
-    from aunet.io import atomic_write_json
 
     if use_cache and path.is_file():
         try:

@@ -97,7 +97,6 @@ def minimise(problem: LseProblem, starts: np.ndarray, *, keep: int = 2) -> tuple
     once: every start runs ``SCREEN_ITER`` iterations, then the ``keep`` best continue to convergence.
     Returns the best parameters (shape ``[P]``) and their objective.
     """
-    K = problem.logx.shape[1]
     n_exp = int(problem.has_exponent.sum())
     floor = float(problem.y.min() + np.log(CONSTANT_FLOOR))
     bounds = [(None, None) if e else (floor, None) for e in problem.has_exponent] + [(0.0, MAX_EXPONENT)] * n_exp

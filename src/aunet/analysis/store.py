@@ -27,7 +27,7 @@ def read_fits(output_dir: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}: not valid JSON ({exc.msg}); delete it and rerun the notebooks")
+        raise ResultsError(f"{path}: not valid JSON ({exc.msg}); delete it and rerun the notebooks") from None
     if not isinstance(data, dict):
         raise ResultsError(f"{path}: expected a JSON object; delete it and rerun the notebooks")
     return data

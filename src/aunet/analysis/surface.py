@@ -15,8 +15,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from aunet.analysis.inputs import FitError, clean_columns
-from aunet.analysis.robust import (LseProblem, bootstrap_indices, minimise, percentile_interval, robust_scale,
-                                   single_threaded_blas)
+from aunet.analysis.robust import (
+    LseProblem,
+    bootstrap_indices,
+    minimise,
+    percentile_interval,
+    robust_scale,
+    single_threaded_blas,
+)
 
 PARAMS = ("E", "A", "B", "alpha", "beta")
 
@@ -92,12 +98,10 @@ class LossSurfaceFit:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain numbers for ``fits.json`` (no bootstrap samples)."""
-        return {
-            **dict(zip(PARAMS, map(float, self.params))),
-            "intervals": {k: list(v) for k, v in self.intervals.items()}, "level": self.level,
-            "n_points": self.n_points, "n_dropped": self.n_dropped, "n_boot": int(len(self.samples)),
-            "residual_scale": self.residual_scale,
-        }
+        return {**dict(zip(PARAMS, map(float, self.params))),
+                "intervals": {k: list(v) for k, v in self.intervals.items()}, "level": self.level,
+                "n_points": self.n_points, "n_dropped": self.n_dropped, "n_boot": int(len(self.samples)),
+                "residual_scale": self.residual_scale}
 
 
 def _starts(y: np.ndarray, coarse: bool = False) -> np.ndarray:
@@ -114,16 +118,8 @@ def _starts(y: np.ndarray, coarse: bool = False) -> np.ndarray:
     return np.array(rows)
 
 
-def fit_loss_surface(
-    N: ArrayLike,
-    D: ArrayLike,
-    L: ArrayLike,
-    *,
-    n_boot: int = 200,
-    seed: int = 0,
-    huber_delta: float = 1e-3,
-    level: float = 0.95,
-) -> LossSurfaceFit:
+def fit_loss_surface(N: ArrayLike, D: ArrayLike, L: ArrayLike, *, n_boot: int = 200, seed: int = 0,
+                     huber_delta: float = 1e-3, level: float = 0.95) -> LossSurfaceFit:
     """Fit ``L = E + A / N^alpha + B / D^beta`` to runs with size ``N``, data ``D`` and loss ``L`` (each ``[n]``).
 
     Same robust method as :func:`aunet.analysis.fit_power_law`: Huber loss of the log residual with the prediction
@@ -169,5 +165,4 @@ def fit_loss_surface(
     return LossSurfaceFit(
         *map(float, params), intervals={k: (float(lo[i]), float(hi[i])) for i, k in enumerate(PARAMS)},
         n_points=len(y), n_dropped=dropped, residual_scale=robust_scale(full.residuals(best)), samples=samples,
-        level=level,
-    )
+        level=level)

@@ -49,10 +49,13 @@ def family_color(family: str) -> str:
     return _COLORS.get(family, _UNKNOWN_COLOR)
 
 
+FIXED_LABELS = {"bpe": "BPE"}
+
+
 def family_label(family: str) -> str:
     """``bpe`` -> ``BPE``, ``aunet2`` -> ``AU-Net-2``; anything else unchanged."""
-    if family == "bpe":
-        return "BPE"
+    if family in FIXED_LABELS:
+        return FIXED_LABELS[family]
     match = re.fullmatch(r"aunet(\d+)", family)
     return f"AU-Net-{match.group(1)}" if match else family
 
@@ -87,7 +90,7 @@ def read_runs(results_dir: str | Path) -> pd.DataFrame:
     try:
         runs = pd.read_csv(path, dtype={c: "string" for c in TEXT_COLUMNS}, keep_default_na=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{path}: not a readable CSV table ({exc}); regenerate it with the sweep runner")
+        raise ResultsError(f"{path}: not a readable CSV table ({exc}); regenerate it with the sweep runner") from None
     columns = {}
     for name in TEXT_COLUMNS:
         col = runs[name] if name in runs else pd.Series("", index=runs.index)

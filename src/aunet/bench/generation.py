@@ -27,7 +27,7 @@ import torch
 
 from aunet.evaluation.checkpoint import LoadedModel, resolve_device
 from aunet.evaluation.generation import generate
-from aunet.models import AUNet, load_model_config
+from aunet.models import build_model, family_of, load_model_config
 from aunet.paths import data_dir
 
 
@@ -68,15 +68,9 @@ def measure(loaded: LoadedModel, prompt: bytes, new_bytes: int, repeats: int) ->
     cascade_rate = (new_bytes - 1) / steady if steady > 0.05 * total else new_bytes / total
     full_rate = new_bytes / full_time
     return {
-        "context_bytes": len(prompt),
-        "new_bytes": new_bytes,
-        "cascade_prefill_s": prefill,
-        "cascade_total_s": total,
-        "cascade_bytes_per_s": cascade_rate,
-        "recompute_total_s": full_time,
-        "recompute_bytes_per_s": full_rate,
-        "speedup": cascade_rate / full_rate,
-        "speedup_end_to_end": full_time / total,
+        "context_bytes": len(prompt), "new_bytes": new_bytes, "cascade_prefill_s": prefill, "cascade_total_s": total,
+        "cascade_bytes_per_s": cascade_rate, "recompute_total_s": full_time, "recompute_bytes_per_s": full_rate,
+        "speedup": cascade_rate / full_rate, "speedup_end_to_end": full_time / total,
         "identical_output": cascade.data == full.data,  # type: ignore[attr-defined]
     }
 
@@ -97,23 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     config = load_model_config(args.preset)
-    if config.family != "aunet":
-        raise SystemExit("error: the generation benchmark needs an AU-Net preset")
     device = resolve_device(args.device)
-    model = AUNet(config).to(device).eval()
+    model = build_model(config).to(device).eval()
     loaded = LoadedModel(model, config)
     contexts = [int(c) for c in args.contexts.split(",")]
     text = _text(args.data, max(contexts))
     rows = [measure(loaded, text[:n].decode("utf-8", errors="ignore").encode(), args.new_bytes, args.repeats)
             for n in contexts]
     result = {
-        "preset": args.preset, "stages": config.n_stages, "device": str(device), "threads": args.threads,
+        "preset": args.preset, "stages": family_of(config).n_stages, "device": str(device), "threads": args.threads,
         "torch": torch.__version__, "machine": platform.machine(), "rows": rows,
     }
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{args.preset} ({config.n_stages} stages, random weights), {device}, {args.threads} thread(s), "
+    print(f"{args.preset} ({family_of(config).title}, random weights), {device}, {args.threads} thread(s), "
           f"greedy, {args.new_bytes} new bytes")
     print(f"{'context':>8}  {'cascade B/s':>11}  {'recompute B/s':>13}  {'speedup':>7}  {'end-to-end':>10}  "
           f"{'prefill s':>9}  identical")

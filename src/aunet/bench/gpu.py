@@ -41,12 +41,21 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from aunet.bench.generation import measure
+from aunet.bench.record import write_section
+from aunet.bench.suite import _native_stderr_silenced, _sync, stack_windows
+from aunet.data.packing import pack
+from aunet.evaluation.checkpoint import LoadedModel
+from aunet.evaluation.generation import generate
 from aunet.flops import flops_report
-from aunet.models import AUNetConfig, build_model, load_model_config
+from aunet.io import atomic_write_json
+from aunet.models import ModelConfig, build_model, family_of, load_model_config
 from aunet.models.loss import compiled_next_unit_loss, next_unit_loss
+from aunet.paths import data_dir
+from aunet.training.optim import adamw, default_precision
+from aunet.training.records import library_versions
 
 TRAIN_PRESETS = ("ladder/bpe-1e19", "ladder/aunet2-1e19", "ladder/aunet3-1e19")
 GENERATION_PRESETS = ("ladder/aunet2-1e19", "ladder/aunet3-1e19")
@@ -64,11 +73,6 @@ PAPER_1B = {"bpe": ("paper-bpe-1b", 210e3), "aunet2": ("paper-aunet2-1b", 225e3)
 
 
 # --- timing helpers --------------------------------------------------------------------------------------------------
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(fn: Callable[[], Any], device: torch.device) -> float:
@@ -110,14 +114,12 @@ def datasheet_peak(device: torch.device) -> tuple[str, float | None]:
 # --- batches ---------------------------------------------------------------------------------------------------------
 
 
-def byte_batches(config: AUNetConfig, text: bytes, micro_batch: int, count: int,
+def byte_batches(config: ModelConfig, text: bytes, micro_batch: int, count: int,
                  device: torch.device) -> list[dict[str, torch.Tensor]]:
     """``count`` AU-Net batches of real text, ``tokens`` and ``levels`` ``[micro_batch, seq_len + 1]``, packed by the
     training pipeline's encoder (the text is cycled when it is shorter than the batches need)."""
-    from aunet.bench.suite import stack_windows
-    from aunet.data.packing import ByteEncoder, pack
 
-    encoder = ByteEncoder(config.splits)
+    encoder = family_of(config).encoder()
     documents = [d for d in text.split(b"\n\n\n") if d.strip()] or [text]
 
     def cycled():
@@ -127,25 +129,14 @@ def byte_batches(config: AUNetConfig, text: bytes, micro_batch: int, count: int,
     return stack_windows(pack(cycled(), config.seq_len + 1, encoder.top_level), micro_batch, count, device)
 
 
-def token_batches(vocab_size: int, seq_len: int, micro_batch: int, count: int, device: torch.device,
-                  seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    """``count`` BPE batches of uniformly drawn token ids ``[micro_batch, seq_len + 1]``: the work of a step does not
-    depend on which ids it reads, and no tokenizer of the paper's 128k vocabulary is at hand offline."""
-    generator = torch.Generator().manual_seed(seed)
-    return [{"tokens": torch.randint(0, vocab_size, (micro_batch, seq_len + 1), generator=generator).to(device)}
-            for _ in range(count)]
-
-
 # --- the training step -----------------------------------------------------------------------------------------------
 
 
 def training_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = next_unit_loss) -> torch.Tensor:
     """The loss of :meth:`LanguageModelModule.training_step`: float32 cross-entropy of next-unit logits."""
-    tokens = batch["tokens"]
-    inputs = tokens[:, :-1]
-    logits = model(inputs, batch["levels"][:, :-1]) if "levels" in batch else model(inputs)
-    return loss_fn(logits, tokens[:, 1:])
+    logits, targets, _ = family_of(model.config).forward_batch(model, batch)
+    return loss_fn(logits, targets)
 
 
 def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
@@ -170,8 +161,7 @@ def graph_report(model: torch.nn.Module, batch: dict[str, torch.Tensor], device:
     """Graphs and graph breaks TorchDynamo finds in the forward on ``batch``, with the first break reasons."""
     import torch._dynamo
 
-    tokens = batch["tokens"][:, :-1]
-    args = (tokens, batch["levels"][:, :-1]) if "levels" in batch else (tokens,)
+    args = family_of(model.config).inputs(batch)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     with autocast, torch.no_grad():
         explanation = torch._dynamo.explain(model)(*args)
@@ -218,8 +208,6 @@ def profile_work(fn: Callable[[], Any], device: torch.device, rows: int = 15) ->
     self time), kernels launched, and the busiest kernels as a text table."""
     from torch.profiler import ProfilerActivity, profile
 
-    from aunet.bench.suite import _native_stderr_silenced
-
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     _sync(device)
     with _native_stderr_silenced(), profile(activities=activities) as prof:
@@ -256,18 +244,21 @@ def train_preset(preset: str, text: bytes, micro_batch: int, steps: int, warmup:
                  device: torch.device, bpe_bytes_per_token: float, eager_loss: bool = False) -> dict[str, Any]:
     """Every training figure of the module docstring for one preset (see there); ``eager_loss`` keeps the loss
     uncompiled even with ``compile`` (the comparison that shows what compiling it gains)."""
-    from aunet.training.optim import adamw, default_precision
 
     config = load_model_config(preset)
     report = flops_report(config)
-    is_aunet = isinstance(config, AUNetConfig)
+    family = family_of(config)
     torch.manual_seed(0)
     model = build_model(config).to(device)
     n_batches = min(steps + warmup + 3, 8)
-    if is_aunet:
-        batches = byte_batches(config, text, micro_batch, n_batches, device)
+    # Real text where the family reads bytes (word boundaries set the work); uniform token ids otherwise: the work
+    # of a step does not depend on which ids it reads, and no tokenizer of the paper's 128k vocabulary is at hand.
+    if family.needs_tokenizer:
+        generator = torch.Generator().manual_seed(0)
+        batches = [{"tokens": family.synthetic_batch(micro_batch, generator)["tokens"].to(device)}
+                   for _ in range(n_batches)]
     else:
-        batches = token_batches(config.vocab_size, config.seq_len, micro_batch, n_batches, device)
+        batches = byte_batches(config, text, micro_batch, n_batches, device)
     graphs = graph_report(model, batches[0], device)
     optimizer = adamw(model.parameters(), default_precision(device.type), lr=1e-4)
     if compile:
@@ -288,10 +279,10 @@ def train_preset(preset: str, text: bytes, micro_batch: int, steps: int, warmup:
     two = [batches[0], batches[1 % n_batches]]
     profile = profile_work(lambda: [step(b) for b in two], device)
     units = micro_batch * report.seq_len
-    bytes_per_unit = 1.0 if is_aunet else bpe_bytes_per_token
+    bytes_per_unit = family.bytes_per_unit(bpe_bytes_per_token)
     median = statistics.median(seconds)
     out = {
-        "preset": preset, "family": _family(config) + ("-eager-loss" if eager_loss else ""),
+        "preset": preset, "family": family.label + ("-eager-loss" if eager_loss else ""),
         "loss": "compiled" if compile and not eager_loss else "eager", "params": report.params,
         "flops_per_unit": report.flops_per_unit, "flops_per_byte": report.flops_per_unit / bytes_per_unit,
         "seq_len": report.seq_len, "micro_batch": micro_batch, "bytes_per_unit": bytes_per_unit,
@@ -306,28 +297,19 @@ def train_preset(preset: str, text: bytes, micro_batch: int, steps: int, warmup:
     return out
 
 
-def _family(config: Any) -> str:
-    return f"aunet{config.n_stages}" if isinstance(config, AUNetConfig) else "bpe"
-
-
 def generation_preset(preset: str, text: bytes, contexts: list[int], new_bytes: int, repeats: int,
                       device: torch.device) -> dict[str, Any]:
     """Cascaded generation against recomputation (random weights, greedy), plus a profile of one cascaded run."""
-    from aunet.bench.generation import measure
-    from aunet.evaluation.checkpoint import LoadedModel
-    from aunet.evaluation.generation import generate
-    from aunet.models import AUNet
-
     config = load_model_config(preset)
     torch.manual_seed(0)
-    loaded = LoadedModel(AUNet(config).to(device).eval(), config)
+    loaded = LoadedModel(build_model(config).to(device).eval(), config)
     rows = []
     for n in contexts:
         prompt = text[:n].decode("utf-8", errors="ignore").encode()
         rows.append(measure(loaded, prompt, new_bytes, repeats))
     prompt = text[: contexts[-1]].decode("utf-8", errors="ignore").encode()
-    profile = profile_work(lambda: generate(loaded, prompt, max_new_units=new_bytes, stop_at_eos=False,
-                                            max_prompt=len(prompt) + 1), device)
+    profile = profile_work(lambda model=loaded: generate(model, prompt, max_new_units=new_bytes, stop_at_eos=False,
+                                                         max_prompt=len(prompt) + 1), device)
     profile["per_byte_launches"] = profile["launches"] / new_bytes
     del loaded
     if device.type == "cuda":
@@ -339,8 +321,6 @@ def generation_preset(preset: str, text: bytes, contexts: list[int], new_bytes: 
 
 
 def _text(path: str | None, need: int) -> bytes:
-    from aunet.paths import data_dir
-
     if path:
         file = Path(path)
     else:
@@ -358,8 +338,6 @@ def _text(path: str | None, need: int) -> bytes:
 
 
 def _write(out_dir: Path, result: dict[str, Any]) -> None:
-    from aunet.io import atomic_write_json
-
     atomic_write_json(out_dir / "gpu-check.json", result)
 
 
@@ -382,8 +360,6 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
     text = _text(args.data, max(contexts) + 1)
     name, peak = datasheet_peak(device)
     from datetime import datetime, timezone
-
-    from aunet.training.records import library_versions
 
     result: dict[str, Any] = {
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": library_versions(),
@@ -482,14 +458,16 @@ def summary(result: dict[str, Any]) -> str:
     train = result.get("train", {})
     ordered = sorted(train.values(), key=lambda t: (not t["family"].startswith("bpe"), t["family"]))
     if train:
-        lines += ["| preset | loss | params | micro-batch | FLOPs/byte | step | bytes/s | TFLOP/s | of measured matmul | "
-                  "of datasheet | vs BPE (bytes/s) | vs BPE (FLOP/s) | peak memory | first steps (compile) |",
+        lines += ["| preset | loss | params | micro-batch | FLOPs/byte | step | bytes/s | TFLOP/s | "
+                  "of measured matmul | of datasheet | vs BPE (bytes/s) | vs BPE (FLOP/s) | peak memory | "
+                  "first steps (compile) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for t in ordered:
             ds = f"{t['utilization_datasheet']:.0%}" if t.get("utilization_datasheet") else "-"
             mem = f"{t['peak_memory_bytes'] / 2**30:.1f} GiB" if t.get("peak_memory_bytes") else "-"
             lines.append(
-                f"| `{t['preset']}` | {t.get('loss', 'eager')} | {t['params'] / 1e6:.0f} M | {t['micro_batch']} x {t['seq_len']} | "
+                f"| `{t['preset']}` | {t.get('loss', 'eager')} | {t['params'] / 1e6:.0f} M | "
+                f"{t['micro_batch']} x {t['seq_len']} | "
                 f"{t['flops_per_byte']:.3g} | {t['seconds_per_step'] * 1e3:.1f} ms | {t['bytes_per_s']:,.0f} | "
                 f"{t['flops_per_s'] / 1e12:.1f} | {t['utilization_measured']:.0%} | {ds} | "
                 f"{t.get('bytes_per_s_vs_bpe', float('nan')):.2f} | {t.get('flops_per_s_vs_bpe', float('nan')):.2f} | "
@@ -500,7 +478,8 @@ def summary(result: dict[str, Any]) -> str:
         for t in ordered:
             p = t["profile_two_steps"]
             idle = f"{p['idle_share']:.0%}" if p["idle_share"] is not None else "-"
-            lines.append(f"| `{t['preset']}` ({t.get('loss', 'eager')} loss) | {p['shares']['matmul']:.0%} | {p['shares']['attention']:.0%} | "
+            lines.append(f"| `{t['preset']}` ({t.get('loss', 'eager')} loss) | {p['shares']['matmul']:.0%} | "
+                         f"{p['shares']['attention']:.0%} | "
                          f"{p['shares']['other']:.0%} | {idle} | {p['launches'] / 2:.0f} |")
     paper = paper_scale(result)
     if paper:
@@ -532,8 +511,6 @@ def summary(result: dict[str, Any]) -> str:
 def record(path: Path) -> None:
     """Write a fetched result into ``benchmarks/gpu-check-<device>.json`` and its BENCHMARKS.md section."""
     from datetime import datetime
-
-    from aunet.bench.record import write_section
 
     result = json.loads(path.read_text())
     key = f"gpu-check-{result['device']}{'-micro' if result.get('micro') else ''}"

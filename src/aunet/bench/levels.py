@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aunet.bench.splits import pin_to_one_core, throughput
 from aunet.paths import data_dir
-from aunet.splitting.measure import pin_to_one_core, throughput
 
 PAPER_GPU_BYTES_PER_S = 225_000  # AU-Net-2 training throughput per H100 (paper Table 2)
 
@@ -39,19 +39,15 @@ def measure(documents: list[bytes], rules: list[str], repeats: int) -> dict:
     """Time ``repeats`` passes of compute_levels over every document; returns MB/s statistics."""
     total = sum(len(d) for d in documents)
     median_mb_s, best_mb_s = throughput(documents, rules, repeats)
-    return {
-        "rules": rules,
-        "documents": len(documents),
-        "bytes": total,
-        "mb_per_s_best": best_mb_s,
-        "mb_per_s_median": median_mb_s,
-        "share_of_gpu_step_at_225k_bytes_per_s": PAPER_GPU_BYTES_PER_S / (median_mb_s * 1e6),
-    }
+    return {"rules": rules, "documents": len(documents), "bytes": total, "mb_per_s_best": best_mb_s,
+            "mb_per_s_median": median_mb_s,
+            "share_of_gpu_step_at_225k_bytes_per_s": PAPER_GPU_BYTES_PER_S / (median_mb_s * 1e6)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aunet.bench.levels", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", nargs="*", default=[], help="text files or folders of .txt (default: Gutenberg books)")
+    parser.add_argument("--data", nargs="*", default=[],
+                        help="text files or folders of .txt (default: Gutenberg books)")
     parser.add_argument("--rules", default="word@1,word@2,word@4", help="comma-separated split rules")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON object")

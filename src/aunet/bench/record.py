@@ -11,6 +11,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from aunet.io import atomic_write_json, atomic_write_text
+from aunet.training.records import library_versions
+
 BEGIN, END = "<!-- aunet bench: {} begin -->", "<!-- aunet bench: {} end -->"
 
 
@@ -22,8 +25,6 @@ def write_section(key: str, payload: dict[str, Any], text: str, command: str, ma
 
     ``versions`` and ``measured`` default to this process's libraries and now; a result measured on another machine
     (the GPU check) passes its own."""
-    from aunet.io import atomic_write_json, atomic_write_text
-    from aunet.training.records import library_versions
 
     root = root or Path.cwd()
     versions = versions or library_versions()

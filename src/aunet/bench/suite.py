@@ -21,18 +21,28 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aunet.bench.generation import measure as generation_measure
+from aunet.bench.levels import measure as levels_measure
+from aunet.data.bpe import BPETokenizer
+from aunet.data.packing import ByteEncoder, TrainBatches, pack, training_windows
+from aunet.evaluation.checkpoint import LoadedModel
+from aunet.evaluation.scoring import Scorer
 from aunet.flops import flops_report
-from aunet.models import AUNet, AUNetConfig, build_model
+from aunet.models import ModelConfig, build_model, family_of, load_model_config
+from aunet.models.transitions import keep_first_boundaries, pooling_index, segment_index
 from aunet.paths import data_dir
+from aunet.sweeps.plan import measure_bytes_per_token, tokenizer_vocab
+from aunet.sweeps.sizing import size_for
+from aunet.sweeps.spec import load_sweep
 from aunet.training.optim import adamw, default_precision
 
 FAMILIES = ("bpe", "aunet1", "aunet2", "aunet3", "aunet4")
@@ -41,7 +51,7 @@ STUDY = Path(__file__).resolve().parents[3] / "sweeps" / "cpu-study.yaml"
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def _best_rate(fn: Callable[[], Any], flops: float, repeats: int, device: torch.device) -> float:
@@ -78,30 +88,26 @@ def linear_flops_per_s(device: torch.device, dtype: torch.dtype, width: int, row
 
 def _first_width(config: Any) -> int:
     """The width of a model's first (for AU-Net: byte) stage."""
-    return int(config.dims[0]) if hasattr(config, "dims") else int(config.dim)
+    return flops_report(config).stages[0].dim
 
 
 def matched_configs(target_flops_per_byte: float) -> tuple[dict[str, Any], dict[str, float]]:
     """Model configs of the five families at one FLOPs per byte, sized with the CPU study's templates."""
-    from aunet.sweeps.plan import measure_bytes_per_token
-    from aunet.sweeps.sizing import size_for
-    from aunet.sweeps.spec import load_sweep
 
     spec = load_sweep(STUDY)
     configs, bytes_per_token = {}, {}
     for family in FAMILIES:
         fam = spec.families[family]
-        k = measure_bytes_per_token(spec, int(fam.template["vocab_size"])) if family == "bpe" else 1.0
+        vocab = tokenizer_vocab(spec, family)
+        k = measure_bytes_per_token(spec, vocab) if vocab is not None else 1.0
         sized = size_for(fam, target_flops_per_byte, k, 0.02, f"families.{family}")
         configs[family], bytes_per_token[family] = sized.config, k
     return configs, bytes_per_token
 
 
 def _batches(config, tokenizer, documents: list[bytes], batch: int, n: int, device: torch.device) -> list[dict]:
-    from aunet.data.packing import ByteEncoder, TokenizerEncoder, pack
-
-    encoder = ByteEncoder(config.splits) if isinstance(config, AUNetConfig) else TokenizerEncoder(tokenizer)
-    windows = pack((encoder.encode(d) for d in documents), config.seq_len + 1, getattr(encoder, "top_level", None))
+    encoder = family_of(config).encoder(lambda: tokenizer)
+    windows = pack((encoder.encode(d) for d in documents), config.seq_len + 1, encoder.top_level)
     return stack_windows(windows, batch, n, device)
 
 
@@ -119,10 +125,8 @@ def stack_windows(windows: Iterator, batch: int, n: int, device: torch.device) -
 
 
 def _loss(model, batch: dict) -> torch.Tensor:
-    tokens = batch["tokens"]
-    inputs = tokens[:, :-1]
-    logits = model(inputs, batch["levels"][:, :-1]) if "levels" in batch else model(inputs)
-    return F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
+    logits, targets, _ = family_of(model.config).forward_batch(model, batch)
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
 
 
 def _saved_bytes(model, batch: dict) -> int:
@@ -179,10 +183,8 @@ def train_throughput(configs: dict, bytes_per_token: dict[str, float], tokenizer
             activations = _saved_bytes(models[family], batches[family][0])
         attention = report.attention_flops_per_unit * units
         out[family] = {
-            "params": report.params,
-            "flops_per_byte": report.flops_per_unit / bytes_per_token[family],
-            "seconds_per_step": seconds,
-            "bytes_per_s": units * bytes_per_token[family] / seconds,
+            "params": report.params, "flops_per_byte": report.flops_per_unit / bytes_per_token[family],
+            "seconds_per_step": seconds, "bytes_per_s": units * bytes_per_token[family] / seconds,
             "flops_per_s": units * report.flops_per_unit / seconds,
             "peak_memory_bytes": activations + 4 * params,  # + weights, grads, Adam m and v
             "activation_bytes": activations,
@@ -261,10 +263,9 @@ def _time(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(samples)
 
 
-def step_breakdown(config: AUNetConfig, batch_data: dict, steps: int, device: torch.device,
+def step_breakdown(config: ModelConfig, batch_data: dict, steps: int, device: torch.device,
                    make_batch) -> dict[str, float]:
     """Seconds per part of one AU-Net training step (forward + backward of each part at the step's shapes)."""
-    from aunet.models.transitions import keep_first_boundaries, pooling_index, segment_index
 
     torch.manual_seed(0)
     model = build_model(config).to(device)
@@ -278,8 +279,6 @@ def step_breakdown(config: AUNetConfig, batch_data: dict, steps: int, device: to
         optimizer.zero_grad(set_to_none=True)
 
     # Record each part's inputs from one forward, then time each part alone (forward + backward).
-    parts: dict[str, list] = {"byte stage": [], "deeper stages": [], "pooling": [], "upsampling": [],
-                              "head and loss": []}
     with torch.no_grad():
         h = model.embed(tokens)
         lv = torch.cat([torch.full_like(levels[:, :1], n - 1), levels[:, 1:]], 1)
@@ -324,7 +323,6 @@ def step_breakdown(config: AUNetConfig, batch_data: dict, steps: int, device: to
                                                        batch_data["tokens"][:, 1:].flatten()).backward(),
                                steps, device),
     }
-    del parts
 
     def optimizer_only() -> None:
         for p in model.parameters():
@@ -340,8 +338,6 @@ def step_breakdown(config: AUNetConfig, batch_data: dict, steps: int, device: to
 
 def eval_requests_per_s(config, device: torch.device, text: bytes, n_requests: int) -> dict[str, float]:
     """Log-likelihood requests/s of the evaluation scorer, batched (32) against one request at a time."""
-    from aunet.evaluation.checkpoint import LoadedModel
-    from aunet.evaluation.scoring import Scorer
 
     model = build_model(config).to(device).eval()
     loaded = LoadedModel(model, config)
@@ -351,7 +347,7 @@ def eval_requests_per_s(config, device: torch.device, text: bytes, n_requests: i
     for name, batch in (("batched", 32), ("unbatched", 1)):
         scorer = Scorer(loaded, batch_size=batch)
         with torch.no_grad():
-            seconds = _time(lambda: scorer.loglikelihood(pairs), 1, device)
+            seconds = _time(lambda s=scorer: s.loglikelihood(pairs), 1, device)
         rates[f"{name}_requests_per_s"] = n_requests / seconds
     rates["speedup"] = rates["batched_requests_per_s"] / rates["unbatched_requests_per_s"]
     return rates
@@ -373,7 +369,6 @@ def run(quick: bool = False, device_name: str = "cpu", compile: bool = False,
 
     target = flops_per_byte or (1.0e6 if quick else 2.0e6)
     configs, bytes_per_token = matched_configs(target)
-    from aunet.data.bpe import BPETokenizer
 
     # The matmul rate at each family's first-stage width, measured here: it explains most of the per-FLOP gap.
     out["linear_flops_per_s"] = {family: {"width": _first_width(cfg),
@@ -391,7 +386,6 @@ def run(quick: bool = False, device_name: str = "cpu", compile: bool = False,
 
     aunet3 = configs["aunet3"]
     batches = _batches(aunet3, None, documents, batch, 2, device)
-    from aunet.data.packing import ByteEncoder, TrainBatches, training_windows
 
     encoder = ByteEncoder(aunet3.splits)
     stream = iter(TrainBatches(lambda: training_windows(lambda e: iter(documents), encoder, aunet3.seq_len, 0, 64),
@@ -401,20 +395,14 @@ def run(quick: bool = False, device_name: str = "cpu", compile: bool = False,
     out["pool_upsample_share"] = (breakdown["pooling"] + breakdown["upsampling"]) / breakdown["step"]
     out["data_loader_share"] = breakdown["data loader"] / breakdown["step"]
 
-    from aunet.bench.levels import measure as levels_measure
-
     out["levels_mb_per_s"] = levels_measure(documents, ["word@1", "word@2", "word@4"], 3)["mb_per_s_median"]
 
     text = (data_dir() / "corpora" / "tinyshakespeare" / "input.txt").read_bytes()
     out["eval"] = eval_requests_per_s(configs["aunet2"], device, text, 64 if quick else 256)
 
-    from aunet.bench.generation import measure as generation_measure
-    from aunet.evaluation.checkpoint import LoadedModel
-    from aunet.models import load_model_config
-
     gen_config = load_model_config("tiny-aunet3")
     torch.manual_seed(0)
-    loaded = LoadedModel(AUNet(gen_config).to(device).eval(), gen_config)
+    loaded = LoadedModel(build_model(gen_config).to(device).eval(), gen_config)
     for context in (1024, 4096):
         row = generation_measure(loaded, text[:context], 8 if quick else 32, 1 if quick else 2)
         out[f"generation_{context // 1024}k"] = row

@@ -11,18 +11,25 @@ import sys
 from typing import Sequence
 
 from aunet import __version__
-from aunet.cli import data_cmd, flops_cmd, presets_cmd, train_cmd, sweep_cmd
-from aunet.cli import analyze_cmd, bench_cmd, eval_cmd, generate_cmd
+from aunet.cli import (
+    analyze_cmd,
+    bench_cmd,
+    data_cmd,
+    eval_cmd,
+    flops_cmd,
+    generate_cmd,
+    presets_cmd,
+    sweep_cmd,
+    train_cmd,
+)
 from aunet.errors import UserError, write_error
 
 COMMANDS = (train_cmd, sweep_cmd, eval_cmd, generate_cmd, analyze_cmd, bench_cmd, flops_cmd, presets_cmd, data_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aunet",
-        description="Compute-matched scaling studies of Autoregressive U-Nets (AU-Net) against BPE transformers.",
-    )
+    parser = argparse.ArgumentParser(prog="aunet", description="Compute-matched scaling studies of Autoregressive "
+                                     "U-Nets (AU-Net) against BPE transformers.")
     parser.add_argument("--version", action="version", version=f"aunet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -18,8 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from aunet.analysis.reference import DEFAULT_MAX_ORDER, MIN_ORDER
 
     p = sub.add_parser(
-        "analyze",
-        help="fit scaling curves and draw the plots of a sweep's results (runs the analysis notebooks)",
+        "analyze", help="fit scaling curves and draw the plots of a sweep's results (runs the analysis notebooks)",
         description=(
             "Execute the analysis notebooks (analysis/*.py, jupytext percent scripts) headlessly on RESULTS_DIR, a "
             "results/<sweep> folder holding runs.csv. Writes the executed notebooks to RESULTS_DIR/notebooks/, the "
@@ -178,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     from aunet.analysis import tables
     from aunet.analysis.notebooks import execute_notebook
     from aunet.analysis.store import FITS_FILE, read_fits
-    from aunet.cli.format import table
+    from aunet.formatting import table
 
     results_dir = Path(args.results_dir)
     # Flags first, then the results: a bad flag is reported before any file is read or any kernel starts.

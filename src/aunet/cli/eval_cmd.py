@@ -8,8 +8,7 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "eval",
-        help="evaluate a checkpoint on lm-eval tasks (offline) and bits per byte",
+        "eval", help="evaluate a checkpoint on lm-eval tasks (offline) and bits per byte",
         description=(
             "Evaluate a run folder or .ckpt with lm-eval's stock task logic on local files (HellaSwag, ARC-Easy, "
             "ARC-Challenge, MMLU from $AUNET_DATA_DIR/benchmarks), and/or report bits per byte on text files. "
@@ -75,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from aunet.evaluation.checkpoint import load_checkpoint
     from aunet.evaluation.evaluate import evaluate_loaded, parse_bpb_args, split_suites
     from aunet.evaluation.tasks import DEFAULT_TASKS, parse_task_data
+    from aunet.sweeps.table import refresh_tables_for_run
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be a positive integer")
@@ -101,14 +101,14 @@ def run(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size, max_length=args.max_length, task_data=task_data,
                              online=args.online, bpb=bpb, bpb_text_field=args.text_field,
                              bpb_max_bytes=args.bpb_bytes, suites=suites, output_dir=args.output_dir,
-                             log_samples=args.log_samples,
-                             seed=args.seed, progress=True)
+                             log_samples=args.log_samples, seed=args.seed, progress=True)
     width = max((len(k) for k in result["scores"]), default=0)
     for key, value in sorted(result["scores"].items()):
         if not key.endswith("_stderr"):
             stderr = result["scores"].get(f"{key}_stderr")
             extra = f"  ± {stderr:.4f}" if stderr is not None else ""
             print(f"{key.ljust(width)}  {value:.4f}{extra}")
+    tables = refresh_tables_for_run(loaded.run_dir) if loaded.run_dir is not None else []
     print(f"wrote {result['eval_dir']} in {result['seconds']:.1f} s"
-          + ("" if result["tables_refreshed"] else " (sweep tables not refreshed)"))
+          + (f"; {len(tables)} sweep table(s) refreshed" if tables else ""))
     return 0

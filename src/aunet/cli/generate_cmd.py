@@ -9,8 +9,7 @@ import sys
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "generate",
-        help="generate text from a checkpoint (AU-Net: cascaded decoding with per-stage KV caches)",
+        "generate", help="generate text from a checkpoint (AU-Net: cascaded decoding with per-stage KV caches)",
         description=(
             "Continue --prompt with the model of a run folder or .ckpt. AU-Net runs the way the paper describes: "
             "the byte stage at every byte, each deeper stage only when the new byte closes a segment of its "
@@ -76,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
     result = generate(loaded, args.prompt, max_new_bytes=args.max_bytes, temperature=args.temperature,
                       until=args.until, seed=args.seed, cached=not args.no_cache, on_text=show)
     show("\n")
-    print(f"[{result.units} {'bytes' if loaded.is_aunet else 'tokens'}, stop: {result.stop}]", file=sys.stderr)
+    print(f"[{result.units} {loaded.family.unit}s, stop: {result.stop}]", file=sys.stderr)
     return 0

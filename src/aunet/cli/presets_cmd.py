@@ -7,18 +7,16 @@ import json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "presets",
-        help="list the model presets shipped with the package",
-        description="List model presets (usable wherever a model config file is expected) with their size.",
-    )
+    p = sub.add_parser("presets", help="list the model presets shipped with the package",
+                       description="List model presets (usable wherever a model config file is expected) with their "
+                                   "size.")
     p.add_argument("--json", action="store_true", help="one JSON object per preset")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from aunet.cli.format import si, table
     from aunet.flops import flops_report
+    from aunet.formatting import si, table
     from aunet.models import load_model_config
     from aunet.presets import list_presets, preset_description
 

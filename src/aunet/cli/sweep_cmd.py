@@ -28,8 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            "instead of probing this machine")
     plan.add_argument("--suggest-caps", action="store_true",
                       help="print each AU-Net family's measured boundary counts and caps at their 99th percentile")
-    plan.add_argument("--results", metavar="DIR", help="results root instead of the sweep's results_dir "
-                        "(tables in DIR/<sweep>/, runs in DIR/runs/)")
+    _add_results(plan)
     plan.set_defaults(run=run_plan)
 
     run = actions.add_parser("run", help="run what is missing (nothing twice), then write runs.csv",
@@ -40,8 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
     run.add_argument("--storage", help="Optuna storage URL (default: journal:results/<sweep>/optuna.journal)")
     run.add_argument("--retry-failed", action="store_true", help="run failed runs again")
-    run.add_argument("--results", metavar="DIR", help="results root instead of the sweep's results_dir "
-                        "(tables in DIR/<sweep>/, runs in DIR/runs/)")
+    _add_results(run)
     run.set_defaults(run=run_run)
 
     worker = actions.add_parser("worker", help="train waiting runs of a sweep from shared storage",
@@ -60,8 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                           "{law: results/<sweep>/laws.json}}). Resumable.")
     tune.add_argument("sweep", metavar="SWEEP.yaml")
     tune.add_argument("--storage", help="Optuna storage URL (default: journal:results/<sweep>/optuna.journal)")
-    tune.add_argument("--results", metavar="DIR", help="results root instead of the sweep's results_dir "
-                        "(tables in DIR/<sweep>/, runs in DIR/runs/)")
+    _add_results(tune)
     tune.set_defaults(run=run_tune)
 
     evaluate = actions.add_parser("eval", help="evaluate every finished run that lacks scores",
@@ -74,8 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--limit", type=int, help="items per task (default: the sweep's eval.limit)")
     evaluate.add_argument("--num-fewshot", type=int, help="few-shot examples (default: the sweep's, else 0)")
     evaluate.add_argument("--force", action="store_true", help="evaluate runs that already have scores again")
-    evaluate.add_argument("--results", metavar="DIR", help="results root instead of the sweep's results_dir "
-                        "(tables in DIR/<sweep>/, runs in DIR/runs/)")
+    _add_results(evaluate)
     evaluate.set_defaults(run=run_eval)
 
     slurm = actions.add_parser("slurm", help="enqueue a sweep and write an sbatch array of workers",
@@ -90,9 +86,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     slurm.add_argument("--hours", type=float, default=24.0, help="time limit per task in hours (default 24)")
     slurm.add_argument("--partition", help="SLURM partition")
     slurm.add_argument("--output", type=Path, help="script path (default: results/<sweep>/sweep.sbatch)")
-    slurm.add_argument("--results", metavar="DIR", help="results root instead of the sweep's results_dir "
-                        "(tables in DIR/<sweep>/, runs in DIR/runs/)")
+    _add_results(slurm)
     slurm.set_defaults(run=run_slurm)
+
+
+def _add_results(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", metavar="DIR", help="results root instead of the sweep's results_dir "
+                        "(tables in DIR/<sweep>/, runs in DIR/runs/)")
 
 
 def _spec(args: argparse.Namespace):
@@ -123,16 +123,12 @@ def _fmt_time(seconds: float | None) -> str:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from aunet.cli.format import si, table
-    from aunet.sweeps.plan import estimate_times
+    from aunet.formatting import si, table
+    from aunet.sweeps.plan import estimate_times, gpu_check_rates, plan_sweep
 
     spec = _spec(args)
-    from aunet.sweeps.plan import plan_sweep
-
     plan = plan_sweep(spec, measure=spec.bytes_per_token is None or _corpus_readable(spec))
     if args.throughput:
-        from aunet.sweeps.plan import gpu_check_rates
-
         rates, label = gpu_check_rates(args.throughput)
         estimate_times(plan, measured=rates, measured_label=label)
     elif not args.no_probe:
@@ -172,7 +168,7 @@ def run_plan(args: argparse.Namespace) -> int:
 def _fairness_table(plan, fairness: dict) -> str:
     """Per run (first seed only): each stage as width x layers with its share of the FLOPs and units seen per
     parameter, the LR and its source, epochs, and the caps' truncation and padding."""
-    from aunet.cli.format import table
+    from aunet.formatting import table
 
     rows = []
     for run in plan.runs:
@@ -228,8 +224,6 @@ def run_run(args: argparse.Namespace) -> int:
 
 def _print_stopped(stopped: list[str]) -> None:
     """A worker pre-empted by SIGTERM: its run's checkpoint is saved and the run is back in the queue."""
-    import sys
-
     for line in stopped:
         print(f"stopped {line}; the run is back in the queue: rerun the sweep (or a worker) to continue it",
               file=sys.stderr)
@@ -284,33 +278,20 @@ def run_slurm(args: argparse.Namespace) -> int:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from aunet.analysis.hyperparameters import fit_tuning_laws
+    from aunet.analysis.tuning import tuning_laws
     from aunet.errors import ConfigError
-    from aunet.sweeps.hparams import PAPER_LAWS
+    from aunet.sweeps.hparams import paper_law
     from aunet.sweeps.tune import tune_sweep, write_laws
 
     spec = _spec(args)
     if spec.tune is None:
         raise ConfigError("tune", f"{args.sweep} has no tune section (trials, lr, batch_bytes ranges)")
     table = tune_sweep(spec, storage_url=args.storage)
-    runs = pd.read_csv(table)
-    done = runs[runs["status"] == "finished"]
-    columns = ("budget_flops", "lr", "batch_bytes", "val_bpb")
-    by_family = {str(f): {c: g[c].to_numpy(float) for c in columns} for f, g in done.groupby("family")}
-    options = dict(method=spec.tune.fit, tolerance=spec.tune.tolerance, fixed_batch=spec.tune.fixed_batch)
-    laws = fit_tuning_laws(by_family, **options)
-    if spec.tune.fit == "near_best":  # the model families pooled too (the paper fits one law per architecture)
-        pooled = {g: {c: done[done["family"].str.startswith(g)][c].to_numpy(float) for c in columns}
-                  for g in ("aunet", "bpe") if done["family"].str.startswith(g).any()}
-        pooled_laws = fit_tuning_laws(pooled, **options)
-        laws.setdefault("errors", {}).update(pooled_laws.pop("errors", {}))
-        laws.update(pooled_laws)
+    laws = tuning_laws(table, spec.tune)
     errors = laws.pop("errors", {}) or {}
     for name, law in laws.items():
         lr, batch = law["lr"], law["batch_bytes"]
-        paper = PAPER_LAWS["bpe" if name.startswith("bpe") else "aunet"]["lr"]
+        paper = paper_law(name)["lr"]
         print(f"{name}: LR = {lr['coefficient']:.3g} C^{lr['exponent']:.3f} (paper {paper[0]} C^{paper[1]}), "
               f"batch = {batch['coefficient']:.3g} C^{batch['exponent']:.3f} bytes")
     for name, reason in errors.items():
@@ -321,48 +302,25 @@ def run_tune(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    import time
-
-    from aunet.errors import ConfigError, StateError
-    from aunet.evaluation.evaluate import evaluate_run, read_scores
-    from aunet.io import read_json
-    from aunet.sweeps.table import PLAN_FILE, refresh_table
+    from aunet.errors import ConfigError
+    from aunet.sweeps.evaluation import evaluate_sweep, saved_plan
 
     spec = _spec(args)
-    sweep_dir = Path(spec.results_dir) / spec.name
-    plan_file = sweep_dir / PLAN_FILE
-    if not plan_file.is_file():
-        raise ConfigError("", f"{sweep_dir} has no plan yet; run 'aunet sweep run {args.sweep}' first", args.sweep)
+    plan = saved_plan(spec, args.sweep)
     tasks = args.tasks.split(",") if args.tasks else list(spec.eval.tasks)
     if not tasks:
         raise ConfigError("eval.tasks", "no tasks: give --tasks or an eval section in the sweep", args.sweep)
     limits = {t: args.limit if args.limit is not None else spec.eval.limit_for(t) for t in tasks}
     fewshot = args.num_fewshot if args.num_fewshot is not None else spec.eval.num_fewshot
-    plan = read_json(plan_file, f"rerun 'aunet sweep run {args.sweep}' to write it again")
-    if not isinstance(plan, dict) or not isinstance(plan.get("runs"), list) or "runs_dir" not in plan:
-        raise StateError(f"{plan_file}: not a sweep plan; rerun 'aunet sweep run {args.sweep}' to write it again")
-    runs_dir = Path(plan["runs_dir"])
-    todo = []
-    for row in plan["runs"]:
-        run_dir = runs_dir / row["run_id"]
-        if not (run_dir / "summary.json").is_file():
-            continue
-        have = read_scores(run_dir)
-        if args.force or not all(any(k.startswith(f"{t}.") for k in have) for t in tasks):
-            todo.append(run_dir)
-    todo = list(dict.fromkeys(todo))  # a run shared by several rows is evaluated once
-    groups: dict = {}
-    for task, limit in limits.items():  # tasks sharing a limit go to lm-eval together
-        groups.setdefault(limit, []).append(task)
     shown_limits = ", ".join(f"{t}" + (f" (limit {n})" if n else "") for t, n in limits.items())
-    print(f"{len(todo)} finished run(s) to evaluate on {shown_limits}")
-    for i, run_dir in enumerate(todo, 1):
-        start = time.perf_counter()
-        scores: dict = {}
-        for limit, group in groups.items():
-            scores.update(evaluate_run(run_dir, group, limit=limit, num_fewshot=fewshot, refresh=False)["scores"])
+
+    def started(n: int) -> None:
+        print(f"{n} finished run(s) to evaluate on {shown_limits}")
+
+    def done(i: int, n: int, run_dir: Path, scores: dict, seconds: float) -> None:
         shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items()) if "stderr" not in k)
-        print(f"[{i}/{len(todo)}] {run_dir.name} ({time.perf_counter() - start:.0f}s): {shown}")
-    table = refresh_table(sweep_dir)
+        print(f"[{i}/{n}] {run_dir.name} ({seconds:.0f}s): {shown}")
+
+    table = evaluate_sweep(spec, plan, limits, fewshot, force=args.force, on_run=done, on_start=started)
     _print_status(table)
     return 0

@@ -9,8 +9,7 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train",
-        help="train one model (AU-Net or BPE) to its FLOPs budget",
+        "train", help="train one model (AU-Net or BPE) to its FLOPs budget",
         description=(
             "Train the model of a run config to its compute budget and write results/runs/<run-id>/ (config, "
             "metrics.csv, summary.json, checkpoints). CONFIG is a YAML file with model/data/train/trainer sections "
@@ -77,6 +76,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"run {(args.run_dir or Path(config.run_id())).name}: {stop}", file=sys.stderr)
         return 0
     if summary:
-        print(f"run {summary['run_id']}: val_bpb {summary['val_bpb']:.4f}, {summary['steps']} steps, "
-              f"{summary['flops_spent']:.3g} FLOPs, {summary['throughput']['bytes_per_s']:.0f} bytes/s")
+        print(f"run {summary.run_id}: val_bpb {summary.val_bpb:.4f}, {summary.steps} steps, "
+              f"{summary.flops_spent:.3g} FLOPs, {summary.throughput['bytes_per_s']:.0f} bytes/s")
     return 0

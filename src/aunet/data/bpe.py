@@ -49,7 +49,8 @@ NATIVE, EXTERNAL = "native", "external"
 # Byte classes of the native pre-tokenizer. Bytes >= 0x80 (the pieces of non-ASCII UTF-8 characters) count as
 # letters so that "café" or a run of CJK stays one word instead of being cut between its bytes.
 _WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")
-_LETTERS = frozenset(range(ord("a"), ord("z") + 1)) | frozenset(range(ord("A"), ord("Z") + 1)) | frozenset(range(0x80, 0x100))
+_LETTERS = (frozenset(range(ord("a"), ord("z") + 1)) | frozenset(range(ord("A"), ord("Z") + 1))
+            | frozenset(range(0x80, 0x100)))
 _DIGITS = frozenset(range(ord("0"), ord("9") + 1))
 _PUNCT = frozenset(range(256)) - _WHITESPACE - _LETTERS - _DIGITS  # ASCII punctuation and control bytes
 
@@ -67,15 +68,8 @@ def byte_to_char() -> tuple[str, ...]:
     is the same table that HF's ``ByteLevel`` uses, so it also reads the tokens of external byte-level tokenizers.
     """
     printable = set(range(0x21, 0x7F)) | set(range(0xA1, 0xAD)) | set(range(0xAE, 0x100))
-    table: list[str] = []
-    next_free = 0x100
-    for byte in range(256):
-        if byte in printable:
-            table.append(chr(byte))
-        else:
-            table.append(chr(next_free))
-            next_free += 1
-    return tuple(table)
+    others = iter(range(0x100, 0x200))
+    return tuple(chr(byte if byte in printable else next(others)) for byte in range(256))
 
 
 @lru_cache(maxsize=1)
@@ -129,16 +123,9 @@ def native_pretokenizer_pattern() -> str:
     letters, digits, punct = _char_class(_LETTERS), _char_class(_DIGITS), _char_class(_PUNCT)
     ws = _char_class(_WHITESPACE)
     not_ws = "[^" + ws[1:]
-    return "|".join(
-        [
-            "'(?:re|ve|ll|[stmd])",  # the apostrophe and ASCII letters map to themselves
-            f"{space}?{letters}+",
-            f"{space}?{digits}{{1,3}}",
-            f"{space}?{punct}+",
-            f"{ws}+(?={space}{not_ws})",
-            f"{ws}+",
-        ]
-    )
+    return "|".join(["'(?:re|ve|ll|[stmd])",  # the apostrophe and ASCII letters map to themselves
+                     f"{space}?{letters}+", f"{space}?{digits}{{1,3}}", f"{space}?{punct}+",
+                     f"{ws}+(?={space}{not_ws})", f"{ws}+"])
 
 
 def _native_pretokenizer() -> pre_tokenizers.PreTokenizer:
@@ -191,10 +178,9 @@ class BPETokenizer:
             if special not in vocab:
                 missing.append(special)
         if missing:
-            raise DataError(
-                f"{where}: not a native aunet BPE tokenizer ({len(missing)} byte or special tokens missing, "
-                f"e.g. {missing[0]!r}); delete it and retrain, or remove {SIDECAR_FILE} to load it as external"
-            )
+            raise DataError(f"{where}: not a native aunet BPE tokenizer ({len(missing)} byte or special tokens "
+                            f"missing, e.g. {missing[0]!r}); delete it and retrain, or remove {SIDECAR_FILE} to load "
+                            "it as external")
         self.vocab_size = max(vocab.values()) + 1
         self.bos_id, self.eos_id = vocab[self.bos_token], vocab[self.eos_token]
         # Bytes of every id, for decoding; specials (and any id gap) decode to nothing.
@@ -204,9 +190,8 @@ class BPETokenizer:
                 try:
                     token_bytes[idx] = mapped_to_bytes(token)
                 except KeyError:
-                    raise DataError(
-                        f"{where}: token {token!r} (id {idx}) is not made of mapped bytes; delete it and retrain"
-                    ) from None
+                    raise DataError(f"{where}: token {token!r} (id {idx}) is not made of mapped bytes; delete it "
+                                    "and retrain") from None
         self._token_bytes = token_bytes
         self._lengths = np.array([len(b) for b in token_bytes], dtype=np.int64)
         self.exact_byte_lengths = True
@@ -220,9 +205,8 @@ class BPETokenizer:
         vocab = self._hf.get_vocab(with_added_tokens=True)
         self.vocab_size = max(vocab.values()) + 1
         self.bos_id, self.eos_id = vocab[self.bos_token], vocab[self.eos_token]
-        self._specials = {self.bos_id, self.eos_id} | {
-            idx for idx, tok in self._hf.get_added_tokens_decoder().items() if tok.special
-        }
+        added = self._hf.get_added_tokens_decoder().items()
+        self._specials = {self.bos_id, self.eos_id} | {idx for idx, tok in added if tok.special}
         self._lengths, self.exact_byte_lengths = _external_byte_lengths(self._hf, vocab, self._specials)
 
     # -- encoding
@@ -232,7 +216,8 @@ class BPETokenizer:
         return self.encode_batch([data])[0]
 
     def encode_batch(self, docs: Sequence[bytes | str]) -> list[np.ndarray]:
-        """Ids of each document (no specials), encoded in parallel by the Rust batch encoder; shapes ``[num_tokens_i]``."""
+        """Ids of each document (no specials), encoded in parallel by the Rust batch encoder; shapes
+        ``[num_tokens_i]``."""
         raw = [d.encode("utf-8") if isinstance(d, str) else bytes(d) for d in docs]
         if self.kind == NATIVE:
             texts = [bytes_to_mapped(d) for d in raw]
@@ -252,7 +237,8 @@ class BPETokenizer:
     # -- decoding and byte lengths
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        """The bytes of ``ids`` (shape ``[n]``), specials dropped; the exact inverse of ``encode`` for native tokenizers."""
+        """The bytes of ``ids`` (shape ``[n]``), specials dropped; the exact inverse of ``encode`` for native
+        tokenizers."""
         arr = np.asarray(ids if isinstance(ids, np.ndarray) else list(ids), dtype=np.int64).reshape(-1)
         if arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size):
             raise ValueError(f"token ids must lie in 0..{self.vocab_size - 1}")
@@ -269,11 +255,6 @@ class BPETokenizer:
     def token_byte_lengths(self) -> np.ndarray:
         """Bytes each id stands for; 0 for specials. Shape ``[vocab_size]``, int64 (a copy)."""
         return self._lengths.copy()
-
-    def is_special(self, token_id: int) -> bool:
-        if self.kind == NATIVE:
-            return token_id in (self.bos_id, self.eos_id)
-        return token_id in self._specials
 
     # -- files
 
@@ -292,15 +273,9 @@ class BPETokenizer:
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "format": "aunet-bpe",
-            "version": FORMAT_VERSION,
-            "kind": self.kind,
-            "bos_token": self.bos_token,
-            "eos_token": self.eos_token,
-            "vocab_size": self.vocab_size,
-            "tokenizers_version": tokenizers.__version__,
-        }
+        meta = {"format": "aunet-bpe", "version": FORMAT_VERSION, "kind": self.kind, "bos_token": self.bos_token,
+                "eos_token": self.eos_token, "vocab_size": self.vocab_size,
+                "tokenizers_version": tokenizers.__version__}
         path = directory / TOKENIZER_FILE
         atomic_write_text(path, self.to_json())
         atomic_write_text(directory / SIDECAR_FILE, json.dumps(meta, indent=2) + "\n")
@@ -318,10 +293,8 @@ class BPETokenizer:
         try:
             hf = Tokenizer.from_str(file.read_text(encoding="utf-8"))
         except Exception as err:  # HF raises a bare Exception; a bad encoding raises UnicodeDecodeError
-            raise DataError(
-                f"{file}: not a tokenizer.json ({_one_line(err)}); replace it with a valid HF tokenizer.json "
-                "or delete it to retrain"
-            ) from None
+            raise DataError(f"{file}: not a tokenizer.json ({_one_line(err)}); replace it with a valid HF "
+                            "tokenizer.json or delete it to retrain") from None
         meta = _read_sidecar(file.parent / SIDECAR_FILE)
         kind = meta.get("kind", EXTERNAL)
         bos = bos_token or meta.get("bos_token") or BOS_TOKEN
@@ -329,38 +302,28 @@ class BPETokenizer:
         return cls(hf, kind=kind, bos_token=bos, eos_token=eos, source=file)
 
     @classmethod
-    def train(
-        cls,
-        documents: Iterable[bytes],
-        vocab_size: int,
-        *,
-        min_frequency: int = 2,
-        max_bytes: int | None = None,
-    ) -> "BPETokenizer":
+    def train(cls, documents: Iterable[bytes], vocab_size: int, *, min_frequency: int = 2,
+              max_bytes: int | None = None) -> "BPETokenizer":
         """Train a native tokenizer of at most ``vocab_size`` ids (specials included) on ``documents``.
 
         Documents are streamed: the corpus is never held in memory. Training stops after ``max_bytes`` bytes
         (all of them when None). The vocabulary is smaller than asked when the text has too few frequent pairs.
         """
         if vocab_size < MIN_VOCAB_SIZE:
-            raise DataError(
-                f"BPE vocab_size={vocab_size} is too small: a byte-level BPE tokenizer needs at least "
-                f"{MIN_VOCAB_SIZE} ids (256 bytes + {BOS_TOKEN} + {EOS_TOKEN}); set vocab_size >= {MIN_VOCAB_SIZE}"
-            )
+            raise DataError(f"BPE vocab_size={vocab_size} is too small: a byte-level BPE tokenizer needs at least "
+                            f"{MIN_VOCAB_SIZE} ids (256 bytes + {BOS_TOKEN} + {EOS_TOKEN}); set vocab_size >= "
+                            f"{MIN_VOCAB_SIZE}")
         hf = Tokenizer(models.BPE())
         hf.pre_tokenizer = _native_pretokenizer()
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size - 2,  # the specials are added afterwards, at ids 256 and 257
-            min_frequency=min_frequency,
-            initial_alphabet=list(byte_to_char()),  # every byte encodable, seen in training or not
-            special_tokens=[],
-            show_progress=False,
-        )
+        # The specials are added afterwards (ids 256 and 257); every byte is encodable, seen in training or not.
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size - 2, min_frequency=min_frequency,
+                                      initial_alphabet=list(byte_to_char()), special_tokens=[], show_progress=False)
         hf.train_from_iterator(_training_chunks(documents, max_bytes), trainer=trainer)
         return cls(_with_byte_ids(hf), kind=NATIVE, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN)
 
     def __repr__(self) -> str:
-        return f"BPETokenizer(kind={self.kind}, vocab_size={self.vocab_size}, exact_byte_lengths={self.exact_byte_lengths})"
+        return (f"BPETokenizer(kind={self.kind}, vocab_size={self.vocab_size}, "
+                f"exact_byte_lengths={self.exact_byte_lengths})")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -433,7 +396,8 @@ def _external_byte_lengths(hf: Tokenizer, vocab: dict[str, int], specials: set[i
     state = json.loads(hf.to_str())
     normalizer = state.get("normalizer")
     byte_level = any(_has_type(state.get(k), "ByteLevel") for k in ("pre_tokenizer", "decoder", "normalizer"))
-    rewrites = (normalizer is not None and not _only_byte_level(normalizer)) or _prefix_space(state.get("pre_tokenizer"))
+    rewrites = ((normalizer is not None and not _only_byte_level(normalizer))
+                or _prefix_space(state.get("pre_tokenizer")))
     size = max(vocab.values()) + 1
     lengths = np.zeros(size, dtype=np.int64)
     added = {idx: tok.content for idx, tok in hf.get_added_tokens_decoder().items()}
@@ -468,7 +432,8 @@ def _tokenizer_file(path: Path) -> Path:
     if path.is_dir():
         file = path / TOKENIZER_FILE
         if not file.is_file():
-            raise DataError(f"{path}: no {TOKENIZER_FILE} in this directory; pass a tokenizer.json or a directory with one")
+            raise DataError(f"{path}: no {TOKENIZER_FILE} in this directory; pass a tokenizer.json or a directory "
+                            "with one")
         return file
     if not path.is_file():
         raise DataError(f"{path}: no such file; pass the path of a tokenizer.json or a directory with one")
@@ -482,9 +447,11 @@ def _read_sidecar(path: Path) -> dict:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise DataError(f"{path}: unreadable tokenizer metadata ({_one_line(err)}); delete it and its directory to retrain") from None
+        raise DataError(f"{path}: unreadable tokenizer metadata ({_one_line(err)}); delete it and its directory to "
+                        "retrain") from None
     if not isinstance(meta, dict) or meta.get("kind") not in (NATIVE, EXTERNAL):
-        raise DataError(f"{path}: not aunet tokenizer metadata (no valid 'kind'); delete it and its directory to retrain")
+        raise DataError(f"{path}: not aunet tokenizer metadata (no valid 'kind'); delete it and its directory to "
+                        "retrain")
     if int(meta.get("version", 0)) > FORMAT_VERSION:
         raise DataError(f"{path}: written by a newer aunet (format {meta.get('version')}); upgrade aunet or retrain")
     return meta
@@ -501,20 +468,13 @@ def _one_line(err: BaseException) -> str:
 
 def cache_key(corpus_fingerprint: str, vocab_size: int, max_bytes: int | None) -> str:
     """sha256 (hex) naming a cached tokenizer: the corpus, the vocabulary size, the byte budget, the file format."""
-    payload = json.dumps(
-        {"corpus": corpus_fingerprint, "vocab_size": vocab_size, "max_bytes": max_bytes, "format": FORMAT_VERSION},
-        sort_keys=True,
-    )
+    payload = json.dumps({"corpus": corpus_fingerprint, "vocab_size": vocab_size, "max_bytes": max_bytes,
+                          "format": FORMAT_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def cached_tokenizer(
-    cache_dir: Path,
-    corpus_fingerprint: str,
-    vocab_size: int,
-    documents: Callable[[], Iterable[bytes]],
-    max_bytes: int | None = None,
-) -> BPETokenizer:
+def cached_tokenizer(cache_dir: Path, corpus_fingerprint: str, vocab_size: int,
+                     documents: Callable[[], Iterable[bytes]], max_bytes: int | None = None) -> BPETokenizer:
     """The native tokenizer for this corpus and size from ``cache_dir/bpe/<key>/``, trained and saved on a miss.
 
     ``documents`` is called only on a miss. The tokenizer is saved into a temporary directory that is then renamed

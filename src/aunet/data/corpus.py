@@ -72,9 +72,8 @@ def _regular(path: Path) -> Path:
 
 
 def _unsupported(path: Path) -> DataError:
-    return DataError(
-        f"{path}: unsupported file type; corpus files must end in {', '.join(SUFFIXES)} (convert it or leave it out)"
-    )
+    return DataError(f"{path}: unsupported file type; corpus files must end in {', '.join(SUFFIXES)} (convert it or "
+                     "leave it out)")
 
 
 class CorpusSource:
@@ -179,9 +178,8 @@ class CorpusSource:
     def _text_of(self, row: object, where: str) -> bytes:
         value = row.get(self.text_field) if isinstance(row, dict) else None
         if not isinstance(value, str):
-            raise DataError(
-                f"{where}: no string field {self.text_field!r}; set data.text_field to the field holding the text"
-            )
+            raise DataError(f"{where}: no string field {self.text_field!r}; set data.text_field to the field holding "
+                            "the text")
         # Lone surrogates (from "\ud800" escapes) cannot be UTF-8: replace them rather than fail a large corpus.
         return value.encode("utf-8", errors="replace")
 
@@ -216,9 +214,8 @@ class CorpusSource:
             raise DataError(f"{path}: not a readable parquet file ({exc}); re-create or remove it") from None
         names = pf.schema_arrow.names
         if field not in names:
-            raise DataError(
-                f"{path}: no column {field!r} (columns: {', '.join(names)}); set data.text_field to the text column"
-            )
+            raise DataError(f"{path}: no column {field!r} (columns: {', '.join(names)}); set data.text_field to the "
+                            "text column")
         kind = pf.schema_arrow.field(field).type
         if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
                 or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):

@@ -4,9 +4,10 @@ Each document becomes ``[BOS] + units + [EOS]``; documents are concatenated into
 ``seq_len + 1`` tokens with a stride of ``seq_len``, so every token of the stream is a prediction target exactly once
 (window ``k`` holds inputs ``k*S .. k*S+S-1`` and targets one position later). For AU-Net, levels travel with the
 bytes: computed once per whole document (append-stable, so identical to what generation computes on prefixes), BOS
-at the top level, EOS at 0, and position 0 of every window forced to the top level (paper notes P3). Training
-windows pass through a seeded shuffle buffer; the whole stream is a deterministic function of the corpus and the
-seed, so a resumed run regenerates it and skips what it has already consumed.
+at the top level, EOS at 0, and position 0 of every window forced to the top level (P3 in
+docs/paper-conformance.md). Training windows pass through a seeded shuffle buffer; the whole stream is a
+deterministic function of the corpus and the seed, so a resumed run regenerates it and skips what it has already
+consumed.
 """
 
 from __future__ import annotations
@@ -14,76 +15,18 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from aunet.errors import DataError
-from aunet.splitting import compute_levels
-from aunet.tokenizers import ByteTokenizer
+from aunet.tokenizers.encoders import ByteEncoder, DocumentEncoder, TokenizerEncoder, Window
 
-Window = tuple[np.ndarray, "np.ndarray | None"]  # tokens [S+1] int64, levels [S+1] uint8 (AU-Net) or None
+__all__ = ["PAD", "ByteEncoder", "DocumentEncoder", "TokenizerEncoder", "TrainBatches", "ValidationSet", "Window",
+           "pack", "shuffle_buffer", "training_windows", "validation_set", "validation_texts"]
+
 PAD = -1  # padding token in validation windows; never an input, never a target
-
-
-class DocumentEncoder(Protocol):
-    """Turns one document into ``[BOS] + units + [EOS]`` (and per-unit levels for AU-Net)."""
-
-    vocab_size: int
-
-    def encode(self, data: bytes) -> Window: ...
-
-    def token_bytes(self) -> np.ndarray:
-        """``[vocab_size]`` int64: UTF-8 bytes each token stands for (0 for BOS/EOS)."""
-        ...
-
-
-class ByteEncoder:
-    """Bytes for AU-Net; ``rules`` are the model's split rules (empty for one stage: no levels)."""
-
-    def __init__(self, rules: list[str]) -> None:
-        self.rules = list(rules)
-        self.top_level = len(self.rules)
-        self.tokenizer = ByteTokenizer()
-        self.vocab_size = self.tokenizer.vocab_size
-
-    def encode(self, data: bytes) -> Window:
-        tokens = self.tokenizer.encode(data, bos=True, eos=True)
-        if not self.rules:
-            return tokens, None
-        levels = np.empty(len(tokens), dtype=np.uint8)
-        levels[0] = self.top_level
-        levels[1:-1] = compute_levels(data, self.rules)
-        levels[-1] = 0
-        return tokens, levels
-
-    def token_bytes(self) -> np.ndarray:
-        out = np.ones(self.vocab_size, dtype=np.int64)
-        out[256:] = 0
-        return out
-
-
-class TokenizerEncoder:
-    """BPE tokens: anything with ``encode(bytes) -> ids``, ``bos_id``, ``eos_id``, ``vocab_size``,
-    ``token_byte_lengths()`` (see :class:`aunet.data.bpe.BPETokenizer`)."""
-
-    top_level = None
-
-    def __init__(self, tokenizer) -> None:  # noqa: ANN001 - duck-typed tokenizer
-        self.tokenizer = tokenizer
-        self.vocab_size = int(tokenizer.vocab_size)
-
-    def encode(self, data: bytes) -> Window:
-        ids = np.asarray(self.tokenizer.encode(data), dtype=np.int64)
-        tokens = np.empty(len(ids) + 2, dtype=np.int64)
-        tokens[0], tokens[-1] = self.tokenizer.bos_id, self.tokenizer.eos_id
-        tokens[1:-1] = ids
-        return tokens, None
-
-    def token_bytes(self) -> np.ndarray:
-        return np.asarray(self.tokenizer.token_byte_lengths(), dtype=np.int64)
 
 
 def pack(encoded: Iterable[Window], window: int, top_level: int | None) -> Iterator[Window]:
@@ -123,9 +66,8 @@ def shuffle_buffer(items: Iterator[Window], size: int, rng: np.random.Generator)
         yield buffer[j]
 
 
-def training_windows(
-    documents: Callable[[int], Iterable[bytes]], encoder: DocumentEncoder, seq_len: int, seed: int, buffer: int
-) -> Iterator[Window]:
+def training_windows(documents: Callable[[int], Iterable[bytes]], encoder: DocumentEncoder, seq_len: int, seed: int,
+                     buffer: int) -> Iterator[Window]:
     """The endless, deterministic stream of training windows: epochs of ``documents(epoch)``, packed, shuffled.
 
     Raises DataError when one epoch of training text is shorter than one window.
@@ -139,13 +81,10 @@ def training_windows(
                 n_tokens += len(tokens)
                 yield tokens, levels
             if epoch == 0 and n_tokens < seq_len + 1:
-                raise DataError(
-                    f"the training split holds {n_tokens} tokens, fewer than one sequence of {seq_len + 1}; "
-                    "use a larger corpus or a shorter sequence"
-                )
+                raise DataError(f"the training split holds {n_tokens} tokens, fewer than one sequence of "
+                                f"{seq_len + 1}; use a larger corpus or a shorter sequence")
 
-    top = getattr(encoder, "top_level", None)
-    return shuffle_buffer(pack(encoded(), seq_len + 1, top), buffer, np.random.default_rng([seed, 7]))
+    return shuffle_buffer(pack(encoded(), seq_len + 1, encoder.top_level), buffer, np.random.default_rng([seed, 7]))
 
 
 @dataclass
@@ -214,7 +153,7 @@ def validation_set(documents: Iterable[bytes], encoder: DocumentEncoder, seq_len
         lv_pad = np.zeros(padded_len, dtype=np.uint8)
         lv_pad[: len(levels)] = levels
         lv_out = lv_pad[idx]
-        lv_out[:, 0] = encoder.top_level  # type: ignore[attr-defined]
+        lv_out[:, 0] = encoder.top_level
     return ValidationSet(tok_pad[idx], lv_out, total, n_docs)
 
 

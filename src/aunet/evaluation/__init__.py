@@ -15,16 +15,11 @@ from __future__ import annotations
 from importlib import import_module
 
 _EXPORTS = {
-    "LoadedModel": "aunet.evaluation.checkpoint",
-    "load_checkpoint": "aunet.evaluation.checkpoint",
-    "Scorer": "aunet.evaluation.scoring",
-    "AUNetLM": "aunet.evaluation.lm",
-    "generate": "aunet.evaluation.generation",
-    "Generation": "aunet.evaluation.generation",
-    "evaluate_run": "aunet.evaluation.evaluate",
-    "evaluate_loaded": "aunet.evaluation.evaluate",
-    "read_scores": "aunet.evaluation.evaluate",
-    "build_local_tasks": "aunet.evaluation.tasks",
+    "LoadedModel": "aunet.evaluation.checkpoint", "load_checkpoint": "aunet.evaluation.checkpoint",
+    "Scorer": "aunet.evaluation.scoring", "AUNetLM": "aunet.evaluation.lm",
+    "generate": "aunet.evaluation.generation", "Generation": "aunet.evaluation.generation",
+    "evaluate_run": "aunet.evaluation.evaluate", "evaluate_loaded": "aunet.evaluation.evaluate",
+    "read_scores": "aunet.evaluation.evaluate", "build_local_tasks": "aunet.evaluation.tasks",
     "EvalError": "aunet.evaluation.errors",
 }
 

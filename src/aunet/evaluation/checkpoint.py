@@ -15,13 +15,15 @@ from typing import Union
 import torch
 from torch import nn
 
-from aunet.errors import ConfigError
+from aunet.data.bpe import BPETokenizer
+from aunet.errors import ConfigError, DataError
 from aunet.evaluation.errors import EvalError
-from aunet.models import AUNetConfig, BPEConfig, ModelConfig, build_model, model_config_from_dict
+from aunet.models import Family, ModelConfig, build_model, family_of, model_config_from_dict
+from aunet.training.records import RunPaths, weights_sha256
+from aunet.training.summary import read_summary
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAMES = ("final.ckpt", "last.ckpt")
 
 
 @dataclass
@@ -43,8 +45,8 @@ class LoadedModel:
     checkpoint: Path | None = None
 
     @property
-    def is_aunet(self) -> bool:
-        return isinstance(self.config, AUNetConfig)
+    def family(self) -> Family:
+        return family_of(self.config)
 
     @property
     def device(self) -> torch.device:
@@ -55,15 +57,15 @@ def resolve_checkpoint(spec: Union[str, Path]) -> tuple[Path, Path | None]:
     """``(checkpoint file, run folder or None)`` for a run folder or a ``.ckpt`` path."""
     path = Path(spec).expanduser()
     if path.is_dir():
-        for name in CHECKPOINT_NAMES:
-            candidate = path / "checkpoints" / name
+        paths = RunPaths(path)
+        for candidate in paths.model_checkpoints:
             if candidate.is_file():
                 return candidate, path
-        raise EvalError(f"{path}: no checkpoints/final.ckpt or checkpoints/last.ckpt; is this a run folder?")
+        names = " or ".join(c.relative_to(path).as_posix() for c in paths.model_checkpoints)
+        raise EvalError(f"{path}: no {names}; is this a run folder?")
     if path.is_file():
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
-        if run_dir is not None and not (run_dir / "config.yaml").is_file():
-            run_dir = None
+        paths = RunPaths(path.parent.parent)
+        run_dir = paths.root if path.parent == paths.checkpoints and paths.config.is_file() else None
         return path, run_dir
     raise EvalError(f"{path}: no such run folder or checkpoint file")
 
@@ -148,9 +150,7 @@ def load_checkpoint(spec: Union[str, Path], device: Union[str, torch.device, Non
     where = resolve_device(device, fallback=device_fallback)
     model = model.to(device=where, dtype=target) if target else model.to(where)
     model.eval()
-    tokenizer = None
-    if isinstance(config, BPEConfig):
-        tokenizer = _load_tokenizer(run_dir, ckpt_path, config)
+    tokenizer = _load_tokenizer(run_dir, ckpt_path, config) if family_of(config).needs_tokenizer else None
     return LoadedModel(model=model, config=config, tokenizer=tokenizer, run_dir=run_dir, checkpoint=ckpt_path)
 
 
@@ -161,15 +161,13 @@ def _check_recorded_weights(model: nn.Module, ckpt_path: Path, run_dir: Path | N
     loaded, before any dtype or device change."""
     if run_dir is None:
         return
-    summary_path = run_dir / "summary.json"
-    own = {(run_dir / "checkpoints" / name).resolve() for name in CHECKPOINT_NAMES}
+    paths = RunPaths(run_dir)
+    summary_path = paths.summary
+    own = {c.resolve() for c in paths.model_checkpoints}
     if not summary_path.is_file() or ckpt_path.resolve() not in own:
         return
-    from aunet.io import read_json
-    from aunet.training.records import weights_sha256
-
-    recorded = read_json(summary_path, "delete it and finish the run again with aunet train --resume")
-    expected = recorded.get("weights_sha256") if isinstance(recorded, dict) else None
+    recorded = read_summary(summary_path, "delete it and finish the run again with aunet train --resume")
+    expected = recorded.weights_sha256
     if not isinstance(expected, str):
         raise EvalError(f"{summary_path}: no weights_sha256; finish the run again with aunet train --resume")
     actual = weights_sha256(model.state_dict())
@@ -179,13 +177,11 @@ def _check_recorded_weights(model: nn.Module, ckpt_path: Path, run_dir: Path | N
                         "checkpoint back")
 
 
-def _load_tokenizer(run_dir: Path | None, ckpt_path: Path, config: BPEConfig) -> object:
-    from aunet.data.bpe import BPETokenizer
-    from aunet.errors import DataError
-
-    folder = run_dir / "tokenizer" if run_dir is not None else ckpt_path.parent.parent / "tokenizer"
+def _load_tokenizer(run_dir: Path | None, ckpt_path: Path, config: ModelConfig) -> object:
+    folder = RunPaths(run_dir if run_dir is not None else ckpt_path.parent.parent).tokenizer
     if not folder.is_dir():
-        raise EvalError(f"{ckpt_path}: BPE checkpoint without its run's tokenizer/ folder (looked in {folder})")
+        raise EvalError(f"{ckpt_path}: {config.family} checkpoint without its run's tokenizer/ folder (looked in "
+                        f"{folder})")
     try:
         tokenizer = BPETokenizer.load(folder)
     except DataError as exc:

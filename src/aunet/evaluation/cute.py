@@ -27,7 +27,7 @@ as a benchmark prompt has. ``--num-fewshot`` changes their number (default 4).
 
 Groups: ``cute`` (the 14 tasks, mean over items, so the mean of the tasks at equal sizes) made of ``cute_char``
 (spell, spell_inverse, contains_char, orth, ins_char, del_char, sub_char, swap_char: the AU-Net paper's "char"
-column, notes §9.5) and ``cute_word`` (contains_word, sem, ins_word, del_word, sub_word, swap_word: its "word"
+column) and ``cute_word`` (contains_word, sem, ins_word, del_word, sub_word, swap_word: its "word"
 column); ``cute_rand`` (the 7 variants on random strings). Every group reports each of its tasks.
 """
 
@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from aunet.evaluation.errors import EvalError
+from aunet.paths import data_dir
 
 DATA_FOLDER = "benchmarks/cute"
 DEFAULT_FEWSHOT = 4
@@ -122,19 +123,12 @@ def members(name: str) -> list[str]:
 def task_config(task: CuteTask, data_file: Path, hf_cache: str) -> dict[str, Any]:
     """The lm-eval YAML of one task (a plain mapping; see the module docstring for the prompt)."""
     return {
-        "task": task.name,
-        "dataset_path": "json",
-        "dataset_name": None,
-        "dataset_kwargs": {"data_files": {"test": str(data_file)}, "cache_dir": hf_cache},
-        "test_split": "test",
+        "task": task.name, "dataset_path": "json", "dataset_name": None,
+        "dataset_kwargs": {"data_files": {"test": str(data_file)}, "cache_dir": hf_cache}, "test_split": "test",
         "fewshot_split": "test",  # the item itself is excluded from its examples
-        "fewshot_config": {"sampler": "first_n"},
-        "num_fewshot": DEFAULT_FEWSHOT,
-        "output_type": "generate_until",
-        "description": task.instruction + "\n\n",
-        "doc_to_text": "Question: " + task.question + '\nAnswer: "',
-        "doc_to_target": "{{label}}",
-        "target_delimiter": "",
+        "fewshot_config": {"sampler": "first_n"}, "num_fewshot": DEFAULT_FEWSHOT, "output_type": "generate_until",
+        "description": task.instruction + "\n\n", "doc_to_text": "Question: " + task.question + '\nAnswer: "',
+        "doc_to_target": "{{label}}", "target_delimiter": "",
         "fewshot_delimiter": '"\n\n',  # closes each example's quoted answer
         "generation_kwargs": {"until": ['"', "\n"], "max_gen_toks": MAX_GEN[task.level], "do_sample": False,
                               "temperature": 0.0},
@@ -147,8 +141,7 @@ def task_config(task: CuteTask, data_file: Path, hf_cache: str) -> dict[str, Any
 def group_config(name: str) -> dict[str, Any]:
     """The lm-eval YAML of group ``name``: its tasks or subgroups and their exact-match aggregate."""
     return {
-        "group": name,
-        "task": list(GROUPS[name]),
+        "group": name, "task": list(GROUPS[name]),
         # Weighted by items, so "cute" is the mean over all its items (over tasks when --limit makes sizes equal).
         "aggregate_metric_list": [{"metric": "exact_match", "aggregation": "mean", "weight_by_size": True}],
         "metadata": {"version": 1},
@@ -157,7 +150,6 @@ def group_config(name: str) -> dict[str, Any]:
 
 def write_cute_tasks(folder: Path, names: list[str], hf_cache: str) -> None:
     """Write the YAML files of the CUTE ``names`` (tasks or groups) and everything below them into ``folder``."""
-    from aunet.paths import data_dir
 
     wanted = {n for name in names for n in (name, *members(name))}
     for name in sorted(wanted):

@@ -15,7 +15,8 @@ Files written:
     for each score: the checkpoint, limit, few-shot count, results file and time it came from (a score computed
     with ``--limit`` is not comparable with a full one).
 
-Afterwards ``aunet.sweeps.table.refresh_tables_for_run`` rebuilds the sweep tables that list the run.
+The callers (``aunet eval``, ``aunet sweep eval``) then rebuild the sweep tables that list the run
+(``aunet.sweeps.table``, a layer above this one).
 """
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from aunet.evaluation.checkpoint import LoadedModel, load_checkpoint
+from aunet.evaluation.cute import members
 from aunet.evaluation.errors import EvalError
+from aunet.evaluation.scoring import bits_per_byte_of_texts
+from aunet.evaluation.suites import SUITES, run_suite
 from aunet.evaluation.tasks import DEFAULT_TASKS, build_local_tasks
 from aunet.io import atomic_write_json, atomic_write_text, read_json
+from aunet.training.records import RunPaths
 
 log = logging.getLogger(__name__)
 
-SCORES_FILE = "scores.json"
+SCORES_FILE = RunPaths(Path()).scores.name
 PROVENANCE_FILE = "scores_provenance.json"
 SKIP_KEYS = {"alias", "name", "sample_len", "sample_count", " "}
 
@@ -56,15 +61,15 @@ def eval_dir(loaded: LoadedModel, output_dir: Path | None = None) -> Path:
     if output_dir is not None:
         return Path(output_dir)
     if loaded.run_dir is not None:
-        return loaded.run_dir / "eval"
+        return RunPaths(loaded.run_dir).eval_dir
     if loaded.checkpoint is not None:
-        return loaded.checkpoint.parent / "eval"
+        return loaded.checkpoint.parent / RunPaths(Path()).eval_dir.name
     raise EvalError("no run folder to write results into; pass an output directory")
 
 
 def read_scores(run_dir: Path) -> dict[str, float]:
     """The run's merged ``eval/scores.json`` (empty when it was never evaluated)."""
-    return _read_json_object(Path(run_dir) / "eval" / SCORES_FILE)
+    return _read_json_object(RunPaths(Path(run_dir)).scores)
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
@@ -145,23 +150,6 @@ def parse_bpb_args(items: Iterable[str]) -> dict[str, Path]:
     return out
 
 
-def bits_per_byte_of_texts(loaded: LoadedModel, texts: dict[str, list[str]], *, batch_size: int = 16,
-                           max_length: int | None = None, progress: bool = False) -> dict[str, float]:
-    """``{name: bits per byte}`` of each list of documents: ``-sum(log p) / (UTF-8 bytes * ln 2)`` over all of
-    them, each document scored on its own from BOS, every byte once in overlapping windows (identical text for
-    both families, P14)."""
-    from aunet.evaluation.scoring import Scorer, bits_per_byte
-
-    scorer = Scorer(loaded, batch_size=batch_size, max_length=max_length)
-    out = {}
-    for name, docs in texts.items():
-        if not docs:
-            raise EvalError(f"bits per byte of {name!r}: no text")
-        total = sum(scorer.loglikelihood_rolling(docs, progress=progress))
-        out[name] = bits_per_byte(total, sum(len(d.encode("utf-8")) for d in docs))
-    return out
-
-
 def bits_per_byte_of(loaded: LoadedModel, files: dict[str, Path], *, batch_size: int = 16,
                      max_length: int | None = None, text_field: str = "text", max_bytes: int | None = None,
                      progress: bool = False) -> dict[str, float]:
@@ -237,23 +225,9 @@ def write_scores(directory: Path, scores: dict[str, float], provenance: dict[str
     return merged
 
 
-def refresh_tables(run_dir: Path | None) -> bool:
-    """Rebuild the sweep tables listing ``run_dir`` (``aunet.sweeps.table``); False when that module is absent."""
-    if run_dir is None:
-        return False
-    try:
-        from aunet.sweeps.table import refresh_tables_for_run
-    except ImportError:  # the sweep tables are not part of this installation (yet)
-        log.info("aunet.sweeps.table.refresh_tables_for_run not available; sweep tables not refreshed")
-        return False
-    refresh_tables_for_run(run_dir)
-    return True
-
-
 def split_suites(tasks: Iterable[str] | None, suites: Iterable[str] | None = None) -> tuple[list[str], list[str]]:
     """``(lm-eval tasks, suites)``: names of :data:`~aunet.evaluation.suites.SUITES` given among the tasks (as
     ``aunet sweep eval`` passes a sweep's ``eval.tasks``) are suites; unknown suite names are an error."""
-    from aunet.evaluation.suites import SUITES
 
     task_list = [t for t in (tasks or []) if t not in SUITES]
     suite_list = list(dict.fromkeys([*(suites or []), *(t for t in (tasks or []) if t in SUITES)]))
@@ -269,13 +243,13 @@ def evaluate_loaded(loaded: LoadedModel, tasks: list[str] | None = None, *, limi
                     bpb: dict[str, Path] | None = None, bpb_text_field: str = "text",
                     bpb_max_bytes: int | None = None, suites: list[str] | None = None,
                     output_dir: Path | None = None, log_samples: bool = False,
-                    seed: int = 1234, refresh: bool = True, progress: bool = False) -> dict[str, Any]:
+                    seed: int = 1234, progress: bool = False) -> dict[str, Any]:
     """Run tasks, suites and/or bits-per-byte files on a loaded model and record the results (see the module
     docstring). ``suites`` (:mod:`aunet.evaluation.suites`) may also be named among ``tasks``; ``limit`` applies
     to them too (sentences or documents per text).
 
     Returns ``{"scores": new flat scores, "all_scores": merged scores.json, "results_file": path or None,
-    "eval_dir": path, "seconds": wall time, "tables_refreshed": bool}``.
+    "eval_dir": path, "seconds": wall time}``.
     """
     tasks, suites = split_suites(tasks, suites)
     started = time.time()
@@ -294,7 +268,6 @@ def evaluate_loaded(loaded: LoadedModel, tasks: list[str] | None = None, *, limi
         results_file = out_dir / f"lm_eval-{stamp}.json"
         atomic_write_text(results_file, json.dumps(results, indent=2, default=handle_non_serializable,
                                                    ensure_ascii=False) + "\n")
-        from aunet.evaluation.cute import members
 
         # A CUTE group is reported with each of its tasks (an MMLU group without its 57 subjects).
         scores.update(flatten_results(results, [n for t in tasks for n in (t, *members(t))]))
@@ -302,41 +275,31 @@ def evaluate_loaded(loaded: LoadedModel, tasks: list[str] | None = None, *, limi
         scores.update(bits_per_byte_of(loaded, bpb, batch_size=batch_size, max_length=max_length,
                                        text_field=bpb_text_field, max_bytes=bpb_max_bytes, progress=progress))
     for suite in suites:
-        from aunet.evaluation.suites import run_suite
-
         scores.update(run_suite(loaded, suite, limit=limit, batch_size=batch_size, max_length=max_length,
                                 progress=progress))
-    provenance = {
-        "checkpoint": str(loaded.checkpoint) if loaded.checkpoint else None,
-        "limit": limit,
-        "num_fewshot": num_fewshot,
-        "online": online,
-        "task_data": {k: str(v) for k, v in (task_data or {}).items()},
-        "bpb_files": {k: str(v) for k, v in (bpb or {}).items()},
-        "bpb_max_bytes": bpb_max_bytes,
-        "suites": suites,
-        "max_length": max_length,
-        "results_file": results_file.name if results_file else None,
-        "time": stamp,
-    }
+    provenance = {"checkpoint": str(loaded.checkpoint) if loaded.checkpoint else None, "limit": limit,
+                  "num_fewshot": num_fewshot, "online": online,
+                  "task_data": {k: str(v) for k, v in (task_data or {}).items()},
+                  "bpb_files": {k: str(v) for k, v in (bpb or {}).items()}, "bpb_max_bytes": bpb_max_bytes,
+                  "suites": suites, "max_length": max_length,
+                  "results_file": results_file.name if results_file else None, "time": stamp}
     merged = write_scores(out_dir, scores, provenance)
-    refreshed = refresh_tables(loaded.run_dir) if refresh else False
     return {"scores": scores, "all_scores": merged, "results_file": results_file, "eval_dir": out_dir,
-            "seconds": time.time() - started, "tables_refreshed": refreshed}
+            "seconds": time.time() - started}
 
 
 def evaluate_run(run_dir: str | Path, tasks: list[str] | tuple[str, ...] = DEFAULT_TASKS, limit: int | None = None,
                  num_fewshot: int | None = None, batch_size: int = 16, device: str = "cpu", *,
                  dtype: str | None = None, max_length: int | None = None, task_data: dict[str, Path] | None = None,
-                 online: bool = False, bpb: dict[str, Path] | None = None, refresh: bool = True) -> dict[str, Any]:
+                 online: bool = False, bpb: dict[str, Path] | None = None) -> dict[str, Any]:
     """Evaluate a run folder (or checkpoint) on ``tasks`` and record the scores; for ``aunet sweep eval``.
 
     Loads ``checkpoints/final.ckpt`` (else ``last.ckpt``), runs the tasks offline from the data directory (see
-    :mod:`aunet.evaluation.tasks`), writes ``<run_dir>/eval/`` and refreshes the sweep tables. A suite name among
+    :mod:`aunet.evaluation.tasks`), writes ``<run_dir>/eval/``. A suite name among
     ``tasks`` (``multilingual``) runs that suite. Returns what :func:`evaluate_loaded` returns;
     ``result["scores"]`` holds the new ``"<task>.<metric>"`` values.
     """
     set_offline_environment(online)
     loaded = load_checkpoint(run_dir, device=device, dtype=dtype)
     return evaluate_loaded(loaded, list(tasks), limit=limit, num_fewshot=num_fewshot, batch_size=batch_size,
-                           max_length=max_length, task_data=task_data, online=online, bpb=bpb, refresh=refresh)
+                           max_length=max_length, task_data=task_data, online=online, bpb=bpb)

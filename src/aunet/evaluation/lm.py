@@ -73,15 +73,12 @@ class AUNetLM(LM):
 
     @property
     def tokenizer_name(self) -> str:
-        return "aunet-bytes" if self.loaded.is_aunet else f"aunet-bpe-{self.loaded.config.vocab_size}"
+        return self.loaded.family.tokenizer_label()
 
     def get_model_info(self) -> dict[str, Any]:
-        return {
-            "aunet_checkpoint": str(self.loaded.checkpoint) if self.loaded.checkpoint else None,
-            "aunet_family": self.loaded.config.family,
-            "aunet_max_length": self.scorer.max_length,
-            "aunet_unit": self.scorer.unit,
-        }
+        return {"aunet_checkpoint": str(self.loaded.checkpoint) if self.loaded.checkpoint else None,
+                "aunet_family": self.loaded.config.family, "aunet_max_length": self.scorer.max_length,
+                "aunet_unit": self.scorer.unit}
 
     # --- the three request types --------------------------------------------------------------------------------
 

@@ -7,10 +7,10 @@ Arguments are lm-eval's, unchanged.
 
 from __future__ import annotations
 
+from aunet.evaluation.plugin import register
+
 
 def main() -> None:
-    from aunet.evaluation.plugin import register
-
     register()
     from lm_eval.__main__ import cli_evaluate
 

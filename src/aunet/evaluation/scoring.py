@@ -32,18 +32,19 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from aunet.evaluation.checkpoint import LoadedModel
 from aunet.evaluation.errors import EvalError
-from aunet.models import AUNetConfig
-from aunet.splitting import compute_levels
+from aunet.models import family_of
+from aunet.models.family import BOS_BYTE, char_start_at_or_after, is_continuation_byte
+
+__all__ = ["BOS_BYTE", "Row", "Scorer", "bits_per_byte", "bits_per_byte_of_texts", "char_start_at_or_after",
+           "is_continuation_byte"]
 
 log = logging.getLogger(__name__)
-
-BOS_BYTE = 256
 
 
 @dataclass(frozen=True)
@@ -52,19 +53,6 @@ class Row:
 
     units: tuple[int, ...]
     score_from: int
-
-
-def is_continuation_byte(b: int) -> bool:
-    """A UTF-8 continuation byte (``10xxxxxx``): never the first byte of a character."""
-    return 0x80 <= b < 0xC0
-
-
-def char_start_at_or_after(data: bytes | Sequence[int], index: int, limit: int | None = None) -> int:
-    """The first index ``>= index`` (and ``< limit``) that is not a UTF-8 continuation byte; ``limit`` if none."""
-    end = len(data) if limit is None else limit
-    while index < end and is_continuation_byte(data[index]):
-        index += 1
-    return index
 
 
 class Scorer:
@@ -82,26 +70,20 @@ class Scorer:
         self.loaded = loaded
         self.model = loaded.model
         self.config = loaded.config
-        self.is_aunet = isinstance(self.config, AUNetConfig)
-        if not self.is_aunet and loaded.tokenizer is None:
-            raise EvalError("a BPE model needs its tokenizer to be scored")
+        self.family = family_of(self.config)
+        self.tokenizer = loaded.tokenizer
+        if self.family.needs_tokenizer and loaded.tokenizer is None:
+            raise EvalError(f"a {self.family.name} model needs its tokenizer to be scored")
         self.batch_size = max(1, int(batch_size))
-        default_length = self.config.caps[0] if self.is_aunet else self.config.seq_len
-        self.max_length = int(max_length or default_length)
+        self.max_length = int(max_length or self.config.seq_len)
         if self.max_length < 2:
             raise EvalError(f"max_length={self.max_length}: need at least 2 positions (BOS and one unit)")
         stride = int(rolling_stride or max(1, self.max_length // 2))
-        # A window may move its start up to 3 bytes right to reach a character boundary; keep that room.
-        room = 4 if self.is_aunet and self.max_length > 8 else 0
+        # A window may move its start right to reach a unit boundary (a character's first byte); keep that room.
+        room = self.family.start_slack if self.max_length > 8 else 0
         self.rolling_stride = max(1, min(stride, self.max_length - room))
         self.truncated_continuations = 0
-        if self.is_aunet:
-            self.splits = list(self.config.splits)
-            self.top_level = self.config.n_stages - 1
-            self.bos_id = BOS_BYTE
-        else:
-            self.splits, self.top_level = [], 0
-            self.bos_id = int(loaded.tokenizer.bos_id)  # type: ignore[union-attr]
+        self.bos_id = self.family.bos_id(self.tokenizer)
 
     @property
     def device(self) -> torch.device:
@@ -109,35 +91,21 @@ class Scorer:
 
     @property
     def unit(self) -> str:
-        return "byte" if self.is_aunet else "token"
+        return self.family.unit
 
     # --- encoding ------------------------------------------------------------------------------------------------
 
     def encode(self, text: str | bytes) -> list[int]:
         """Units of ``text``: its UTF-8 bytes (AU-Net) or BPE ids."""
         data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-        if self.is_aunet:
-            return list(data)
-        return [int(t) for t in self.loaded.tokenizer.encode(data)]  # type: ignore[union-attr]
+        return self.family.units(data, self.tokenizer)
 
     def pair_row(self, context: str, continuation: str) -> Row:
         """The scoring row of one ``(context, continuation)`` request (truncated from the left if needed)."""
-        if self.is_aunet:
-            ctx = context.encode("utf-8")
-            seq = ctx + continuation.encode("utf-8")
-            n_ctx = len(ctx)
-        else:
-            # lm-eval's _encode_pair: trailing whitespace of the context joins the continuation.
-            stripped = context.rstrip()
-            moved = len(context) - len(stripped)
-            if moved:
-                context, continuation = stripped, context[len(stripped):] + continuation
-            ctx_ids = self.encode(context) if context else []
-            seq = self.encode(context + continuation)
-            n_ctx = len(ctx_ids)
+        seq, n_ctx = self.family.pair_units(context, continuation, self.tokenizer)
         cut = max(0, len(seq) - self.max_length)
-        if cut and self.is_aunet:
-            cut = char_start_at_or_after(seq, cut)
+        if cut:
+            cut = self.family.sequence_start(seq, cut)
         if cut > n_ctx:
             self.truncated_continuations += 1
         return Row(tuple(seq[cut:]), max(0, n_ctx - cut))
@@ -152,9 +120,7 @@ class Scorer:
         pos = rows[0].score_from + len(rows[0].units)
         while pos < n:
             end = min(pos + stride, n)
-            start = max(0, end - length)
-            if self.is_aunet:
-                start = char_start_at_or_after(units, start, limit=pos)
+            start = self.family.sequence_start(units, max(0, end - length), limit=pos)
             rows.append(Row(tuple(units[start:end]), pos - start))
             pos = end
         return rows
@@ -190,8 +156,6 @@ class Scorer:
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         iterator: Iterable[list[int]] = batches
         if progress:
-            from tqdm import tqdm
-
             iterator = tqdm(batches, desc="scoring", unit="batch")
         for batch in iterator:
             for i, result in zip(batch, self._score_batch([rows[i] for i in batch])):
@@ -200,26 +164,12 @@ class Scorer:
 
     def inputs(self, rows: Sequence[Row]) -> tuple[Tensor, Tensor | None]:
         """Right-padded model inputs ``[B, S]`` (``[BOS] + units[:-1]``) and AU-Net levels ``[B, S]`` (None for BPE
-        and one-stage AU-Nets); padding is byte 0 / token 0 at level 0."""
-        width = max(len(r.units) for r in rows)
-        tokens = np.zeros((len(rows), width), dtype=np.int64)
-        levels = np.zeros((len(rows), width), dtype=np.int64) if self.is_aunet and self.splits else None
-        for b, row in enumerate(rows):
-            n = len(row.units)
-            tokens[b, 0] = self.bos_id
-            tokens[b, 1:n] = row.units[:-1]
-            if levels is not None:
-                levels[b, 0] = self.top_level
-                levels[b, 1:n] = compute_levels(bytes(row.units[:-1]), self.splits)
-        tok = torch.from_numpy(tokens).to(self.device)
-        lv = torch.from_numpy(levels).to(self.device) if levels is not None else None
-        return tok, lv
+        and one-stage AU-Nets); padding is unit 0 at level 0."""
+        return self.family.padded_inputs([r.units for r in rows], self.bos_id, self.device)
 
     def logits(self, tokens: Tensor, levels: Tensor | None) -> Tensor:
         """``[B, S, V]`` logits of the model for inputs built by :meth:`inputs`."""
-        if self.is_aunet:
-            return self.model(tokens, levels, use_caps=False)
-        return self.model(tokens)
+        return self.family.full_logits(self.model, tokens, levels)
 
     @torch.no_grad()
     def _score_batch(self, rows: Sequence[Row]) -> list[tuple[float, bool]]:
@@ -244,3 +194,18 @@ class Scorer:
 def bits_per_byte(total_logprob: float, n_bytes: int) -> float:
     """``-sum(log p) / (bytes * ln 2)``: the tokenizer-independent metric (P14)."""
     return -total_logprob / (n_bytes * math.log(2)) if n_bytes else float("nan")
+
+
+def bits_per_byte_of_texts(loaded: LoadedModel, texts: dict[str, list[str]], *, batch_size: int = 16,
+                           max_length: int | None = None, progress: bool = False) -> dict[str, float]:
+    """``{name: bits per byte}`` of each list of documents: ``-sum(log p) / (UTF-8 bytes * ln 2)`` over all of
+    them, each document scored on its own from BOS, every byte once in overlapping windows (identical text for
+    both families, P14)."""
+    scorer = Scorer(loaded, batch_size=batch_size, max_length=max_length)
+    out = {}
+    for name, docs in texts.items():
+        if not docs:
+            raise EvalError(f"bits per byte of {name!r}: no text")
+        total = sum(scorer.loglikelihood_rolling(docs, progress=progress))
+        out[name] = bits_per_byte(total, sum(len(d.encode("utf-8")) for d in docs))
+    return out

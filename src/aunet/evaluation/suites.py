@@ -17,7 +17,7 @@
 
 Every sentence or document is scored on its own from BOS (rolling windows beyond the training length), and bits
 per byte are ``-sum(log p) / (UTF-8 bytes * ln 2)`` over all of a language's text, exactly as ``--bpb`` computes
-them (:func:`aunet.evaluation.evaluate.bits_per_byte_of_texts`). UTF-8 takes 1 byte per Latin letter, 2 per
+them (:func:`aunet.evaluation.scoring.bits_per_byte_of_texts`). UTF-8 takes 1 byte per Latin letter, 2 per
 Cyrillic or Arabic one and 3 per Han, kana, Thai, Devanagari or Hangul character, so bits per byte compare families
 within a language; across languages, the bits of the same sentences (bpb times bytes) are the fair measure.
 ``limit`` keeps the first ``limit`` sentences or documents of each text (the same sentences in every language).
@@ -29,7 +29,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aunet.data.registry import resolve_corpus
+from aunet.data.split import CorpusSplit, SplitSpec
 from aunet.evaluation.errors import EvalError
+from aunet.evaluation.scoring import bits_per_byte_of_texts
+from aunet.paths import data_dir
 
 if TYPE_CHECKING:
     from aunet.evaluation.checkpoint import LoadedModel
@@ -45,8 +49,6 @@ PREFIX = {"multilingual": "multilingual.bpb."}
 
 
 def _data_file(relative: str) -> Path:
-    from aunet.paths import data_dir
-
     path = data_dir() / relative  # type: ignore[operator]
     if not path.is_file():
         raise EvalError(f"{path}: missing from the data directory (AUNET_DATA_DIR); the multilingual suite reads it")
@@ -70,8 +72,6 @@ def _read_jsonl(path: Path, limit: int | None) -> list[dict]:
 def held_out_documents(corpus: str, max_bytes: int, limit: int | None = None) -> list[str]:
     """The first ``max_bytes`` bytes of the validation-side documents of a named corpus under its default split
     (at most ``limit`` documents; the last one cut at a character boundary)."""
-    from aunet.data.registry import resolve_corpus
-    from aunet.data.split import CorpusSplit, SplitSpec
 
     source, method = resolve_corpus(corpus)
     docs: list[str] = []
@@ -109,8 +109,6 @@ def run_suite(loaded: "LoadedModel", name: str, *, limit: int | None = None, bat
               max_length: int | None = None, sample_bytes: int = DEFAULT_SAMPLE_BYTES,
               progress: bool = False) -> dict[str, float]:
     """Scores of suite ``name`` on ``loaded``: ``{"multilingual.bpb.en": ..., ...}``."""
-    from aunet.evaluation.evaluate import bits_per_byte_of_texts
-
     if name not in SUITES:
         raise EvalError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
     texts = multilingual_texts(limit, sample_bytes)

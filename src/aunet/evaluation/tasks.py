@@ -31,10 +31,11 @@ from typing import Any
 
 import yaml
 
+from aunet.errors import UserError
 from aunet.evaluation.cute import is_cute, write_cute_tasks
 from aunet.evaluation.errors import EvalError
 from aunet.evaluation.task_files import check_task_data
-from aunet.paths import data_dir
+from aunet.paths import cache_dir, data_dir
 
 BENCHMARKS = "benchmarks"
 MC_METRICS = ("acc", "acc_norm", "acc_bytes")
@@ -72,11 +73,6 @@ def stock_dir() -> Path:
     import lm_eval.tasks
 
     return Path(lm_eval.tasks.__file__).parent
-
-
-def cache_root() -> Path:
-    """``AUNET_CACHE_DIR`` (default ``./cache``), as for trained tokenizers: never the read-only data directory."""
-    return Path(os.environ.get("AUNET_CACHE_DIR", "cache")).expanduser().resolve()
 
 
 MMLU_CATEGORIES = ("mmlu", "mmlu_stem", "mmlu_other", "mmlu_social_sciences", "mmlu_humanities")
@@ -169,7 +165,7 @@ def build_local_tasks(tasks: list[str], task_data: dict[str, Path] | None = None
     folder = Path(tmp.name) if tmp is not None else Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        hf_cache = str(cache_root() / "hf_datasets")
+        hf_cache = str(cache_dir().resolve() / "hf_datasets")
         cute = [t for t in tasks if is_cute(t)]
         if cute:  # CUTE is not a stock task: its files are ours (aunet.evaluation.cute)
             for name in cute:
@@ -225,16 +221,11 @@ def _write_builtin(folder: Path, name: str, task: BuiltinTask, override: Path | 
     else:
         files = {split: _data_file(rel) for split, rel in task.files.items()}
     cfg: dict[str, Any] = {
-        "include": str(stock_file),
-        "task": name,
-        "tag": [],
-        "dataset_path": _dataset_path(files[task.eval_split]),
+        "include": str(stock_file), "task": name, "tag": [], "dataset_path": _dataset_path(files[task.eval_split]),
         "dataset_name": None,
         "dataset_kwargs": {"data_files": {k: str(v) for k, v in files.items()}, "cache_dir": hf_cache},
-        "training_split": None,
-        "validation_split": "validation" if "validation" in files else None,
-        "test_split": "test" if "test" in files else None,
-        "metric_list": _with_mc_metrics(stock.get("metric_list")),
+        "training_split": None, "validation_split": "validation" if "validation" in files else None,
+        "test_split": "test" if "test" in files else None, "metric_list": _with_mc_metrics(stock.get("metric_list")),
     }
     _dump(folder / f"{name}.yaml", cfg)
 
@@ -251,15 +242,9 @@ def _write_other(folder: Path, name: str, index: dict[str, Path], file: Path, hf
         raise EvalError(f"task {name!r} is a {kind} task; --task-data supports {', '.join(LOCAL_TYPES)} tasks")
     split = "test" if stock.get("test_split") else "validation"
     cfg: dict[str, Any] = {
-        "include": str(stock_file),
-        "task": name,
-        "tag": [],
-        "dataset_path": _dataset_path(file),
-        "dataset_name": None,
-        "dataset_kwargs": {"data_files": {split: str(file)}, "cache_dir": hf_cache},
-        "training_split": None,
-        "validation_split": split if split == "validation" else None,
-        "test_split": split if split == "test" else None,
+        "include": str(stock_file), "task": name, "tag": [], "dataset_path": _dataset_path(file), "dataset_name": None,
+        "dataset_kwargs": {"data_files": {split: str(file)}, "cache_dir": hf_cache}, "training_split": None,
+        "validation_split": split if split == "validation" else None, "test_split": split if split == "test" else None,
         "fewshot_split": None,
     }
     if kind == "multiple_choice":
@@ -310,15 +295,10 @@ def _write_mmlu(folder: Path, override: Path | None, hf_cache: str) -> None:
         files = {split: path for split, path in files.items() if path.is_file()}
         if "test" not in files:
             raise EvalError(f"MMLU data has no rows for subject {subject!r}; every stock subject needs its rows")
-        cfg = {
-            "include": str(stock_file),
-            "dataset_path": "json",
-            "dataset_name": None,
-            "dataset_kwargs": {"data_files": {k: str(v) for k, v in files.items()}, "cache_dir": hf_cache},
-            "test_split": "test",
-            "fewshot_split": "dev" if "dev" in files else None,
-            "metric_list": _with_mc_metrics(None),
-        }
+        cfg = {"include": str(stock_file), "dataset_path": "json", "dataset_name": None,
+               "dataset_kwargs": {"data_files": {k: str(v) for k, v in files.items()}, "cache_dir": hf_cache},
+               "test_split": "test", "fewshot_split": "dev" if "dev" in files else None,
+               "metric_list": _with_mc_metrics(None)}
         _dump(folder / f"{task}.yaml", cfg)
     for name in MMLU_GROUP_FILES:
         shutil.copyfile(stock / name, folder / f"group{name}")
@@ -329,7 +309,7 @@ def _split_by_subject(sources: dict[str, Path]) -> Path:
     key = hashlib.sha256(json.dumps(
         {split: [str(p), p.stat().st_size, p.stat().st_mtime_ns] for split, p in sorted(sources.items())}
     ).encode()).hexdigest()[:16]
-    out = cache_root() / "mmlu_by_subject" / key
+    out = cache_dir().resolve() / "mmlu_by_subject" / key
     done = out / ".complete"
     if done.is_file():
         return out
@@ -363,8 +343,6 @@ def main(argv: list[str] | None = None) -> int:
     """
     import argparse
     import sys
-
-    from aunet.errors import UserError
 
     parser = argparse.ArgumentParser(prog="python -m aunet.evaluation.tasks", description=main.__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="where to write the YAML files (created)")

@@ -23,10 +23,12 @@ if TYPE_CHECKING:
 
     from aunet.models.aunet import AUNet, AUNetStats
     from aunet.models.bpe import BPETransformer
+    from aunet.models.family import FAMILY_CLASSES, Decoder, Family, family_of
 
 # The modules get torch on first use, not on `import aunet.models.config`: every command reads its configs through
 # this package, and a config error should be reported before the second it takes to import torch.
-_LAZY = {"AUNet": "aunet.models.aunet", "AUNetStats": "aunet.models.aunet", "BPETransformer": "aunet.models.bpe"}
+_LAZY = {"AUNet": "aunet.models.aunet", "AUNetStats": "aunet.models.aunet", "BPETransformer": "aunet.models.bpe",
+         **dict.fromkeys(("FAMILY_CLASSES", "Decoder", "Family", "family_of"), "aunet.models.family")}
 
 
 def __getattr__(name: str) -> Any:
@@ -47,17 +49,6 @@ def build_model(config: ModelConfig) -> nn.Module:
     raise TypeError(f"not a model config: {type(config).__name__}")
 
 
-__all__ = [
-    "AUNet",
-    "AUNetConfig",
-    "AUNetStats",
-    "BPEConfig",
-    "BPETransformer",
-    "BYTE_VOCAB_SIZE",
-    "ModelConfig",
-    "build_model",
-    "load_model_config",
-    "resolve_config_path",
-    "model_config_from_dict",
-    "swiglu_hidden_dim",
-]
+__all__ = ["AUNet", "AUNetConfig", "AUNetStats", "BPEConfig", "BPETransformer", "BYTE_VOCAB_SIZE", "Decoder",
+           "FAMILY_CLASSES", "Family", "ModelConfig", "build_model", "family_of", "load_model_config",
+           "resolve_config_path", "model_config_from_dict", "swiglu_hidden_dim"]

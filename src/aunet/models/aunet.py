@@ -1,4 +1,4 @@
-"""The Autoregressive U-Net over bytes (paper notes §2 and §4; pitfalls P1-P5, P8-P11).
+"""The Autoregressive U-Net over bytes (P1-P5, P8-P11 in docs/paper-conformance.md).
 
 Contracting path: each non-deepest stage ``i`` runs its encoder over its sequence, keeps the output as the skip,
 and pools the positions selected at transition ``i`` into stage ``i+1``. The deepest stage (trunk) runs over its
@@ -48,30 +48,22 @@ class AUNet(nn.Module):
         ffn, windows = c.resolved_ffn_dims, c.resolved_windows
 
         def stack(i: int) -> TransformerStack:
-            return TransformerStack(
-                c.dims[i], c.layers[i], c.head_dims[i], ffn[i], windows[i], c.caps[i], c.rope_theta, c.norm_eps
-            )
+            return TransformerStack(c.dims[i], c.layers[i], c.head_dims[i], ffn[i], windows[i], c.caps[i], c.rope_theta,
+                                    c.norm_eps)
 
         self.embed = nn.Embedding(c.vocab_size, c.dims[0])
         self.encoders = nn.ModuleList(stack(i) for i in range(n - 1))
         self.downs = nn.ModuleList(Downsample(c.dims[i], c.dims[i + 1], c.norm_eps) for i in range(n - 1))
         self.trunk = stack(n - 1)
-        self.ups = nn.ModuleList(
-            Upsample(c.dims[i + 1], c.dims[i], c.upsampling, c.n_offsets, c.norm_eps) for i in range(n - 1)
-        )
+        self.ups = nn.ModuleList(Upsample(c.dims[i + 1], c.dims[i], c.upsampling, c.n_offsets, c.norm_eps)
+                                 for i in range(n - 1))
         self.decoders = nn.ModuleList(stack(i) for i in range(n - 1))
         self.norm = nn.RMSNorm(c.dims[0], eps=c.norm_eps)
         self.head = nn.Linear(c.dims[0], c.vocab_size, bias=False)
         init_weights(self)
 
-    def forward(
-        self,
-        tokens: Tensor,
-        levels: Tensor | None = None,
-        *,
-        use_caps: bool = True,
-        return_stats: bool = False,
-    ) -> Tensor | tuple[Tensor, AUNetStats]:
+    def forward(self, tokens: Tensor, levels: Tensor | None = None, *, use_caps: bool = True,
+                return_stats: bool = False) -> Tensor | tuple[Tensor, AUNetStats]:
         """Next-byte logits.
 
         Args:

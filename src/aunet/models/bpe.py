@@ -16,9 +16,8 @@ class BPETransformer(nn.Module):
         self.config = config
         c = config
         self.embed = nn.Embedding(c.vocab_size, c.dim)
-        self.trunk = TransformerStack(
-            c.dim, c.layers, c.head_dim, c.resolved_ffn_dim, c.window, c.seq_len, c.rope_theta, c.norm_eps
-        )
+        self.trunk = TransformerStack(c.dim, c.layers, c.head_dim, c.resolved_ffn_dim, c.window, c.seq_len,
+                                      c.rope_theta, c.norm_eps)
         self.norm = nn.RMSNorm(c.dim, eps=c.norm_eps)
         self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         init_weights(self)

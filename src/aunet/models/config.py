@@ -102,9 +102,8 @@ class AUNetConfig:
             if values is not None and len(values) != n:
                 raise ConfigError(key, f"expected {n} entries (one per stage, as in dims), got {len(values)}")
         if len(self.splits) != n - 1:
-            raise ConfigError(
-                "splits", f"expected {n - 1} split rule(s) for {n} stages (one per transition), got {len(self.splits)}"
-            )
+            raise ConfigError("splits", f"expected {n - 1} split rule(s) for {n} stages (one per transition), got "
+                                        f"{len(self.splits)}")
         _check_positive(self.dims, "dims")
         _check_positive(self.layers, "layers")
         _check_positive(self.head_dims, "head_dims")
@@ -120,9 +119,8 @@ class AUNetConfig:
                 raise ConfigError(f"head_dims[{i}]", f"head size {h} must be even for rotary embeddings")
         for i in range(1, n):
             if self.caps[i] > self.caps[i - 1]:
-                raise ConfigError(
-                    f"caps[{i}]", f"{self.caps[i]} exceeds caps[{i - 1}]={self.caps[i - 1]}; caps shrink with depth"
-                )
+                raise ConfigError(f"caps[{i}]", f"{self.caps[i]} exceeds caps[{i - 1}]={self.caps[i - 1]}; caps shrink "
+                                                "with depth")
         for i, spec in enumerate(self.splits):
             try:
                 parse_rule(spec)
@@ -184,7 +182,8 @@ class BPEConfig:
             if value is not None and value < 1:
                 raise ConfigError(key, f"must be a positive integer or null, got {value}")
         if self.dim % self.head_dim:
-            raise ConfigError("head_dim", f"dim={self.dim} is not divisible by head size {self.head_dim}; pick a divisor")
+            raise ConfigError("head_dim",
+                              f"dim={self.dim} is not divisible by head size {self.head_dim}; pick a divisor")
         if self.head_dim % 2:
             raise ConfigError("head_dim", f"head size {self.head_dim} must be even for rotary embeddings")
         if self.rope_theta <= 0 or self.norm_eps <= 0:

@@ -1,6 +1,6 @@
 """Incremental decoding: AU-Net's cascaded generation with one KV cache per stack, and the BPE baseline's.
 
-Cascade (paper notes §8, pitfalls P8, P9). Appending one byte always runs the byte stage (encoder 0, decoder 0 and
+Cascade (P8, P9 in docs/paper-conformance.md). Appending one byte always runs the byte stage (encoder 0, decoder 0 and
 the head). A deeper stage ``j`` runs only when the byte closes a segment of its level (level ``>= j``): encoder
 ``j`` (or the trunk) then gets one new position, and so does decoder ``j``. Every encoder, decoder and the trunk has
 its own KV cache and its own position counter, which advances only when that stack runs, so RoPE positions are the

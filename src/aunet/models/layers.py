@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def rotary_tables(seq_len: int, head_dim: int, theta: float, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+def rotary_tables(seq_len: int, head_dim: int, theta: float,
+                  device: torch.device | None = None) -> tuple[Tensor, Tensor]:
     """Rotary tables for positions ``0..seq_len-1``, each ``[S, Dh]`` float32, in the form :func:`apply_rotary` uses:
     ``cos`` repeated over both halves of a head, ``sin`` negated on the first half (pairs are (first half, second
     half) of each head)."""
@@ -193,7 +194,6 @@ class Attention(nn.Module):
         out = cached_attention(q, keys, values, start, window)
         return self.wo(out.transpose(1, 2).reshape(b, s, d))
 
-
     def forward_static(self, x: Tensor, cos: Tensor, sin: Tensor, window: int | None, keys: Tensor, values: Tensor,
                        pos: Tensor, key_pos: Tensor) -> Tensor:
         """One new position, static in shape: its key and value are written into ``keys``/``values``
@@ -246,7 +246,6 @@ class Block(nn.Module):
         x = x + self.attn.forward_cached(self.attn_norm(x), cos, sin, window, cache, layer, start)
         return x + self.ffn(self.ffn_norm(x))
 
-
     def forward_static(self, x: Tensor, cos: Tensor, sin: Tensor, window: int | None, keys: Tensor, values: Tensor,
                        pos: Tensor, key_pos: Tensor) -> Tensor:
         """:meth:`forward_cached` for one position, static in shape (see :meth:`Attention.forward_static`)."""
@@ -264,17 +263,8 @@ class TransformerStack(nn.Module):
         max_len: length up to which rotary tables are precomputed; longer inputs extend them on the fly.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        n_layers: int,
-        head_dim: int,
-        ffn_dim: int,
-        window: int | None,
-        max_len: int,
-        rope_theta: float,
-        eps: float,
-    ) -> None:
+    def __init__(self, dim: int, n_layers: int, head_dim: int, ffn_dim: int, window: int | None, max_len: int,
+                 rope_theta: float, eps: float) -> None:
         super().__init__()
         self.dim, self.head_dim, self.window, self.rope_theta = dim, head_dim, window, rope_theta
         self.layers = nn.ModuleList(Block(dim, head_dim, ffn_dim, eps) for _ in range(n_layers))
@@ -315,7 +305,6 @@ class TransformerStack(nn.Module):
             x = layer.forward_cached(x, cos, sin, self.window, cache, i, start)
         cache.length = end
         return x
-
 
     def rotary_for(self, length: int) -> tuple[Tensor, Tensor]:
         """The whole rotary tables, grown (geometrically) to cover at least ``length`` positions."""

@@ -22,9 +22,7 @@ def resolve_config_path(spec: str | Path) -> Path:
         raise ConfigError("", "not a regular file (a folder, pipe or device); give the path of a YAML file", str(spec))
     hints = closest_presets(str(spec))
     hint = f"; did you mean {', '.join(hints)}?" if hints else ""
-    raise ConfigError(
-        "", f"no such file or preset{hint} (list presets with 'aunet presets')", str(spec)
-    )
+    raise ConfigError("", f"no such file or preset{hint} (list presets with 'aunet presets')", str(spec))
 
 
 def load_model_config(spec: str | Path) -> ModelConfig:
@@ -32,7 +30,8 @@ def load_model_config(spec: str | Path) -> ModelConfig:
     path = resolve_config_path(spec)
     data = read_yaml(path)
     if "model" not in data:
-        raise ConfigError("model", "missing section; the file needs 'model:' with 'family: aunet' or 'family: bpe'", str(path))
+        raise ConfigError("model", "missing section; the file needs 'model:' with 'family: aunet' or 'family: bpe'",
+                          str(path))
     try:
         return model_config_from_dict(data["model"])
     except ConfigError as exc:

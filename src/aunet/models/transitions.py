@@ -1,4 +1,4 @@
-"""Pooling and upsampling between AU-Net stages (paper notes §2.3, §4; pitfalls P2, P4, P5, P9, P10).
+"""Pooling and upsampling between AU-Net stages (P2, P4, P5, P9, P10 in docs/paper-conformance.md).
 
 All index arithmetic is vectorised over the batch and sequence, with static output shapes and no host-device
 synchronisation. Shapes: ``B`` batch, ``L`` length of the finer stage, ``L'`` length of the coarser stage
@@ -13,7 +13,8 @@ from torch import Tensor, nn
 
 
 def keep_first_boundaries(mask: Tensor, cap: int) -> Tensor:
-    """``mask`` ``[B, L]`` bool with only its first ``cap`` True entries per row kept (P5: truncate, never drop early)."""
+    """``mask`` ``[B, L]`` bool with only its first ``cap`` True entries per row kept (P5: truncate, never drop
+    early)."""
     return mask & (mask.cumsum(dim=1) <= cap)
 
 

@@ -40,8 +40,8 @@ def compute_levels(data: bytes | bytearray | memoryview | np.ndarray, rules: Seq
     Returns:
         ``[len(data)]`` uint8 array with values in ``0..len(rules)``. Transition ``i`` selects the bytes with
         level ``> i``. A byte only reaches transition ``i+1`` if transition ``i`` selected it, so deeper stages
-        always pool a subset of shallower ones (paper notes P4). Selected bytes are the last byte of a valid
-        UTF-8 character; the result for a prefix of ``data`` is the prefix of the result (append stability).
+        always pool a subset of shallower ones (P4 in docs/paper-conformance.md). Selected bytes are the last byte of
+        a valid UTF-8 character; the result for a prefix of ``data`` is the prefix of the result (append stability).
     """
     if len(rules) > 255:
         raise ConfigError("splits", f"at most 255 split rules fit a uint8 level, got {len(rules)}")

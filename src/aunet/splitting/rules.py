@@ -5,7 +5,8 @@ view of a byte string to a boolean mask over units; :func:`aunet.splitting.level
 transition into per-byte levels and pools each selected unit on its last byte.
 
 Every rule must be *append-stable*: whether unit ``j`` is selected may depend only on units ``<= j``. Training
-splits whole documents while generation splits growing prefixes, and the two must agree (paper notes P6).
+splits whole documents while generation splits growing prefixes, and the two must agree (P6 in
+docs/paper-conformance.md).
 
 Built-in rules
 --------------
@@ -62,9 +63,8 @@ class SplitRule:
 RULES: dict[str, SplitRule] = {}
 
 
-def register_rule(
-    name: str, fn: RuleFn, *, takes_arg: bool = False, description: str = "", overwrite: bool = False
-) -> SplitRule:
+def register_rule(name: str, fn: RuleFn, *, takes_arg: bool = False, description: str = "",
+                  overwrite: bool = False) -> SplitRule:
     """Register ``fn`` under ``name`` so configs can say ``name`` (or ``name@K`` when ``takes_arg``).
 
     ``fn(units, arg)`` must return a boolean array over units and be append-stable (see the module docstring);
@@ -101,14 +101,6 @@ def parse_rule(spec: str) -> tuple[SplitRule, int | None]:
 
 
 # --- built-in rules -----------------------------------------------------------------------------------------------
-
-
-def _shift_right(x: np.ndarray, fill: bool) -> np.ndarray:
-    """``x`` moved one step to the right: ``out[j] = x[j-1]``, ``out[0] = fill``."""
-    out = np.empty_like(x)
-    out[0] = fill
-    out[1:] = x[:-1]
-    return out
 
 
 def _run_offsets(positions: np.ndarray) -> np.ndarray:

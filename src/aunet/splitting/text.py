@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from aunet.splitting.charclass import OTHER, ascii_byte_classes, code_point_classes
+from aunet.splitting.charclass import ascii_byte_classes, code_point_classes
 
 # Expected sequence length by lead byte; 0 marks bytes that cannot start a character.
 _SEQ_LEN = np.zeros(256, dtype=np.int64)

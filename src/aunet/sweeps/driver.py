@@ -35,7 +35,8 @@ def claim_results_dir(plan: Plan) -> Path:
         data = read_json(owner, f"delete it if {sweep_dir} belongs to this sweep")
         claimed = data.get("source", "") if isinstance(data, dict) else ""
         if claimed and source and claimed != source:
-            raise ConfigError("name", f"{sweep_dir} already holds the results of {claimed}; give this sweep another name")
+            raise ConfigError("name",
+                              f"{sweep_dir} already holds the results of {claimed}; give this sweep another name")
     atomic_write_json(owner, {"name": plan.spec.name, "source": source})
     save_plan(sweep_dir, plan.runs_dir, plan.spec.to_dict(), [r.row() for r in plan.runs])
     refresh_table(sweep_dir)

@@ -16,9 +16,11 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from aunet.data.packing import ByteEncoder, pack
+from aunet.data.pipeline import training_documents
 from aunet.errors import ConfigError
 from aunet.flops import flops_report, layer_params
-from aunet.models.config import AUNetConfig, ModelConfig
+from aunet.models import ModelConfig, family_of
 
 HEAVY_PADDING = 0.35  # warn when more than this share of a deeper stage's positions are padding
 
@@ -46,7 +48,6 @@ class CapStats:
 def boundary_counts(documents: Iterable[bytes], splits: list[str], seq_len: int, max_windows: int = 512) -> np.ndarray:
     """``[windows, len(splits)]`` boundary counts of the first ``max_windows`` training windows of ``seq_len`` bytes
     packed from ``documents`` exactly as training packs them (BOS at the top level)."""
-    from aunet.data.packing import ByteEncoder, pack
 
     encoder = ByteEncoder(splits)
     rows = []
@@ -100,8 +101,8 @@ def stage_shapes(config: ModelConfig, n_bytes: float, bytes_per_unit: float = 1.
     out = []
     for s in report.stages:
         params = s.layers_counted * layer_params(s.dim, s.ffn_dim)
-        layers = s.layers_counted // 2 if (isinstance(config, AUNetConfig) and s.stage < config.n_stages - 1) \
-            else s.layers_counted
+        # A non-deepest stage is counted twice (its encoder and its decoder); shown per side.
+        layers = s.layers_counted // 2 if s.stage < len(report.stages) - 1 else s.layers_counted
         share = (s.linear_flops + s.attention_flops) / report.flops_per_unit
         out.append(StageShape(s.stage, s.dim, layers, share, units * s.ratio / params))
     return out
@@ -119,7 +120,7 @@ def fairness_rows(plan: Any, cap_table: dict[str, CapStats]) -> list[dict[str, A
                "multiplier": run.multiplier, "grid_shift": run.grid_shift, "epochs": run.epochs, "lr": run.lr,
                "lr_source": run.hparams_source, "batch_bytes": run.batch_bytes,
                "stages": [s.__dict__ for s in shapes], "head_share": run.head_share}
-        stats = cap_table.get(_caps_key(model)) if isinstance(model, AUNetConfig) else None
+        stats = cap_table.get(_caps_key(model)) if family_of(model).n_stages > 1 else None
         if stats is not None:
             row["truncated"] = list(stats.truncated)
             row["padding"] = list(stats.padding)
@@ -130,17 +131,18 @@ def fairness_rows(plan: Any, cap_table: dict[str, CapStats]) -> list[dict[str, A
     return rows
 
 
-def _caps_key(model: AUNetConfig) -> str:
+def _caps_key(model: ModelConfig) -> str:
+    """Splits and caps of a model with several stages: what its boundary counts against the caps depend on."""
     return f"{','.join(model.splits)}|{','.join(map(str, model.caps))}"
 
 
-def _multi_stage_aunets(plan: Any) -> Iterator[tuple[Any, AUNetConfig, str]]:
+def _multi_stage_aunets(plan: Any) -> Iterator[tuple[Any, ModelConfig, str]]:
     """``(run, model, caps key)`` for the first run of each distinct (splits, caps) among the plan's AU-Nets with
     several stages."""
     seen: set[str] = set()
     for run in plan.runs:
         model = run.config.model
-        if isinstance(model, AUNetConfig) and model.n_stages > 1 and _caps_key(model) not in seen:
+        if family_of(model).n_stages > 1 and _caps_key(model) not in seen:
             seen.add(_caps_key(model))
             yield run, model, _caps_key(model)
 
@@ -182,12 +184,7 @@ def check_caps(plan: Any, cap_table: dict[str, CapStats], max_truncation: float)
 def training_sample(spec: Any, max_bytes: int = 2_000_000, chunk: int = 65_536) -> list[bytes]:
     """About ``max_bytes`` of the sweep's training split in ``chunk``-byte pieces, spread evenly over every training
     document (so one long book does not stand for the corpus)."""
-    from aunet.sweeps.plan import _probe_run_config
-    from aunet.training.datamodule import CorpusDataModule
-
-    dm = CorpusDataModule(_probe_run_config(spec, {"family": "aunet", "dims": [32], "layers": [1],
-                                                   "head_dims": [32], "caps": [64]}), micro_batch=1)
-    documents = [doc.data for doc in dm.split.train_documents(epoch=0, seed=0)]
+    documents = training_documents(spec.data_config())
     if not documents:
         raise ConfigError("data", "the training split is empty")
     per_document = max(1, math.ceil(max_bytes / (chunk * len(documents))))

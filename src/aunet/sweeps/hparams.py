@@ -15,6 +15,11 @@ PAPER_LAWS = {
 }
 
 
+def paper_law(name: str) -> dict[str, tuple]:
+    """The paper's laws for a family or group (``bpe*``: BPE's, anything else: AU-Net's)."""
+    return PAPER_LAWS["bpe" if name.startswith("bpe") else "aunet"]
+
+
 @dataclass(frozen=True)
 class Law:
     """``value = coefficient * C ** exponent``."""
@@ -54,7 +59,8 @@ def hyperparameters(spec, group: str, budget: float, bytes_per_token: float, key
     ``law_key``: the entry of a fitted-law file to read (a family such as ``aunet3`` for per-family laws); default
     ``group``. The paper's laws exist per model family only."""
     if spec is None:
-        raise ConfigError(key, f"no hyperparameters for '{group}'; add hparams.{group} (law: paper, or lr and batch_bytes)")
+        raise ConfigError(key, f"no hyperparameters for '{group}'; add hparams.{group} (law: paper, or lr and "
+                               "batch_bytes)")
     if spec.law is None:
         lr, batch, source = spec.lr, spec.batch_bytes, "fixed"
     elif spec.law == "paper":

@@ -9,24 +9,24 @@ byte and bytes seen are comparable across families.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aunet.errors import ConfigError
+import torch
+import torch.nn.functional as F
+
+from aunet.data.pipeline import measured_bytes_per_token, training_documents
+from aunet.errors import ConfigError, UserError
 from aunet.flops import flops_report
-from aunet.models.config import BPEConfig
+from aunet.io import read_json
+from aunet.models import FAMILY_CLASSES, build_model, family_of
+from aunet.sweeps.fairness import check_caps, fairness_rows, measure_caps, training_sample
 from aunet.sweeps.hparams import hyperparameters
-from aunet.sweeps.sizing import (
-    DEFAULT_MIN_HEADS,
-    floor_cost,
-    floor_violations,
-    model_family_of,
-    seq_bytes_of,
-    size_for,
-)
+from aunet.sweeps.sizing import DEFAULT_MIN_HEADS, build_config, check_template, floor_cost, size_for
 from aunet.sweeps.spec import SweepSpec
 from aunet.training.config import RunConfig, run_config_from_dict
 
@@ -85,7 +85,6 @@ class Plan:
 
     def fairness(self) -> list[dict[str, Any]]:
         """Per run: stages, data per parameter, epochs, LR source, cap truncation and padding."""
-        from aunet.sweeps.fairness import fairness_rows
 
         return fairness_rows(self, self.cap_stats)
 
@@ -98,32 +97,27 @@ class Plan:
         return Path(self.spec.results_dir) / "runs"
 
 
-def _bpe_vocab(spec: SweepSpec, family: str) -> int | None:
-    from aunet.sweeps.sizing import build_config, check_template
+def tokenizer_vocab(spec: SweepSpec, family: str) -> int | None:
+    """The vocabulary of the tokenizer family ``family`` of ``spec`` trains, or None when it reads bytes."""
 
     fam = spec.families[family]
     if fam.template is not None:
         template = check_template({**fam.template, **fam.overrides}, f"families.{family}.template")
-        return int(template["vocab_size"]) if template["family"] == "bpe" else None
+        return int(template["vocab_size"]) if FAMILY_CLASSES[template["family"]].needs_tokenizer else None
 
     if isinstance(fam.ladder, dict):
         entry = next(iter(fam.ladder.values()))
     else:
         entry = fam.ladder[0] if fam.ladder is not None else fam.model
     cfg = build_config(entry, fam.overrides, f"families.{family}")
-    return cfg.vocab_size if isinstance(cfg, BPEConfig) else None
+    return cfg.vocab_size if family_of(cfg).needs_tokenizer else None
 
 
 def measure_bytes_per_token(spec: SweepSpec, vocab: int) -> float:
     """Bytes per token of the BPE the runs will train, measured on the corpus's validation text."""
-    from aunet.training.datamodule import CorpusDataModule
-
     probe = _probe_run_config(spec, {"family": "bpe", "dim": 64, "layers": 1, "head_dim": 64,
                                      "vocab_size": vocab, "seq_len": 64})
-    dm = CorpusDataModule(probe, micro_batch=1)
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm.bytes_per_token()
+    return measured_bytes_per_token(probe.data, probe.model, probe.train.seed)
 
 
 def _probe_run_config(spec: SweepSpec, model: dict) -> RunConfig:
@@ -132,13 +126,8 @@ def _probe_run_config(spec: SweepSpec, model: dict) -> RunConfig:
 
 def training_bytes(spec: SweepSpec) -> int | None:
     """Bytes of the training split (for epochs), or None when the corpus cannot be read here."""
-    from aunet.errors import UserError
-    from aunet.training.datamodule import CorpusDataModule
-
     try:
-        dm = CorpusDataModule(_probe_run_config(spec, {"family": "aunet", "dims": [32], "layers": [1],
-                                                       "head_dims": [32], "caps": [64]}), micro_batch=1)
-        return sum(len(doc.data) for doc in dm.split.train_documents(epoch=0, seed=0))
+        return sum(len(d) for d in training_documents(spec.data_config()))
     except UserError:
         return None
 
@@ -148,7 +137,7 @@ def plan_sweep(spec: SweepSpec, *, measure: bool = True) -> Plan:
     bpt: dict[str, float] = {}
     measured: dict[int, float] = {}
     for family in spec.families:
-        vocab = _bpe_vocab(spec, family)
+        vocab = tokenizer_vocab(spec, family)
         if vocab is None:
             bpt[family] = 1.0
         elif spec.bytes_per_token is not None:
@@ -183,10 +172,11 @@ def plan_sweep(spec: SweepSpec, *, measure: bool = True) -> Plan:
                     n_bytes = math.sqrt(rule.gamma_bytes * budget)
                 else:  # isoflop and fixed: every size spends the budget
                     n_bytes = budget / sized.flops_per_byte
-                group = fam.hparams or (entry if entry in spec.hparams else model_family_of(sized.config))
-                hp = hyperparameters(spec.hparams.get(group), model_family_of(sized.config), budget, bpt[entry],
+                family_model = family_of(sized.config)
+                group = fam.hparams or (entry if entry in spec.hparams else family_model.name)
+                hp = hyperparameters(spec.hparams.get(group), family_model.name, budget, bpt[entry],
                                      f"hparams.{group}", law_key=group)
-                seq_bytes = seq_bytes_of(sized.config, bpt[entry])
+                seq_bytes = sized.config.seq_len * family_model.bytes_per_unit(bpt[entry])
                 spec_hp = spec.hparams[group]
                 batch = max(spec_hp.min_batch_sequences, round(hp.batch_bytes / seq_bytes))
                 steps = max(1, round(n_bytes / (batch * seq_bytes)))
@@ -204,7 +194,6 @@ def plan_sweep(spec: SweepSpec, *, measure: bool = True) -> Plan:
 def _measure_caps(plan: Plan) -> None:
     """Boundary counts of the training text against every AU-Net's caps: refuse caps that truncate too much, warn
     where padding is heavy (on the runs of that family)."""
-    from aunet.sweeps.fairness import check_caps, measure_caps, training_sample
 
     if not any(getattr(r.config.model, "n_stages", 1) > 1 for r in plan.runs):
         return
@@ -238,7 +227,7 @@ def _seeds(spec: SweepSpec, budget: float, multiplier: float) -> list[int]:
 def _check_floors(fam, config, allowed: bool, key: str, budget: float) -> None:
     """Refuse a model under the floors of a sensible shape (one line: what and how to fix), unless allowed."""
     min_heads = int((fam.template or {}).get("min_heads", DEFAULT_MIN_HEADS))
-    problems = floor_violations(config, min_heads)
+    problems = family_of(config).floor_violations(min_heads)
     if problems and not allowed:
         raise ConfigError(key, f"at budget {budget:.3g} the model falls below the floors ({'; '.join(problems)}); "
                           "widen the template (widths, head_dims) or raise the budget, or set "
@@ -249,15 +238,10 @@ def _planned(spec, family, variant, budget, seed, multiplier, sized, target, ste
              train_bytes) -> PlannedRun:
     # The run's name (and so its folder) depends on the family and the config only, not on the sweep or the
     # variant label: the same run planned by two sweeps is trained once and shared.
-    name = family
-    raw = {
-        "name": name,
-        "model": sized.config.to_dict(),
-        "data": dict(spec.data),
-        "train": {**spec.train, "max_steps": steps, "batch_size": batch, "lr": hp.lr, "seed": seed,
-                  "results_dir": str(Path(spec.results_dir) / "runs")},
-        "trainer": dict(spec.trainer),
-    }
+    raw = {"name": family, "model": sized.config.to_dict(), "data": dict(spec.data),
+           "train": {**spec.train, "max_steps": steps, "batch_size": batch, "lr": hp.lr, "seed": seed,
+                     "results_dir": str(Path(spec.results_dir) / "runs")},
+           "trainer": dict(spec.trainer)}
     raw["train"].pop("budget_flops", None)
     config = run_config_from_dict(raw)
     report = flops_report(sized.config)
@@ -285,8 +269,6 @@ def estimate_times(plan: Plan, max_probe_flops: float = 3e11, measured: dict[str
     """Fill ``est_time_s`` and ``est_time_source``: from ``measured`` FLOP rates per family when given (a recorded
     GPU check, :func:`gpu_check_rates`), else a short measured probe of each model at its batch where that is cheap,
     else the machine's dense-matmul rate at an assumed 40% utilisation."""
-    from aunet.models import build_model
-
     rates: dict[str, tuple[float, str]] = {}
     matmul = None
     for run in plan.runs:
@@ -326,8 +308,6 @@ def gpu_check_rates(path: str | Path) -> tuple[dict[str, float], str]:
     """Training FLOP rates per family recorded by the GPU check (``benchmarks/bench-gpu-check-*.json``, from
     ``python -m aunet.bench.gpu --record``), and a label naming the device and that they are a lower bound: they were
     measured on the 1e19-rung models, and smaller models use a GPU less well."""
-    from aunet.errors import UserError
-    from aunet.io import read_json
 
     data = read_json(Path(path), "pass a file written by python -m aunet.bench.gpu --record")
     train = data.get("train") if isinstance(data, dict) else None
@@ -341,27 +321,18 @@ def gpu_check_rates(path: str | Path) -> tuple[dict[str, float], str]:
 
 
 def json_key(model: dict, batch: int) -> str:
-    import json
-
     return json.dumps([model, batch], sort_keys=True)
 
 
 def _probe_flops_per_s(model, config, batch: int, steps: int = 3) -> float:
-    import torch
-    import torch.nn.functional as F
-
-    from aunet.models.config import AUNetConfig
-
-    seq = config.seq_len
-    tokens = torch.randint(0, 256 if isinstance(config, AUNetConfig) else config.vocab_size, (batch, seq))
-    levels = None
-    if isinstance(config, AUNetConfig) and config.n_stages > 1:
-        levels = (torch.rand(batch, seq) < 0.2).long() * (config.n_stages - 1)
+    """Training FLOP rate of ``model`` at ``batch`` sequences of random units (the work does not depend on them)."""
+    family = family_of(config)
+    data = family.synthetic_batch(batch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step() -> None:
-        logits = model(tokens, levels) if levels is not None else model(tokens)
-        F.cross_entropy(logits.flatten(0, 1), tokens.flatten()).backward()
+        logits, targets, _ = family.forward_batch(model, data)
+        F.cross_entropy(logits.flatten(0, 1), targets.flatten()).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -375,8 +346,6 @@ def _probe_flops_per_s(model, config, batch: int, steps: int = 3) -> float:
 
 
 def _matmul_rate(size: int = 1024) -> float:
-    import torch
-
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b
     start = time.perf_counter()

@@ -29,6 +29,10 @@ from optuna.trial import TrialState
 
 from aunet.errors import RunStopped, UserError
 from aunet.io import atomic_write_json
+from aunet.training import run as training_run  # train looked up at call time: a test or plugin may replace it
+from aunet.training.config import run_config_from_dict
+from aunet.training.records import RunPaths
+from aunet.training.summary import load_summary, read_summary
 
 
 def _seconds_from_env(name: str, default: float) -> float:
@@ -171,11 +175,7 @@ def requeue_stale_trials(study: optuna.Study, grace_s: float = GRACE_S) -> list[
 
 def _finished(run_dir: Path) -> bool:
     """A run is finished when its summary is readable (a garbled one is trained again, and its error recorded)."""
-    try:
-        json.loads((run_dir / "summary.json").read_bytes())
-    except (OSError, ValueError):
-        return False
-    return True
+    return load_summary(RunPaths(run_dir).summary) is not None
 
 
 def enqueue_missing(study: optuna.Study, runs: list[dict[str, Any]], runs_dir: Path, *, retry_failed: bool = False,
@@ -195,7 +195,7 @@ def enqueue_missing(study: optuna.Study, runs: list[dict[str, Any]], runs_dir: P
         run_dir = runs_dir / run_id
         if run_id in busy or _finished(run_dir):
             continue
-        if (run_dir / "failure.json").is_file() and not retry_failed:
+        if RunPaths(run_dir).failure.is_file() and not retry_failed:
             continue
         _enqueue_run(study, run_id, str(run_dir), run["run_config"])
         enqueued.append(run_id)
@@ -227,7 +227,7 @@ class RunLock:
     is taken over."""
 
     def __init__(self, run_dir: Path, grace_s: float = GRACE_S) -> None:
-        self.path = Path(run_dir) / ".lock"
+        self.path = RunPaths(Path(run_dir)).sweep_lock
         self.grace_s = grace_s
 
     def stale(self) -> bool:
@@ -297,22 +297,17 @@ class _Beat:
 
 def _write_failure(run_dir: Path, exc: BaseException) -> None:
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    atomic_write_json(run_dir / "failure.json", {
-        "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
-        "traceback": "".join(lines)[-4000:],
-        "time": time.time(),
-        "host": socket.gethostname(),
-    })
+    atomic_write_json(RunPaths(run_dir).failure, {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
+                                                  "traceback": "".join(lines)[-4000:], "time": time.time(),
+                                                  "host": socket.gethostname()})
 
 
 def _val_bpb(run_dir: Path) -> float:
-    return float(json.loads((run_dir / "summary.json").read_bytes()).get("val_bpb", float("nan")))
+    return read_summary(RunPaths(run_dir).summary).bpb
 
 
 def _objective(train_fn: TrainFn, grace_s: float, heartbeat_s: float,
                after_run: Callable[[Path], None] | None, stopped: list[str]) -> Callable[[optuna.Trial], float]:
-    from aunet.training.config import run_config_from_dict
-
     def objective(trial: optuna.Trial) -> float:
         run_id = trial.user_attrs.get("run_id")
         if run_id is None:  # a fresh trial: nothing was waiting when this worker asked
@@ -341,8 +336,9 @@ def _objective(train_fn: TrainFn, grace_s: float, heartbeat_s: float,
                 except Exception as exc:
                     _write_failure(run_dir, exc)
                     raise
-            (run_dir / "failure.json").unlink(missing_ok=True)
-            return float(summary.get("val_bpb", float("nan")))
+            RunPaths(run_dir).failure.unlink(missing_ok=True)
+            # The record on disk is the run's result (train_fn's return value is the same record, or a stand-in's).
+            return _val_bpb(run_dir) if summary is not None else float("nan")
         finally:
             lock.release()
             if after_run is not None:
@@ -356,11 +352,11 @@ def run_outcome(run_dir: Path) -> str:
     or unfinished (stopped, or taken by another worker)."""
     run_dir = Path(run_dir)
     try:
-        if _finished(run_dir):
-            summary = json.loads((run_dir / "summary.json").read_bytes())
-            return (f"finished {run_dir.name}: val_bpb {summary.get('val_bpb', float('nan')):.4f} in "
-                    f"{summary.get('wall_time_s', float('nan')):.0f} s")
-        failure = run_dir / "failure.json"
+        summary = load_summary(RunPaths(run_dir).summary)
+        if summary is not None:
+            wall = summary.wall_time_s if summary.wall_time_s is not None else float("nan")
+            return f"finished {run_dir.name}: val_bpb {summary.bpb:.4f} in {wall:.0f} s"
+        failure = RunPaths(run_dir).failure
         if failure.is_file():
             return f"failed {run_dir.name}: {json.loads(failure.read_bytes()).get('error', '?')}"
     except (OSError, ValueError):  # a damaged record is reported by the table refresh, not here
@@ -381,8 +377,7 @@ def run_worker(study: optuna.Study, train_fn: TrainFn | None = None, *, grace_s:
     and trained here, so a sweep finishes when one of its workers is killed. A run stopped by SIGTERM ends the
     worker; its message is appended to ``stopped``. ``after_run(run_dir)`` is called after each run, finished or
     failed (the CLI refreshes the sweep tables)."""
-    if train_fn is None:
-        from aunet.training.run import train as train_fn
+    train_fn = train_fn or training_run.train
     stopped = stopped if stopped is not None else []
     objective = _objective(train_fn, grace_s, heartbeat_s, after_run, stopped)
     taken = 0

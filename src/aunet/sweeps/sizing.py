@@ -5,8 +5,8 @@ by the measured bytes per token for BPE. A template is searched over the deepest
 the depth that hits the target is solved exactly (FLOPs grow linearly with the number of deepest-stage layers), and
 among the sizes within tolerance the one closest to the template's width-per-layer ``aspect`` wins.
 
-Floors keep every size a sensible model (:func:`floor_violations`): each stage at least ``min_heads`` heads wide
-(default 2), AU-Net stages never narrower than the stage before them, at least one layer on each side of every
+Floors keep every size a sensible model (the family's ``floor_violations``): each stage at least ``min_heads`` heads
+wide (default 2), AU-Net stages never narrower than the stage before them, at least one layer on each side of every
 non-deepest stage. A template's widths are raised to the floors before the search, so a small budget gets a small
 but well-formed model, or a one-line error when even the floor model is too expensive.
 """
@@ -20,7 +20,7 @@ from typing import Any
 from aunet.config import read_yaml
 from aunet.errors import ConfigError, excerpt
 from aunet.flops import flops_report
-from aunet.models.config import AUNetConfig, BPEConfig, ModelConfig, model_config_from_dict, swiglu_hidden_dim
+from aunet.models import FAMILY_CLASSES, ModelConfig, family_of, model_config_from_dict
 from aunet.models.loading import resolve_config_path
 
 
@@ -35,8 +35,7 @@ class SizedModel:
 
 
 def flops_per_byte(config: ModelConfig, bytes_per_token: float) -> float:
-    report = flops_report(config)
-    return report.flops_per_unit / (bytes_per_token if report.unit == "token" else 1.0)
+    return flops_report(config).flops_per_unit / family_of(config).bytes_per_unit(bytes_per_token)
 
 
 def _model_dict(entry: Any, overrides: dict, key: str) -> dict:
@@ -69,39 +68,11 @@ def from_ladder(ladder: list, overrides: dict, target: float, bytes_per_token: f
     return SizedModel(configs[best], costs[best], costs[best] / target - 1, in_range)
 
 
-def _round_to(value: float, multiple: int) -> int:
-    return max(multiple, int(round(value / multiple)) * multiple)
-
-
 def _template_config(t: dict, width: int, layers: int, bytes_per_token: float, key: str,
                      ffn: int | None = None) -> ModelConfig:
     """The template's model with deepest-stage ``width`` and ``layers`` (and deepest FFN size ``ffn`` if given)."""
-    family = t.get("family")
-    common = {k: t[k] for k in ("ffn_multiple_of", "rope_theta", "norm_eps") if k in t}
-    if family == "bpe":
-        seq_bytes = int(t.get("seq_bytes", 512))
-        return model_config_from_dict(
-            {"family": "bpe", "dim": width, "layers": layers, "head_dim": int(t.get("head_dim", 64)),
-             "vocab_size": int(t["vocab_size"]), "seq_len": max(8, round(seq_bytes / bytes_per_token)),
-             "window": t.get("window"), "ffn_dim": ffn, **common}, prefix=f"{key}.")
-    if family == "aunet":
-        ratios, heads = t["widths"], t["head_dims"]
-        min_heads = int(t.get("min_heads", DEFAULT_MIN_HEADS))
-        dims: list[int] = []
-        for r, h in zip(ratios, heads):
-            d = max(_round_to(r * width, h), min_heads * h)
-            if dims:  # a deeper stage is never narrower than the one it pools from
-                d = max(d, -(-dims[-1] // h) * h)
-            dims.append(d)
-        stage_layers = [layers if fixed is None else int(fixed) for fixed in t["layers"]]
-        extra = {k: t[k] for k in ("splits", "windows", "upsampling", "n_offsets") if k in t}
-        if ffn is not None:
-            multiple = int(t.get("ffn_multiple_of", 256))
-            extra["ffn_dims"] = [swiglu_hidden_dim(d, multiple) for d in dims[:-1]] + [ffn]
-        return model_config_from_dict(
-            {"family": "aunet", "dims": dims, "layers": stage_layers, "head_dims": heads, "caps": t["caps"],
-             **extra, **common}, prefix=f"{key}.")
-    raise ConfigError(f"{key}.family", f"expected aunet or bpe, got {excerpt(family)}")
+    return FAMILY_CLASSES[t["family"]].from_template(t, width, layers, bytes_per_token, key, ffn,
+                                                     int(t.get("min_heads", DEFAULT_MIN_HEADS)))
 
 
 TEMPLATE_KEYS = {"family", "widths", "head_dims", "caps", "splits", "windows", "layers", "upsampling", "n_offsets",
@@ -110,49 +81,22 @@ TEMPLATE_KEYS = {"family", "widths", "head_dims", "caps", "splits", "windows", "
 DEFAULT_MIN_HEADS = 2  # a one-head stage cannot attend to two things at once; the floor every template gets
 
 
-REQUIRED_KEYS = {"bpe": ("head_dim", "vocab_size"), "aunet": ("widths", "head_dims", "caps", "layers")}
-
-
 def check_template(template: dict, key: str) -> dict:
     """Unknown or missing template keys are ConfigErrors naming the key."""
     unknown = set(template) - TEMPLATE_KEYS
     if unknown:
         name = sorted(unknown)[0]
         raise ConfigError(f"{key}.{name}", f"unknown template key; valid keys: {', '.join(sorted(TEMPLATE_KEYS))}")
-    family = template.get("family")
-    if family not in REQUIRED_KEYS:
-        raise ConfigError(f"{key}.family", f"expected aunet or bpe, got {excerpt(family)}")
-    for name in REQUIRED_KEYS[family]:
+    family = FAMILY_CLASSES.get(template.get("family"))  # type: ignore[arg-type]
+    if family is None:
+        raise ConfigError(f"{key}.family", f"expected aunet or bpe, got {excerpt(template.get('family'))}")
+    for name in family.template_keys:
         if name not in template:
-            raise ConfigError(f"{key}.{name}", f"required for a {family} template")
+            raise ConfigError(f"{key}.{name}", f"required for a {family.name} template")
     if int(template.get("min_heads", DEFAULT_MIN_HEADS)) < 1:
         raise ConfigError(f"{key}.min_heads", "must be at least 1")
-    if family == "aunet":
-        for i, layers in enumerate(template["layers"][:-1]):
-            if layers is None or int(layers) < 1:
-                raise ConfigError(f"{key}.layers[{i}]", "a non-deepest stage needs at least 1 layer on each side "
-                                  "(its encoder and its decoder); only the deepest stage's layers are searched (null)")
+    family.check_template(template, key)
     return template
-
-
-def floor_violations(config: ModelConfig, min_heads: int = DEFAULT_MIN_HEADS) -> list[str]:
-    """What makes ``config`` fall below the floors of a sensible model (empty when it is fine): a stage narrower
-    than ``min_heads`` heads, an AU-Net stage narrower than the stage before it, a stage without layers."""
-    out = []
-    if isinstance(config, BPEConfig):
-        if config.dim < min_heads * config.head_dim:
-            out.append(f"width {config.dim} is under {min_heads} heads of {config.head_dim}")
-        if config.layers < 1:
-            out.append("no layers")
-        return out
-    for i, (d, h, n) in enumerate(zip(config.dims, config.head_dims, config.layers)):
-        if d < min_heads * h:
-            out.append(f"stage {i + 1} is {d} wide, under {min_heads} heads of {h}")
-        if i and d < config.dims[i - 1]:
-            out.append(f"stage {i + 1} ({d} wide) is narrower than stage {i} ({config.dims[i - 1]})")
-        if n < 1:
-            out.append(f"stage {i + 1} has no layers")
-    return out
 
 
 def from_template(template: dict, overrides: dict, target: float, bytes_per_token: float, tolerance: float,
@@ -165,8 +109,7 @@ def from_template(template: dict, overrides: dict, target: float, bytes_per_toke
     wins. Tiny models change cost in big steps with each layer or width step; the FFN takes up the rest.
     """
     t = check_template({**template, **overrides}, key)
-    if t.get("family") == "aunet" and (t.get("layers") or [None])[-1] is not None:
-        raise ConfigError(f"{key}.layers", "the deepest stage's layers must be null (searched)")
+    FAMILY_CLASSES[t["family"]].check_searchable(t, key)
     step = int(t.get("width_step", t.get("head_dim", 0) or max(t.get("head_dims", [32]))))
     head = int(t.get("head_dim", 0) or t.get("head_dims", [32])[-1])
     smallest = int(t.get("min_heads", DEFAULT_MIN_HEADS)) * head  # the floor of the searched (deepest) width
@@ -249,14 +192,3 @@ def size_for(family_spec: Any, target: float, bytes_per_token: float, tolerance:
     config = build_config(family_spec.model, family_spec.overrides, f"{key}.model")
     cost = flops_per_byte(config, bytes_per_token)
     return SizedModel(config, cost, cost / target - 1 if target else 0.0, True)
-
-
-def model_family_of(config: ModelConfig) -> str:
-    return "bpe" if isinstance(config, BPEConfig) else "aunet"
-
-
-def seq_bytes_of(config: ModelConfig, bytes_per_token: float) -> float:
-    """Bytes one training sequence holds (tokens times bytes per token for BPE)."""
-    if isinstance(config, AUNetConfig):
-        return float(config.seq_len)
-    return config.seq_len * bytes_per_token

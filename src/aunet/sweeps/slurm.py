@@ -33,7 +33,8 @@ def sbatch_script(name: str, storage_url: str, *, array: int, gpus: int, cpus: i
         "# Each task trains waiting runs of the sweep until none is left (runs were enqueued by 'aunet sweep slurm').",
         "# Lightning must not mistake this single task for a multi-task SLURM job of the run itself.",
         "unset SLURM_NTASKS SLURM_NTASKS_PER_NODE",
-        f"exec {shlex.quote(py)} -m aunet sweep worker --storage {shlex.quote(storage_url)} --study {shlex.quote(name)}",
+        f"exec {shlex.quote(py)} -m aunet sweep worker --storage {shlex.quote(storage_url)} "
+        f"--study {shlex.quote(name)}",
         "",
     ]
     return "\n".join(lines)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from aunet.config import coerce, from_dict, read_yaml
+from aunet.data.config import DataConfig
 from aunet.errors import ConfigError, excerpt
 
 SIZE_RULES = ("data_ratio", "isoflop", "fixed")
@@ -103,9 +104,9 @@ class HParams:
 @dataclass
 class FamilySpec:
     """One family: a ``template`` (sizes found by search), a ``ladder`` (a list of model sections or preset names,
-    the closest is taken; or a mapping budget -> model, fixed per budget) or one fixed ``model``. ``variant`` labels an ablation; ``overrides`` are merged into
-    every model of the family (e.g. ``{upsampling: simple}``). Ablations list several entries of one ``family``
-    with different ``variant`` labels."""
+    the closest is taken; or a mapping budget -> model, fixed per budget) or one fixed ``model``. ``variant`` labels
+    an ablation; ``overrides`` are merged into every model of the family (e.g. ``{upsampling: simple}``). Ablations
+    list several entries of one ``family`` with different ``variant`` labels."""
 
     template: Union[dict, None] = None
     ladder: Union[list, dict, None] = None
@@ -210,6 +211,12 @@ class SweepSpec:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def data_config(self) -> DataConfig:
+        """The validated data section every run of the sweep reads."""
+        data = from_dict(DataConfig, self.data or {}, prefix="data.")
+        data.validate()
+        return data
+
 
 _TOP_KEYS = {f.name for f in dataclasses.fields(SweepSpec)} - {"source"}
 
@@ -307,10 +314,8 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
         name=name, families=families, budgets=budgets, size=size, hparams=hparams, seeds=seeds,
         data=dict(raw.get("data") or {}), train=dict(raw.get("train") or {}), trainer=dict(raw.get("trainer") or {}),
         eval=evaluation, tune=tune, bytes_per_token=None if bpt is None else coerce(bpt, float, "bytes_per_token"),
-        extra_seeds=extra,
-        results_dir=coerce(raw.get("results_dir") or "results", str, "results_dir"),
-        description=coerce(raw.get("description") or "", str, "description"),
-        source=source,
+        extra_seeds=extra, results_dir=coerce(raw.get("results_dir") or "results", str, "results_dir"),
+        description=coerce(raw.get("description") or "", str, "description"), source=source,
     )
 
 

@@ -1,8 +1,8 @@
 """The results table of a sweep: ``results/<sweep>/runs.csv``, one row per planned run.
 
-The table is rebuilt from the saved plan (``plan.json``) and the run folders (``summary.json``, ``failure.json``,
-``eval/scores.json``), never appended to, so it is complete and parseable at every moment (atomic replace) and a
-sweep run twice still has exactly one row per run.
+The table is rebuilt from the saved plan (``plan.json``) and the run folders (their summary, failure and
+evaluation scores, :class:`~aunet.training.records.RunPaths`), never appended to, so it is complete and parseable
+at every moment (atomic replace) and a sweep run twice still has exactly one row per run.
 """
 
 from __future__ import annotations
@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from aunet.io import atomic_write_json, atomic_write_text
+from aunet.training.records import RunPaths
+from aunet.training.summary import load_summary
 
 PLAN_FILE = "plan.json"
+# Columns that come from a finished run's summary (the rest come from the plan, the throughput and evaluations).
+SUMMARY_COLUMNS = ("params", "non_embedding_params", "flops_spent", "bytes_seen", "tokens_seen", "bytes_per_token",
+                   "val_bpb", "val_loss", "wall_time_s")
 TABLE_FILE = "runs.csv"
 
 COLUMNS = [
@@ -29,17 +34,16 @@ COLUMNS = [
 
 def run_status(run_dir: Path) -> tuple[str, str]:
     """``finished``, ``failed`` (with the error), ``partial`` (a checkpoint, no summary) or ``planned``."""
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        if _read_json(summary):
+    paths = RunPaths(run_dir)
+    if paths.summary.is_file():
+        if load_summary(paths.summary) is not None:
             return "finished", ""
         # A garbled summary is not a finished run (its numbers would be blank): say which file to delete.
-        return "failed", f"{summary}: unreadable; delete it to finish the run again from its checkpoint"
-    failure = run_dir / "failure.json"
-    if failure.is_file():
-        record = _read_json(failure)
-        return "failed", str(record.get("error", "")) if record else f"{failure}: unreadable"
-    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return "failed", f"{paths.summary}: unreadable; delete it to finish the run again from its checkpoint"
+    if paths.failure.is_file():
+        record = _read_json(paths.failure)
+        return "failed", str(record.get("error", "")) if record else f"{paths.failure}: unreadable"
+    if paths.last_checkpoint.is_file():
         return "partial", ""
     return "planned", ""
 
@@ -56,26 +60,25 @@ def _read_json(path: Path) -> dict[str, Any]:
 def row_for(planned: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
     """One table row: the plan's fields, the run's summary when finished, and any evaluation scores."""
     run_dir = runs_dir / planned["run_id"]
+    paths = RunPaths(run_dir)
     status, error = run_status(run_dir)
     model = planned["run_config"]["model"]
     row = {k: planned.get(k) for k in COLUMNS if k in planned}
     row.update(status=status, error=error, run_dir=str(run_dir), bytes_planned=planned.get("bytes"),
                dims=json.dumps(model.get("dims", [model.get("dim")])),
-               layers=json.dumps(model.get("layers") if isinstance(model.get("layers"), list) else [model.get("layers")]))
-    if status == "finished":
-        summary = _read_json(run_dir / "summary.json")
-        for key in ("params", "non_embedding_params", "flops_spent", "bytes_seen", "tokens_seen", "bytes_per_token",
-                    "val_bpb", "val_loss", "wall_time_s"):
-            if key in summary:
-                row[key] = summary[key]
-        for stage in summary.get("stages") or []:  # per-stage records of AU-Net runs (realized, from the log)
+               layers=json.dumps(model["layers"] if isinstance(model.get("layers"), list) else [model.get("layers")]))
+    summary = load_summary(paths.summary) if status == "finished" else None
+    if summary is not None:
+        recorded = summary.to_dict()
+        row.update({key: recorded[key] for key in SUMMARY_COLUMNS if recorded.get(key) is not None})
+        for stage in summary.stages:  # per-stage records of AU-Net runs (realized, from the log)
             for key in ("boundaries", "truncated", "padding", "units_per_param"):
                 if key in stage:
                     row[f"{key}_{stage['stage']}"] = stage[key]
-        throughput = summary.get("throughput") or {}
+        throughput = summary.throughput
         row.update(bytes_per_s=throughput.get("bytes_per_s"), flops_per_s=throughput.get("flops_per_s"),
                    mfu=throughput.get("mfu"), train_time_s=throughput.get("train_time_s"))
-    scores = _read_json(run_dir / "eval" / "scores.json")
+    scores = _read_json(paths.scores)
     row.update({k: v for k, v in sorted(scores.items()) if isinstance(v, (int, float))})
     return row
 

@@ -22,6 +22,7 @@ from aunet.sweeps.plan import plan_sweep
 from aunet.sweeps.runner import default_storage_url, open_storage
 from aunet.sweeps.spec import HParams, SweepSpec
 from aunet.sweeps.table import write_table
+from aunet.training import run as training_run  # train looked up at call time: a test or plugin may replace it
 from aunet.training.config import run_config_from_dict
 
 TrainFn = Callable[..., dict[str, Any]]
@@ -74,8 +75,7 @@ def _sampler(kind: str, seed: int, tune=None) -> optuna.samplers.BaseSampler:
 def tune_sweep(spec: SweepSpec, train_fn: TrainFn | None = None, storage_url: str | None = None) -> Path:
     """Run (or resume) every tuning study of ``spec``; returns the tuning table's path."""
     assert spec.tune is not None, "the sweep has no tune section"
-    if train_fn is None:
-        from aunet.training.run import train as train_fn
+    train_fn = train_fn or training_run.train
     tune = spec.tune
     # The size rule fixes each family's model and bytes per budget; LR and batch are placeholders to be sampled.
     base = dataclasses.replace(spec, hparams={g: HParams(lr=1.0, batch_bytes=1.0) for g in ("aunet", "bpe")})
@@ -105,7 +105,6 @@ def tune_sweep(spec: SweepSpec, train_fn: TrainFn | None = None, storage_url: st
 
 
 def _objective(run, runs_dir: Path, tune, train_fn: TrainFn, rows: list) -> Callable[[optuna.Trial], float]:
-    model = run.config.model
     seq_bytes = run.batch_bytes / run.batch_size
 
     def objective(trial: optuna.Trial) -> float:
@@ -124,8 +123,8 @@ def _objective(run, runs_dir: Path, tune, train_fn: TrainFn, rows: list) -> Call
         callbacks = [StepPruning(trial)] if tune.prune else []
         summary = train_fn(config, run_dir=run_dir, resume=True, callbacks=callbacks)
         for key in ("val_bpb", "val_loss", "flops_spent", "bytes_seen"):
-            trial.set_user_attr(key, summary.get(key))
-        return float(summary["val_bpb"])
+            trial.set_user_attr(key, getattr(summary, key))
+        return summary.bpb
 
     return objective
 

@@ -40,6 +40,3 @@ class ByteTokenizer:
     def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
         """Text of ``ids`` (special tokens dropped); invalid UTF-8 becomes U+FFFD unless ``errors`` says otherwise."""
         return self.decode_bytes(ids).decode("utf-8", errors=errors)
-
-    def is_special(self, token_id: int) -> bool:
-        return token_id >= 256

@@ -60,7 +60,7 @@ class TrainTimer(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         # Called while saving a checkpoint: include the time of the segment so far.
-        train = self.train_seconds + (time.perf_counter() - self._train_t0 if self._train_t0 is not None else 0.0)
+        train = self.elapsed()
         wall = self.wall_seconds + (time.perf_counter() - self._wall_t0 if self._wall_t0 is not None else 0.0)
         return {"train_seconds": train, "wall_seconds": wall}
 
@@ -159,8 +159,8 @@ class LastCheckpoint(L.Callback):
     at the end of the current batch by raising ``SIGTERMException``, saving nothing. This callback takes the flag
     over so that the stop always lands on a point a resume reproduces exactly: after the optimizer step (never in
     the middle of a gradient accumulation) and after a validation that has started (a validation stopped half-way
-    would be skipped on resume, losing its row). There it saves ``path``, records the step in ``stopped_at`` and
-    hands the flag back to Lightning, which then stops. Under DDP the ranks agree (any rank's signal counts) before
+    would be skipped on resume, losing its row). There it saves ``path`` (its step in ``saved_step``) and hands the
+    flag back to Lightning, which then stops. Under DDP the ranks agree (any rank's signal counts) before
     the collective save. ``val_every``: the validation interval in optimizer steps; ``after_save``: called after
     each save (the run records the checkpoint's step).
     """
@@ -171,7 +171,6 @@ class LastCheckpoint(L.Callback):
         self.val_every = val_every
         self.after_save = after_save  # records that the checkpoint exists (called on every rank, after the save)
         self.saved_step: int | None = None  # the step of the last checkpoint written in this segment
-        self.stopped_at: int | None = None  # the step at which a SIGTERM stopped the run
         self._pending = False  # a SIGTERM taken over from Lightning, not acted on yet
 
     def _save(self, trainer: L.Trainer) -> None:
@@ -206,7 +205,6 @@ class LastCheckpoint(L.Callback):
 
     def _hand_back(self, trainer: L.Trainer) -> None:
         """Set Lightning's flag again: it stops the fit at the end of this batch, with the checkpoint saved."""
-        self.stopped_at = trainer.global_step
         self._pending = False
         connector = getattr(trainer, "_signal_connector", None)
         if connector is not None:

@@ -16,7 +16,7 @@ from torchmetrics import MeanMetric, SumMetric
 
 from aunet.errors import RunError
 from aunet.flops import flops_report
-from aunet.models import AUNet, build_model, model_config_from_dict
+from aunet.models import build_model, family_of, model_config_from_dict
 from aunet.models.loss import IGNORE, compiled_next_unit_loss, next_unit_loss
 from aunet.training.optim import adamw
 from aunet.training.schedule import warmup_cosine
@@ -40,21 +40,13 @@ class LanguageModelModule(L.LightningModule):
     scored) and, for AU-Net with several stages, ``levels`` ``[B, S+1]``.
     """
 
-    def __init__(
-        self,
-        model: dict[str, Any],
-        optim: dict[str, Any],
-        micro_batch: int,
-        token_bytes: list[int],
-        val_text_bytes: int,
-        compile: bool = False,
-        identity: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, model: dict[str, Any], optim: dict[str, Any], micro_batch: int, token_bytes: list[int],
+                 val_text_bytes: int, compile: bool = False, identity: dict[str, str] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["token_bytes"])
         self.model_config = model_config_from_dict(model)
         self.model = build_model(self.model_config)
-        self.is_aunet = isinstance(self.model, AUNet)
+        self.family = family_of(self.model_config)
         report = flops_report(self.model_config)
         self.flops_per_unit = report.flops_per_unit
         self.units_per_sequence = report.seq_len
@@ -72,24 +64,13 @@ class LanguageModelModule(L.LightningModule):
 
     # --- forward and loss ------------------------------------------------------------------------------------------
 
-    def _forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        tokens = batch["tokens"]
-        inputs = tokens[:, :-1].clamp(min=0)
-        targets = tokens[:, 1:].masked_fill(tokens[:, 1:] < 0, IGNORE)
-        if self.is_aunet and self.model_config.n_stages > 1:
-            logits, stats = self.model(inputs, batch["levels"][:, :-1], return_stats=True)
-            return logits, targets, stats
-        return self.model(inputs), targets, None
-
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits, targets, stats = self._forward(batch)
+        logits, targets, stats = self.family.forward_batch(self.model, batch, return_stats=True)
         loss = self.loss_fn(logits, targets)
         # One host sync per step: a NaN must stop the run before it reaches a checkpoint.
         if not torch.isfinite(loss):
-            raise RunError(
-                f"training loss became {loss.item()} at step {self.global_step}; lower train.lr or check the data "
-                "(the last good checkpoint and the records are kept)"
-            )
+            raise RunError(f"training loss became {loss.item()} at step {self.global_step}; lower train.lr or check "
+                           "the data (the last good checkpoint and the records are kept)")
         self.micro_batches_trained += 1
         inputs = batch["tokens"][:, :-1].clamp(min=0)
         self.bytes_seen_local += self.token_bytes[inputs].sum()
@@ -128,7 +109,7 @@ class LanguageModelModule(L.LightningModule):
     # --- validation ------------------------------------------------------------------------------------------------
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits, targets, _ = self._forward(batch)
+        logits, targets, _ = self.family.forward_batch(self.model, batch)
         flat = targets.flatten()
         nats = F.cross_entropy(logits.float().flatten(0, 1), flat, ignore_index=IGNORE, reduction="none")
         scored = flat != IGNORE

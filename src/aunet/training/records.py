@@ -3,11 +3,17 @@
 ``<run_dir>/``
     ``config.yaml``      the fully resolved run config
     ``metrics.csv``      every logged step, whole across resumes (rebuilt from ``logs/version_*/metrics.csv``)
-    ``summary.json``     final numbers and provenance (see :data:`SUMMARY_KEYS`)
+    ``summary.json``     final numbers and provenance (:class:`aunet.training.summary.RunSummary`)
+    ``failure.json``     the error of a failed sweep run (the sweep goes on; ``--retry-failed`` runs it again)
     ``checkpoints/``     ``last.ckpt`` (latest, for resuming) and ``final.ckpt``
     ``logs/``            raw Lightning CSV logs, one version per segment, ``segments.json`` and
                          ``checkpoint.json`` (the step of the last checkpoint saved, so a lost one is noticed)
+    ``tokenizer/``       the BPE tokenizer of a BPE run
+    ``eval/``            ``scores.json`` and the evaluations' own files (:mod:`aunet.evaluation.evaluate`)
     ``.train.lock``      held (flock) by the process training into the folder
+    ``.lock``            held by the sweep worker that trains the run (:class:`aunet.sweeps.runner.RunLock`)
+
+:class:`RunPaths` is the only place that knows these names.
 """
 
 from __future__ import annotations
@@ -25,58 +31,41 @@ from typing import Any
 import torch
 
 from aunet.errors import StateError
+from aunet.flops import flops_report, layer_params
 from aunet.io import atomic_write_json, atomic_write_text, read_json
 
-SUMMARY_KEYS = (
-    "val_bpb", "val_loss", "params", "flops_per_unit", "flops_spent", "bytes_seen", "tokens_seen",
-    "bytes_per_token", "wall_time_s", "throughput", "git_commit", "seed", "versions", "data_fingerprint",
-    "weights_sha256",
-)
+
+def _under(*parts: str) -> property:
+    """A path of the run folder: ``root / parts``."""
+    return property(lambda self: self.root.joinpath(*parts))
 
 
 @dataclass(frozen=True)
 class RunPaths:
+    """The files of the run folder ``root`` (see the module docstring)."""
+
     root: Path
 
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
+    config = _under("config.yaml")
+    metrics = _under("metrics.csv")
+    summary = _under("summary.json")
+    failure = _under("failure.json")
+    tokenizer = _under("tokenizer")
+    eval_dir = _under("eval")
+    scores = _under("eval", "scores.json")
+    sweep_lock = _under(".lock")
+    lock = _under(".train.lock")
+    checkpoints = _under("checkpoints")
+    last_checkpoint = _under("checkpoints", "last.ckpt")
+    final_checkpoint = _under("checkpoints", "final.ckpt")
+    logs = _under("logs")
+    segments = _under("logs", "segments.json")
+    checkpoint_record = _under("logs", "checkpoint.json")
 
     @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.csv"
-
-    @property
-    def summary(self) -> Path:
-        return self.root / "summary.json"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints / "last.ckpt"
-
-    @property
-    def final_checkpoint(self) -> Path:
-        return self.checkpoints / "final.ckpt"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def segments(self) -> Path:
-        return self.logs / "segments.json"
-
-    @property
-    def checkpoint_record(self) -> Path:
-        return self.logs / "checkpoint.json"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / ".train.lock"
+    def model_checkpoints(self) -> tuple[Path, Path]:
+        """The checkpoints to evaluate, preferred first: the final one, else the latest of an unfinished run."""
+        return self.final_checkpoint, self.last_checkpoint
 
 
 def git_commit(path: Path | None = None) -> dict[str, Any]:
@@ -136,7 +125,8 @@ def record_checkpoint(paths: RunPaths, step: int) -> None:
     """Remember that ``checkpoints/last.ckpt`` now holds step ``step`` (written after the checkpoint itself, so the
     record never claims a checkpoint that is not there yet). A resume that finds the record but not the file
     refuses instead of training again from step 0."""
-    atomic_write_json(paths.checkpoint_record, {"step": int(step), "file": "checkpoints/last.ckpt"})
+    atomic_write_json(paths.checkpoint_record,
+                      {"step": int(step), "file": paths.last_checkpoint.relative_to(paths.root).as_posix()})
 
 
 def recorded_checkpoint_step(paths: RunPaths) -> int | None:
@@ -191,13 +181,6 @@ def merge_metrics(paths: RunPaths) -> Path | None:
     return atomic_write_text(paths.metrics, buffer.getvalue())
 
 
-def write_summary(paths: RunPaths, summary: dict[str, Any]) -> Path:
-    missing = [k for k in SUMMARY_KEYS if k not in summary]
-    if missing:
-        raise ValueError(f"summary lacks {missing}")
-    return atomic_write_json(paths.summary, summary)
-
-
 def stage_records(metrics_file: Path, config: Any, units_seen: float) -> list[dict[str, float]]:
     """Per stage of an AU-Net run, from its training log: mean realized boundaries per sequence entering the stage,
     share of sequences whose boundaries the cap truncated, share of the stage's cap left as padding, and units the
@@ -206,10 +189,8 @@ def stage_records(metrics_file: Path, config: Any, units_seen: float) -> list[di
     ``metrics_file``: the run's merged ``metrics.csv`` (``train/boundaries_i`` and ``train/cap_truncated_i`` are
     logged every logged step); ``units_seen``: bytes the run read. Empty for BPE and one-stage models.
     """
-    from aunet.flops import flops_report, layer_params
-    from aunet.models.config import AUNetConfig
-
-    if not isinstance(config, AUNetConfig) or config.n_stages < 2 or not metrics_file.is_file():
+    report = flops_report(config)
+    if len(report.stages) < 2 or not metrics_file.is_file():
         return []
     with metrics_file.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -218,7 +199,6 @@ def stage_records(metrics_file: Path, config: Any, units_seen: float) -> list[di
         values = [float(r[column]) for r in rows if r.get(column) not in (None, "")]
         return sum(values) / len(values) if values else float("nan")
 
-    report = flops_report(config)
     out = []
     for s in report.stages:
         params = s.layers_counted * layer_params(s.dim, s.ffn_dim)
@@ -227,6 +207,6 @@ def stage_records(metrics_file: Path, config: Any, units_seen: float) -> list[di
             continue
         kept = mean(f"train/boundaries_{s.stage}")
         out.append({"stage": s.stage, "boundaries": kept, "truncated": mean(f"train/cap_truncated_{s.stage}"),
-                    "padding": 1 - kept / config.caps[s.stage],
-                    "units_per_param": units_seen * kept / config.caps[0] / params})
+                    "padding": 1 - kept / s.seq_len,
+                    "units_per_param": units_seen * kept / report.seq_len / params})
     return out

@@ -10,10 +10,8 @@ import dataclasses
 import logging
 import math
 import os
-import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
@@ -25,14 +23,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from aunet.config import read_yaml
 from aunet.errors import ConfigError, RunError, RunStopped
 from aunet.flops import flops_report
-from aunet.io import atomic_write_yaml, read_json
-from aunet.training.callbacks import (
-    LastCheckpoint,
-    RecordsOnCheckpoint,
-    ThroughputLogger,
-    TrainTimer,
-    save_checkpoint,
-)
+from aunet.io import atomic_write_yaml
+from aunet.training.callbacks import LastCheckpoint, RecordsOnCheckpoint, ThroughputLogger, TrainTimer, save_checkpoint
 from aunet.training.config import RunConfig, run_config_from_dict
 from aunet.training.datamodule import CorpusDataModule
 from aunet.training.hardware import check_memory, check_trainer
@@ -45,13 +37,13 @@ from aunet.training.records import (
     git_commit,
     library_versions,
     merge_metrics,
-    stage_records,
     read_segments,
     record_checkpoint,
     recorded_checkpoint_step,
+    stage_records,
     weights_sha256,
-    write_summary,
 )
+from aunet.training.summary import RunSummary, read_summary, write_summary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,16 +99,12 @@ def plan_steps(run: RunConfig, world_size: int = 1) -> Plan:
     else:
         total = int(t.budget_flops // flops_per_step)
         if total < 1:
-            raise RunError(
-                f"train.budget_flops={t.budget_flops:.3g} is less than one step ({flops_per_step:.3g} FLOPs); "
-                "raise the budget or lower train.batch_size"
-            )
+            raise RunError(f"train.budget_flops={t.budget_flops:.3g} is less than one step ({flops_per_step:.3g} "
+                           "FLOPs); raise the budget or lower train.batch_size")
     per_device = t.batch_size // t.accumulate
     if per_device % world_size:
-        raise RunError(
-            f"train.batch_size={t.batch_size} / accumulate={t.accumulate} is not divisible by the {world_size} "
-            "devices; adjust train.batch_size"
-        )
+        raise RunError(f"train.batch_size={t.batch_size} / accumulate={t.accumulate} is not divisible by the "
+                       f"{world_size} devices; adjust train.batch_size")
     warmup = t.warmup_steps if t.warmup_steps is not None else int(round(t.warmup_fraction * total))
     val_every = t.val_every_steps or max(1, total // 10)
     return Plan(total, min(warmup, total - 1), val_every, per_device // world_size, flops_per_step, units_per_step)
@@ -137,9 +125,8 @@ def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
             raise RunError(f"{paths.config}: this run's stored config is unusable ({exc.message.split('; ')[0]}); "
                            "delete the run folder to start the run again") from None
         if stored.fingerprint() != run.fingerprint():
-            raise RunError(
-                f"{paths.root} holds a run with a different config; use another --run-dir or delete that folder"
-            )
+            raise RunError(f"{paths.root} holds a run with a different config; use another --run-dir or delete that "
+                           "folder")
     last = paths.last_checkpoint
     if last.is_symlink() and not last.exists():
         raise RunError(f"{last}: a link to {os.readlink(last)}, which does not exist (moved, or its disk not "
@@ -182,10 +169,8 @@ def _check_checkpoint(paths: RunPaths, run: RunConfig) -> CheckpointInfo:
         raise RunError(f"{path}: not a checkpoint of an aunet training run (no model config); delete it to restart "
                        "the run")
     if stored != run.model.to_dict():
-        family = stored.get("family", "?")
-        other = f"a {family} model" if family != run.model.family else "a different model config"
-        raise RunError(f"{path}: checkpoint is from {other}, this run trains a {run.model.family} model; use "
-                       "another --run-dir")
+        raise RunError(f"{path}: checkpoint is from a {stored.get('family', '?')} model of another config, this run "
+                       f"trains a {run.model.family} model; use another --run-dir")
     identity = hparams.get("identity")
     if not (isinstance(identity, dict) and isinstance(identity.get("config"), str)
             and isinstance(identity.get("data"), str)):
@@ -214,8 +199,8 @@ def _check_data(checkpoint: CheckpointInfo, data_fingerprint: str) -> None:
 
 
 def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
-          callbacks: list[L.Callback] | None = None) -> dict[str, Any]:
-    """Train ``run`` to its budget and write its records; returns the summary (empty on ranks other than 0).
+          callbacks: list[L.Callback] | None = None) -> RunSummary | None:
+    """Train ``run`` to its budget and write its records; returns the summary (None on ranks other than 0).
 
     A finished run (``summary.json`` present) is not trained again: its summary is returned. With ``resume``, an
     unfinished run continues from ``checkpoints/last.ckpt`` with the same data stream, LR schedule and counters.
@@ -236,8 +221,8 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     state = _check_existing(paths, run, resume)
     if state == "finished":
         if not is_rank_zero:
-            return {}
-        return read_json(paths.summary, "delete it to finish the run again from its last checkpoint (--resume)")
+            return None
+        return read_summary(paths.summary)
     checkpoint = _check_checkpoint(paths, run) if state == "resume" else None
     resume_step = checkpoint.step if checkpoint is not None else 0
 
@@ -247,12 +232,8 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     plan = plan_steps(run, hardware.world_size)
     last = LastCheckpoint(paths.last_checkpoint, val_every=plan.val_every,
                           after_save=lambda trainer: _record_checkpoint(paths, trainer))
-    all_callbacks: list[L.Callback] = [
-        timer,
-        last,
-        ThroughputLogger(timer, peak_flops=run.train.peak_flops),
-        RecordsOnCheckpoint(lambda trainer: merge_metrics(paths)),
-    ]
+    all_callbacks: list[L.Callback] = [timer, last, ThroughputLogger(timer, peak_flops=run.train.peak_flops),
+                                       RecordsOnCheckpoint(lambda trainer: merge_metrics(paths))]
     all_callbacks += list(callbacks or [])
     if tr.progress_bar:
         all_callbacks.append(TQDMProgressBar(refresh_rate=1))
@@ -270,20 +251,20 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
         trainer = L.Trainer(max_steps=plan.total_steps, val_check_interval=plan.val_every * run.train.accumulate,
                             **trainer_kwargs)
 
-    datamodule = CorpusDataModule(run, plan.micro_batch, tokenizer_dir=paths.root / "tokenizer")
+    datamodule = CorpusDataModule(run, plan.micro_batch, tokenizer_dir=paths.tokenizer)
     optim = dict(lr=run.train.lr, betas=list(run.train.betas), eps=run.train.eps, weight_decay=run.train.weight_decay,
                  warmup_steps=plan.warmup_steps, min_lr_ratio=run.train.min_lr_ratio, total_steps=plan.total_steps)
     # Set the data up before the trainer runs: the module needs the token byte lengths and the validation size.
     if is_rank_zero:
         datamodule.prepare_data()
     datamodule.setup("fit")
-    data_fingerprint = datamodule.fingerprint()["sha256"]
+    data_fingerprint = datamodule.data.fingerprint()["sha256"]
     if checkpoint is not None:
         _check_data(checkpoint, data_fingerprint)
     # Every checkpoint says which run it continues: a checkpoint of another config or other data is refused on resume.
     identity = {"config": run.fingerprint(), "data": data_fingerprint}
     module = LanguageModelModule(model=run.model.to_dict(), optim=optim, micro_batch=plan.micro_batch,
-                                 token_bytes=datamodule.token_bytes, val_text_bytes=datamodule.val_text_bytes,
+                                 token_bytes=datamodule.data.token_bytes, val_text_bytes=datamodule.data.val_text_bytes,
                                  compile=tr.compile, identity=identity)
     # One process trains into a folder (rank 0 holds the lock for all ranks of its job).
     with RunFolderLock(paths.lock) if is_rank_zero else contextlib.nullcontext():
@@ -298,15 +279,14 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
 
 def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module: LanguageModelModule,
          datamodule: CorpusDataModule, timer: TrainTimer, last: LastCheckpoint, logger: CSVLogger, state: str,
-         resume_step: int, is_rank_zero: bool) -> dict[str, Any]:
+         resume_step: int, is_rank_zero: bool) -> RunSummary | None:
     """Write the run's records, train, and write its summary (the run folder is locked and checked)."""
     if is_rank_zero:
         # Written once the data is known to be usable: a run refused for its corpus leaves no folder behind.
-        datamodule.save_tokenizer()
+        datamodule.data.save_tokenizer()
         atomic_write_yaml(paths.config, run.to_dict())
         add_segment(paths, logger.version, resume_step)
 
-    started = time.time()
     ckpt_path = str(paths.last_checkpoint) if state == "resume" else None
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -326,12 +306,12 @@ def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module
     save_checkpoint(trainer, paths.last_checkpoint)
     _record_checkpoint(paths, trainer)
     bytes_seen = module.bytes_seen()
-    summary: dict[str, Any] = {}
-    if trainer.is_global_zero:
-        logger.save()
-        merge_metrics(paths)
-        summary = _summary(run, paths, plan, trainer, module, datamodule, timer, bytes_seen, time.time() - started)
-        write_summary(paths, summary)
+    if not trainer.is_global_zero:
+        return None
+    logger.save()
+    merge_metrics(paths)
+    summary = _summary(run, paths, plan, trainer, module, datamodule, timer, bytes_seen)
+    write_summary(paths.summary, summary)
     return summary
 
 
@@ -341,52 +321,30 @@ def _record_checkpoint(paths: RunPaths, trainer: L.Trainer) -> None:
 
 
 def _summary(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module: LanguageModelModule,
-             datamodule: CorpusDataModule, timer: TrainTimer, bytes_seen: float, segment_wall: float) -> dict[str, Any]:
+             datamodule: CorpusDataModule, timer: TrainTimer, bytes_seen: float) -> RunSummary:
     report = flops_report(run.model)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if hasattr(v, "item") or isinstance(v, float)}
     steps = trainer.global_step
     flops_spent = steps * plan.flops_per_step
     units_seen = steps * plan.units_per_step
     train_s = max(timer.train_seconds, 1e-9)
-    throughput = {
-        "bytes_per_s": bytes_seen / train_s,
-        "units_per_s": units_seen / train_s,
-        "flops_per_s": flops_spent / train_s,
-        "mfu": (flops_spent / train_s / (run.train.peak_flops * trainer.world_size)) if run.train.peak_flops else None,
-        "train_time_s": timer.train_seconds,
-        "devices": trainer.world_size,
-    }
+    peak = run.train.peak_flops * trainer.world_size if run.train.peak_flops else None
+    throughput = {"bytes_per_s": bytes_seen / train_s, "units_per_s": units_seen / train_s,
+                  "flops_per_s": flops_spent / train_s, "mfu": flops_spent / train_s / peak if peak else None,
+                  "train_time_s": timer.train_seconds, "devices": trainer.world_size}
     git = git_commit()
-    return {
-        "run_id": paths.root.name,
-        "name": run.name,
-        "family": run.model.family,
-        "status": "finished",
-        "val_bpb": metrics.get("val/bpb", math.nan),
-        "val_loss": metrics.get("val/loss", math.nan),
-        "params": report.params,
-        "non_embedding_params": report.non_embedding_params,
-        "flops_per_unit": report.flops_per_unit,
-        "unit": report.unit,
-        "head_share": report.head_share,
-        "budget_flops": run.train.budget_flops,
-        "steps": steps,
-        "flops_per_step": plan.flops_per_step,
-        "flops_spent": flops_spent,
-        "bytes_seen": bytes_seen,
-        "tokens_seen": units_seen,
-        "bytes_per_token": datamodule.bytes_per_token(),
-        "val_text_bytes": datamodule.val_text_bytes,
-        "wall_time_s": timer.wall_seconds,
-        "throughput": throughput,
-        "git_commit": git["commit"],
-        "git_dirty": git["dirty"],
-        "seed": run.train.seed,
-        "versions": library_versions(),
-        "data_fingerprint": datamodule.fingerprint()["sha256"],
-        "data": datamodule.fingerprint(),
-        "weights_sha256": weights_sha256(module.model.state_dict()),
-        "stages": stage_records(paths.metrics, run.model, units_seen),
-        "config_fingerprint": run.fingerprint(),
-        "host": os.uname().nodename if hasattr(os, "uname") else "unknown",
-    }
+    data = datamodule.data
+    return RunSummary(
+        run_id=paths.root.name, name=run.name, family=run.model.family, status="finished",
+        val_bpb=metrics.get("val/bpb", math.nan), val_loss=metrics.get("val/loss", math.nan),
+        params=report.params, non_embedding_params=report.non_embedding_params,
+        flops_per_unit=report.flops_per_unit, unit=report.unit, head_share=report.head_share,
+        budget_flops=run.train.budget_flops, steps=steps, flops_per_step=plan.flops_per_step, flops_spent=flops_spent,
+        bytes_seen=bytes_seen, tokens_seen=units_seen, bytes_per_token=data.bytes_per_token(),
+        val_text_bytes=data.val_text_bytes, wall_time_s=timer.wall_seconds, throughput=throughput,
+        git_commit=git["commit"], git_dirty=git["dirty"], seed=run.train.seed, versions=library_versions(),
+        data_fingerprint=data.fingerprint()["sha256"], data=data.fingerprint(),
+        weights_sha256=weights_sha256(module.model.state_dict()),
+        stages=stage_records(paths.metrics, run.model, units_seen), config_fingerprint=run.fingerprint(),
+        host=os.uname().nodename if hasattr(os, "uname") else "unknown",
+    )

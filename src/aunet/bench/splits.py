@@ -1,6 +1,6 @@
 """Compression and speed of split rules on real text: bytes per segment per language, and MB/s.
 
-    python -m aunet.splitting.measure [--rules word@1,cjk@1,cjk@2,cjk@4] [--repeats 5] [--max-bytes 2000000] [--json]
+    python -m aunet.bench.splits [--rules word@1,cjk@1,cjk@2,cjk@4] [--repeats 5] [--max-bytes 2000000] [--json]
 
 Compression is the stage-2 view of AU-Net-2: UTF-8 bytes divided by the bytes a rule selects (the positions the
 second stage runs on), with levels computed per document as in training. It decides the stage-2 cap a rule needs
@@ -29,7 +29,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from aunet.data.registry import resolve_corpus
 from aunet.errors import UserError
+from aunet.paths import data_dir
 from aunet.splitting.levels import compute_levels
 
 DEFAULT_RULES = ("word@1", "cjk@1", "cjk@2", "cjk@4")
@@ -70,8 +72,6 @@ def _jsonl_texts(path: Path, field: str = "text") -> Iterable[bytes]:
 
 def load_text_sets(max_bytes: int | None = 2_000_000) -> list[TextSet]:
     """The measured texts (see the module docstring), each capped at about ``max_bytes`` bytes of whole documents."""
-    from aunet.data.registry import resolve_corpus
-    from aunet.paths import data_dir
 
     root = data_dir()
     sets = []
@@ -120,12 +120,8 @@ def measure(sets: Sequence[TextSet], rules: Sequence[str], speed_rules: Sequence
             joined, _ = throughput([b"\n".join(docs)], list(rule_list), repeats)
             speed.append({"text": name, "rules": list(rule_list), "documents": len(docs), "mb_per_s_median": median,
                           "mb_per_s_best": best, "mb_per_s_joined_median": joined})
-    return {
-        "texts": {s.name: {"source": s.where, "documents": len(s.documents), "bytes": s.n_bytes} for s in sets},
-        "bytes_per_segment": compression,
-        "speed": speed,
-        "repeats": repeats,
-    }
+    return {"texts": {s.name: {"source": s.where, "documents": len(s.documents), "bytes": s.n_bytes} for s in sets},
+            "bytes_per_segment": compression, "speed": speed, "repeats": repeats}
 
 
 def pin_to_one_core() -> str:
@@ -156,7 +152,7 @@ def format_report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aunet.splitting.measure", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m aunet.bench.splits", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rules", default=",".join(DEFAULT_RULES), help="rules whose compression is measured")
     parser.add_argument("--speed-rules", default="word@1,word@2,word@4;cjk@1,cjk@2,cjk@4",
                         help="rule lists timed for MB/s, separated by ';' (default: %(default)s)")

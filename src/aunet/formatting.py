@@ -1,4 +1,4 @@
-"""Small formatting helpers for human-readable CLI output."""
+"""Small formatting helpers for human-readable output (the CLI, plot labels)."""
 
 from __future__ import annotations
 

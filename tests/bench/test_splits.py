@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from aunet.splitting.measure import TextSet, bytes_per_segment, format_report, main, measure
+from aunet.bench.splits import TextSet, bytes_per_segment, format_report, main, measure
 
 
 def test_bytes_per_segment_by_hand():

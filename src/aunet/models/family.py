@@ -1,0 +1,478 @@
+"""Model families behind one interface: everything the rest of the suite needs to know about bytes or BPE tokens.
+
+Training, scoring, generation, benchmarks and planning ask ``family_of(config)`` instead of testing which config
+they hold; a third family is one more :class:`Family` here (with its config, model and FLOPs), not an edit of every
+caller. A family is bound to one model config and answers:
+
+* what a unit is (``unit``: ``byte`` or ``token``), whether it needs a trained tokenizer, and its document encoder;
+* how a packed batch becomes model inputs and next-unit targets (:meth:`Family.forward_batch`: shift the tokens,
+  slice the levels, run the forward), the one definition training, benchmarks and planning share;
+* how text becomes units for scoring, where a truncated sequence may start, and the padded inputs and logits of a
+  batch of scoring rows (evaluation runs AU-Nets without caps, P5 and P14 in docs/paper-conformance.md);
+* the prefill and step of generation (:class:`Decoder`) and the bytes each unit decodes to.
+
+Batches are dicts with ``tokens`` ``[B, S+1]`` (PAD < 0 is never an input and never scored) and, for an AU-Net of
+several stages, ``levels`` ``[B, S+1]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from aunet.errors import ConfigError
+from aunet.models.config import AUNetConfig, BPEConfig, ModelConfig, model_config_from_dict, swiglu_hidden_dim
+from aunet.models.incremental import incremental_state
+from aunet.models.loss import IGNORE
+from aunet.splitting import compute_levels
+from aunet.tokenizers.encoders import ByteEncoder, DocumentEncoder, TokenizerEncoder
+
+BOS_BYTE = 256
+EOS_BYTE = 257
+
+
+def is_continuation_byte(b: int) -> bool:
+    """A UTF-8 continuation byte (``10xxxxxx``): never the first byte of a character."""
+    return 0x80 <= b < 0xC0
+
+
+def char_start_at_or_after(data: bytes | Sequence[int], index: int, limit: int | None = None) -> int:
+    """The first index ``>= index`` (and ``< limit``) that is not a UTF-8 continuation byte; ``limit`` if none."""
+    end = len(data) if limit is None else limit
+    while index < end and is_continuation_byte(data[index]):
+        index += 1
+    return index
+
+
+def shift(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """``(inputs, targets)`` ``[B, S]`` of a packed batch: inputs are the first S tokens (PAD read as 0, never
+    scored), targets the last S with PAD replaced by the loss's ignore index."""
+    tokens = batch["tokens"]
+    return tokens[:, :-1].clamp(min=0), tokens[:, 1:].masked_fill(tokens[:, 1:] < 0, IGNORE)
+
+
+class Decoder:
+    """Next-unit logits of a growing sequence, for generation: built on the prompt (prefill), then :meth:`append`
+    one unit at a time. ``logits`` is ``[V]`` for the next unit."""
+
+    logits: Tensor
+
+    def append(self, unit: int) -> None:
+        raise NotImplementedError
+
+
+class Family:
+    """The family of one model config (see the module docstring); subclasses fill in the family's behaviour."""
+
+    name: ClassVar[str]
+    unit: ClassVar[str]
+    needs_tokenizer: ClassVar[bool]
+    # Positions a truncated sequence's start may move right to reach a unit boundary (scoring keeps that room).
+    start_slack: ClassVar[int] = 0
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+
+    # --- shape -------------------------------------------------------------------------------------------------------
+
+    @property
+    def n_stages(self) -> int:
+        return 1
+
+    @property
+    def label(self) -> str:
+        """The family as studies name it (``bpe``, ``aunet1`` .. ``aunet4``)."""
+        return self.name
+
+    @property
+    def title(self) -> str:
+        """The family in words, for reports."""
+        raise NotImplementedError
+
+    def stacks(self) -> list[tuple[int, int, int]]:
+        """Each kind of transformer stack as ``(copies, positions, head size)``: what rotary tables it holds."""
+        raise NotImplementedError
+
+    def bytes_per_unit(self, bytes_per_token: float) -> float:
+        """Text bytes one unit stands for on average (``bytes_per_token`` measured with the family's tokenizer)."""
+        return bytes_per_token if self.needs_tokenizer else 1.0
+
+    # --- data --------------------------------------------------------------------------------------------------------
+
+    def encoder(self, tokenizer: Callable[[], Any] | None = None) -> DocumentEncoder:
+        """The document encoder of this family; ``tokenizer`` is called for the trained tokenizer when one is
+        needed (a family of bytes never trains one)."""
+        raise NotImplementedError
+
+    # --- training ----------------------------------------------------------------------------------------------------
+
+    def inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        """The model's positional arguments for a packed batch: the shifted inputs ``[B, S]``."""
+        return (shift(batch)[0],)
+
+    def forward_batch(self, model: nn.Module, batch: dict[str, Tensor],
+                      return_stats: bool = False) -> tuple[Tensor, Tensor, Any]:
+        """``(logits [B, S, V], targets [B, S], stats or None)`` of a packed batch: the training step's forward
+        (stats: the family's per-forward statistics where it has any, with ``return_stats``)."""
+        return model(*self.inputs(batch)), shift(batch)[1], None
+
+    def synthetic_batch(self, batch: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """A batch of random units ``[batch, seq_len + 1]`` (and levels) for timing a step: the work of a step does
+        not depend on which units it reads."""
+        tokens = torch.randint(0, self.config.vocab_size, (batch, self.config.seq_len + 1), generator=generator)
+        return {"tokens": tokens}
+
+    # --- scoring -----------------------------------------------------------------------------------------------------
+
+    def bos_id(self, tokenizer: Any) -> int:
+        raise NotImplementedError
+
+    def special_ids(self, tokenizer: Any) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def units(self, data: bytes, tokenizer: Any) -> list[int]:
+        """The units of ``data`` (no BOS or EOS)."""
+        raise NotImplementedError
+
+    def pair_units(self, context: str, continuation: str, tokenizer: Any) -> tuple[list[int], int]:
+        """Units of ``context + continuation`` and how many of them are the context's."""
+        raise NotImplementedError
+
+    def sequence_start(self, units: Sequence[int], index: int, limit: int | None = None) -> int:
+        """Where a sequence cut at ``index`` may start (at or after it, before ``limit``)."""
+        return index
+
+    def padded_inputs(self, sequences: Sequence[Sequence[int]], bos: int,
+                      device: torch.device) -> tuple[Tensor, Tensor | None]:
+        """Right-padded model inputs ``[B, S]`` (``[BOS] + units[:-1]`` per sequence; padding unit 0, at level 0)
+        and, for several stages, levels ``[B, S]``."""
+        width = max(len(s) for s in sequences)
+        tokens = np.zeros((len(sequences), width), dtype=np.int64)
+        for b, seq in enumerate(sequences):
+            tokens[b, 0] = bos
+            tokens[b, 1:len(seq)] = seq[:-1]
+        return torch.from_numpy(tokens).to(device), None
+
+    def full_logits(self, model: nn.Module, tokens: Tensor, levels: Tensor | None) -> Tensor:
+        """``[B, S, V]`` logits of the evaluation forward (every boundary kept) on :meth:`padded_inputs`."""
+        return model(tokens)
+
+    # --- generation --------------------------------------------------------------------------------------------------
+
+    def prompt_units(self, data: bytes, limit: int, tokenizer: Any) -> list[int]:
+        """The last units of ``data`` that fit ``limit`` positions."""
+        units = self.units(data, tokenizer)
+        return units[-limit:] if limit > 0 else []
+
+    def decoder(self, model: nn.Module, prompt: list[int], tokenizer: Any, cached: bool = True) -> Decoder:
+        raise NotImplementedError
+
+    def unit_bytes(self, unit: int, tokenizer: Any) -> bytes:
+        """The text bytes of one unit."""
+        raise NotImplementedError
+
+    def tokenizer_label(self) -> str:
+        raise NotImplementedError
+
+    # --- sizing from a sweep template (aunet.sweeps.sizing searches the deepest width and depth) ----------------
+
+    template_keys: ClassVar[tuple[str, ...]] = ()  # required in a template of this family
+
+    @classmethod
+    def check_template(cls, template: dict, key: str) -> None:
+        """Raise ConfigError naming the first key of ``template`` (its required keys present) that this family
+        cannot size from."""
+
+    @classmethod
+    def check_searchable(cls, template: dict, key: str) -> None:
+        """Raise ConfigError when ``template`` fixes what the size search sets."""
+
+    @classmethod
+    def from_template(cls, template: dict, width: int, layers: int, bytes_per_token: float, key: str,
+                      ffn: int | None = None, min_heads: int = 2) -> ModelConfig:
+        """The template's model with deepest-stage ``width`` and ``layers`` (and deepest FFN size ``ffn``)."""
+        raise NotImplementedError
+
+    def floor_violations(self, min_heads: int) -> list[str]:
+        """What makes the config fall below the floors of a sensible model (empty when it is fine)."""
+        raise NotImplementedError
+
+
+def _round_to(value: float, multiple: int) -> int:
+    return max(multiple, int(round(value / multiple)) * multiple)
+
+
+def _common(template: dict) -> dict:
+    return {k: template[k] for k in ("ffn_multiple_of", "rope_theta", "norm_eps") if k in template}
+
+
+class AUNetFamily(Family):
+    """AU-Net over UTF-8 bytes, pooled by split rules: its inputs carry the level of every byte."""
+
+    name = "aunet"
+    unit = "byte"
+    needs_tokenizer = False
+    start_slack = 4  # a UTF-8 character has at most 3 continuation bytes
+    config: AUNetConfig
+
+    @property
+    def n_stages(self) -> int:
+        return self.config.n_stages
+
+    @property
+    def label(self) -> str:
+        return f"aunet{self.config.n_stages}"
+
+    @property
+    def title(self) -> str:
+        return f"AU-Net, {self.config.n_stages} stage(s)"
+
+    def stacks(self) -> list[tuple[int, int, int]]:
+        c = self.config
+        copies = [2] * (c.n_stages - 1) + [1]  # the encoder and decoder of a stage, the deepest stage's trunk
+        return list(zip(copies, c.caps, c.head_dims))
+
+    def encoder(self, tokenizer: Callable[[], Any] | None = None) -> DocumentEncoder:
+        return ByteEncoder(self.config.splits)
+
+    def inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        """The shifted inputs ``[B, S]`` and, for several stages, their levels ``[B, S]``."""
+        if self.config.n_stages == 1:
+            return super().inputs(batch)
+        return shift(batch)[0], batch["levels"][:, :-1]
+
+    def forward_batch(self, model: nn.Module, batch: dict[str, Tensor],
+                      return_stats: bool = False) -> tuple[Tensor, Tensor, Any]:
+        if self.config.n_stages == 1 or not return_stats:  # AUNetStats: boundary counts against the caps (P5)
+            return super().forward_batch(model, batch)
+        logits, stats = model(*self.inputs(batch), return_stats=True)
+        return logits, shift(batch)[1], stats
+
+    def synthetic_batch(self, batch: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        shape = (batch, self.config.seq_len + 1)
+        out = {"tokens": torch.randint(0, 256, shape, generator=generator)}
+        if self.config.n_stages > 1:  # about one boundary in five bytes, at the top level
+            out["levels"] = (torch.rand(shape, generator=generator) < 0.2).long() * (self.config.n_stages - 1)
+        return out
+
+    def bos_id(self, tokenizer: Any) -> int:
+        return BOS_BYTE
+
+    def special_ids(self, tokenizer: Any) -> tuple[int, ...]:
+        return (BOS_BYTE, EOS_BYTE)
+
+    def units(self, data: bytes, tokenizer: Any) -> list[int]:
+        return list(data)
+
+    def pair_units(self, context: str, continuation: str, tokenizer: Any) -> tuple[list[int], int]:
+        ctx = context.encode("utf-8")
+        return list(ctx + continuation.encode("utf-8")), len(ctx)
+
+    def sequence_start(self, units: Sequence[int], index: int, limit: int | None = None) -> int:
+        return char_start_at_or_after(units, index, limit)
+
+    def _levels(self, data: bytes) -> np.ndarray:
+        """``[len(data) + 1]`` levels of ``[BOS] + data`` (BOS at the top level)."""
+        lv = np.empty(len(data) + 1, dtype=np.int64)
+        lv[0] = self.config.n_stages - 1
+        lv[1:] = compute_levels(data, self.config.splits) if self.config.splits else 0
+        return lv
+
+    def padded_inputs(self, sequences: Sequence[Sequence[int]], bos: int,
+                      device: torch.device) -> tuple[Tensor, Tensor | None]:
+        tokens, _ = super().padded_inputs(sequences, bos, device)
+        if not self.config.splits:
+            return tokens, None
+        levels = np.zeros(tuple(tokens.shape), dtype=np.int64)
+        for b, seq in enumerate(sequences):
+            levels[b, :len(seq)] = self._levels(bytes(seq[:-1]))
+        return tokens, torch.from_numpy(levels).to(device)
+
+    def full_logits(self, model: nn.Module, tokens: Tensor, levels: Tensor | None) -> Tensor:
+        return model(tokens, levels, use_caps=False)
+
+    def prompt_units(self, data: bytes, limit: int, tokenizer: Any) -> list[int]:
+        if len(data) > limit:
+            data = data[char_start_at_or_after(data, len(data) - limit):]
+        return list(data)
+
+    def decoder(self, model: nn.Module, prompt: list[int], tokenizer: Any, cached: bool = True) -> Decoder:
+        return _ByteDecoder(self, model, prompt, cached)
+
+    def unit_bytes(self, unit: int, tokenizer: Any) -> bytes:
+        return bytes([unit])
+
+    def tokenizer_label(self) -> str:
+        return "aunet-bytes"
+
+    template_keys = ("widths", "head_dims", "caps", "layers")
+
+    @classmethod
+    def check_template(cls, template: dict, key: str) -> None:
+        for i, layers in enumerate(template["layers"][:-1]):
+            if layers is None or int(layers) < 1:
+                raise ConfigError(f"{key}.layers[{i}]", "a non-deepest stage needs at least 1 layer on each side "
+                                  "(its encoder and its decoder); only the deepest stage's layers are searched (null)")
+
+    @classmethod
+    def check_searchable(cls, template: dict, key: str) -> None:
+        if (template.get("layers") or [None])[-1] is not None:
+            raise ConfigError(f"{key}.layers", "the deepest stage's layers must be null (searched)")
+
+    @classmethod
+    def from_template(cls, template: dict, width: int, layers: int, bytes_per_token: float, key: str,
+                      ffn: int | None = None, min_heads: int = 2) -> ModelConfig:
+        t = template
+        dims: list[int] = []
+        for r, h in zip(t["widths"], t["head_dims"]):
+            d = max(_round_to(r * width, h), min_heads * h)
+            if dims:  # a deeper stage is never narrower than the one it pools from
+                d = max(d, -(-dims[-1] // h) * h)
+            dims.append(d)
+        stage_layers = [layers if fixed is None else int(fixed) for fixed in t["layers"]]
+        extra = {k: t[k] for k in ("splits", "windows", "upsampling", "n_offsets") if k in t}
+        if ffn is not None:
+            multiple = int(t.get("ffn_multiple_of", 256))
+            extra["ffn_dims"] = [swiglu_hidden_dim(d, multiple) for d in dims[:-1]] + [ffn]
+        return model_config_from_dict(
+            {"family": "aunet", "dims": dims, "layers": stage_layers, "head_dims": t["head_dims"], "caps": t["caps"],
+             **extra, **_common(t)}, prefix=f"{key}.")
+
+    def floor_violations(self, min_heads: int) -> list[str]:
+        c, out = self.config, []
+        for i, (d, h, n) in enumerate(zip(c.dims, c.head_dims, c.layers)):
+            if d < min_heads * h:
+                out.append(f"stage {i + 1} is {d} wide, under {min_heads} heads of {h}")
+            if i and d < c.dims[i - 1]:
+                out.append(f"stage {i + 1} ({d} wide) is narrower than stage {i} ({c.dims[i - 1]})")
+            if n < 1:
+                out.append(f"stage {i + 1} has no layers")
+        return out
+
+
+class BPEFamily(Family):
+    """The BPE transformer over the ids of a trained tokenizer."""
+
+    name = "bpe"
+    unit = "token"
+    needs_tokenizer = True
+    config: BPEConfig
+
+    @property
+    def title(self) -> str:
+        return "BPE transformer"
+
+    def stacks(self) -> list[tuple[int, int, int]]:
+        return [(1, self.config.seq_len, self.config.head_dim)]
+
+    def encoder(self, tokenizer: Callable[[], Any] | None = None) -> DocumentEncoder:
+        if tokenizer is None:
+            raise ValueError("a BPE model needs its tokenizer")
+        return TokenizerEncoder(tokenizer())
+
+    def bos_id(self, tokenizer: Any) -> int:
+        return int(tokenizer.bos_id)
+
+    def special_ids(self, tokenizer: Any) -> tuple[int, ...]:
+        return (int(tokenizer.bos_id), int(tokenizer.eos_id))
+
+    def units(self, data: bytes, tokenizer: Any) -> list[int]:
+        return [int(t) for t in tokenizer.encode(data)]
+
+    def pair_units(self, context: str, continuation: str, tokenizer: Any) -> tuple[list[int], int]:
+        # lm-eval's _encode_pair: trailing whitespace of the context joins the continuation, so the seam tokenizes
+        # as running text does.
+        stripped = context.rstrip()
+        if len(stripped) < len(context):
+            context, continuation = stripped, context[len(stripped):] + continuation
+        n_ctx = len(self.units(context.encode("utf-8"), tokenizer)) if context else 0
+        return self.units((context + continuation).encode("utf-8"), tokenizer), n_ctx
+
+    def decoder(self, model: nn.Module, prompt: list[int], tokenizer: Any, cached: bool = True) -> Decoder:
+        return _TokenDecoder(model, [self.bos_id(tokenizer), *prompt], cached)
+
+    def unit_bytes(self, unit: int, tokenizer: Any) -> bytes:
+        return tokenizer.decode_bytes([unit])
+
+    def tokenizer_label(self) -> str:
+        return f"aunet-bpe-{self.config.vocab_size}"
+
+    template_keys = ("head_dim", "vocab_size")
+
+    @classmethod
+    def from_template(cls, template: dict, width: int, layers: int, bytes_per_token: float, key: str,
+                      ffn: int | None = None, min_heads: int = 2) -> ModelConfig:
+        t = template
+        seq_bytes = int(t.get("seq_bytes", 512))
+        return model_config_from_dict(
+            {"family": "bpe", "dim": width, "layers": layers, "head_dim": int(t.get("head_dim", 64)),
+             "vocab_size": int(t["vocab_size"]), "seq_len": max(8, round(seq_bytes / bytes_per_token)),
+             "window": t.get("window"), "ffn_dim": ffn, **_common(t)}, prefix=f"{key}.")
+
+    def floor_violations(self, min_heads: int) -> list[str]:
+        c, out = self.config, []
+        if c.dim < min_heads * c.head_dim:
+            out.append(f"width {c.dim} is under {min_heads} heads of {c.head_dim}")
+        if c.layers < 1:
+            out.append("no layers")
+        return out
+
+
+FAMILY_CLASSES: dict[str, type[Family]] = {"aunet": AUNetFamily, "bpe": BPEFamily}
+
+
+def family_of(config: ModelConfig) -> Family:
+    """The family of ``config``."""
+    return FAMILY_CLASSES[config.family](config)
+
+
+class _ByteDecoder(Decoder):
+    """AU-Net generation: each appended byte gets its level from the split rules on the grown buffer (append-stable,
+    so earlier levels never change), then the cascade runs exactly the stages whose segment the byte closes;
+    uncached, the whole uncapped forward is recomputed (the reference)."""
+
+    def __init__(self, family: AUNetFamily, model: nn.Module, prompt: list[int], cached: bool) -> None:
+        self.family, self.model = family, model
+        self.device = next(model.parameters()).device
+        self.buffer = bytearray(prompt)
+        tokens = torch.tensor([BOS_BYTE, *self.buffer], device=self.device)
+        levels = torch.from_numpy(family._levels(bytes(self.buffer))).to(self.device)
+        self.state = incremental_state(model) if cached else None
+        self.logits = self.state.extend(tokens, levels)[-1] if self.state is not None else self._full()
+
+    def _full(self) -> Tensor:
+        tokens = torch.tensor([BOS_BYTE, *self.buffer], device=self.device)
+        levels = torch.from_numpy(self.family._levels(bytes(self.buffer))).to(self.device)
+        return self.model(tokens[None], levels[None], use_caps=False)[0, -1]
+
+    def append(self, unit: int) -> None:
+        self.buffer.append(unit)
+        if self.state is None:
+            self.logits = self._full()
+            return
+        splits = self.family.config.splits
+        level = int(compute_levels(bytes(self.buffer), splits)[-1]) if splits else 0
+        self.logits = self.state.step(unit, level)  # type: ignore[union-attr]
+
+
+class _TokenDecoder(Decoder):
+    """BPE generation with a KV cache, or by recomputation."""
+
+    def __init__(self, model: nn.Module, tokens: list[int], cached: bool) -> None:
+        self.model = model
+        device = next(model.parameters()).device
+        self.tokens = torch.tensor(tokens, device=device)
+        self.state = incremental_state(model) if cached else None
+        self.logits = self.state.extend(self.tokens)[-1] if self.state is not None else model(self.tokens[None])[0, -1]
+
+    def append(self, unit: int) -> None:
+        new = torch.tensor([unit], device=self.tokens.device)
+        if self.state is not None:
+            self.logits = self.state.extend(new)[-1]
+        else:
+            self.tokens = torch.cat([self.tokens, new])
+            self.logits = self.model(self.tokens[None])[0, -1]
