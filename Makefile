@@ -26,7 +26,7 @@ DEMO_DIR ?= build/demo
 .PHONY: help install lint test demo bench-levels bench-train bench-generation clean
 
 help:
-	@echo "make install       create $(VENV) (CPU torch) and install aunet with its test extras"
+	@echo "make install       create $(VENV) (CPU torch) and install aunet with its test and wandb extras"
 	@echo "make lint          ruff over src/ and tests/ (part of make test)"
 	@echo "make test          the linter, then the test suite (creates $(VENV) when missing)"
 	@echo "make demo          the fair protocol in miniature: plan and fairness table, BPE and AU-Net-1..4 at two"
@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml setup.py constraints-cpu.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_SPEC)
-	$(PIP) install -q -c constraints-cpu.txt -e ".[test]"
+	$(PIP) install -q -c constraints-cpu.txt -e ".[test,wandb]"
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -8,8 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aunet.data.config import DataConfig
 from aunet.data.corpus import CorpusSource
-from aunet.data.split import CorpusSplit, SplitSpec, is_validation_key, tail_cut
+from aunet.data.pipeline import corpus_split
+from aunet.data.registry import CORPORA
+from aunet.data.split import CorpusSplit, SplitSpec, default_split, is_validation_key, tail_cut
 from aunet.errors import ConfigError, DataError
 from tests.data.test_corpus import write_jsonl
 
@@ -115,3 +118,35 @@ def test_default_spec_holds_out_whole_gutenberg_books(data_dir):
     assert _keys(split.val_documents()) == ["pg16.txt", "pg33.txt"]  # Peter Pan, The Scarlet Letter
     # The first salt held out nothing: the reason the default is aunet-split-v2 (see aunet.data.split).
     assert not any(is_validation_key(p.name, SplitSpec(salt="aunet-split-v1")) for p in source.files())
+
+
+def test_a_single_document_defaults_to_a_tail_split_and_nothing_else_does(tmp_path):
+    (tmp_path / "input.txt").write_text("to be or not to be " * 100)
+    one_row, two_rows = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    write_jsonl(one_row, [{"text": "a single row " * 50}])
+    write_jsonl(two_rows, [{"text": "row one"}, {"text": "row two"}])
+    single = {"file": tmp_path / "input.txt", "folder of one file": _books(tmp_path / "one-book", 1),
+              "jsonl of one row": one_row}
+    several = {"two files": _books(tmp_path / "two-books", 2), "jsonl of two rows": two_rows}
+    for name, path in {**single, **several}.items():
+        expected = "tail" if name in single else "hash"
+        assert default_split(CorpusSource(path), "hash") == expected, name
+        assert corpus_split(DataConfig(corpus=str(path)))[1].method == expected, name
+        # An explicit split is kept, and a corpus's own tail default is not turned into hash.
+        assert corpus_split(DataConfig(corpus=str(path), split="hash"))[1].method == "hash", name
+        assert default_split(CorpusSource(path), "tail") == "tail", name
+    # The held-out tail of the file is exactly the tail an explicit data.split: tail gives.
+    auto, explicit = (corpus_split(DataConfig(corpus=str(single["file"]), split=s))[2] for s in (None, "tail"))
+    assert [d.data for d in auto.val_documents()] == [d.data for d in explicit.val_documents()]
+
+
+def test_named_corpora_keep_their_own_split(data_dir):
+    checked = []
+    for name, entry in CORPORA.items():
+        try:
+            source, spec, _ = corpus_split(DataConfig(corpus=name))
+        except DataError:  # not in this data directory (e.g. a corpus downloaded on demand)
+            continue
+        assert spec.method == entry.split, name
+        checked.append(name)
+    assert {"gutenberg_en", "tinyshakespeare", "mixed_en_zh_ja"} <= set(checked)

@@ -230,3 +230,14 @@ def test_plan_estimates_time_from_a_recorded_gpu_check(tmp_path, data_dir, capsy
     check.write_text(json.dumps({"device_name": "x"}))
     assert main(["sweep", "plan", str(path), "--throughput", str(check)]) == 2
     assert "no training FLOP rates" in capsys.readouterr().err
+
+
+def test_a_sweeps_trackers_group_its_runs_under_its_name_without_renaming_them():
+    base = {**MICRO, "bytes_per_token": 3.0}
+    plain = plan_sweep(sweep_from_dict(base), measure=False).runs
+    tracked = plan_sweep(sweep_from_dict({**base, "trainer": {"loggers": ["wandb"]}}), measure=False).runs
+    assert [r.run_id for r in tracked] == [r.run_id for r in plain]
+    assert {r.config.trainer.project for r in tracked} == {MICRO["name"]}
+    assert {r.config.trainer.project for r in plain} == {None}  # no tracker: the run config is as before
+    named = sweep_from_dict({**base, "trainer": {"loggers": ["wandb"], "project": "mine"}})
+    assert {r.config.trainer.project for r in plan_sweep(named, measure=False).runs} == {"mine"}

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aunet.cli import main
+from aunet.data.pipeline import DataPipeline
 from aunet.training.run import train
 from tests.training.helpers import tiny_run
 
@@ -28,6 +29,29 @@ def test_a_single_50_mb_line_of_mixed_scripts_trains(tmp_path, data_dir):
                    train={"max_steps": 2, "val_every_steps": 2})
     summary = train(run)
     assert summary.steps == 2 and 0 < summary.val_bpb < 10 and summary.val_text_bytes == 1024
+
+
+def test_a_single_text_file_is_a_corpus(tmp_path, english_text, capsys, monkeypatch):
+    """`aunet train PRESET --data input.txt`, the first thing a user tries: the file's tail is the validation split
+    (said in one line), and the run records a validation bits per byte."""
+    (tmp_path / "input.txt").write_bytes(english_text)
+    monkeypatch.chdir(tmp_path)
+    settings = ["train.budget_flops=null", "train.max_steps=2", "train.batch_size=2", "data.val_bytes=4096",
+                "data.num_workers=0", f"train.results_dir={tmp_path / 'runs'}"]
+    code = main(["train", "tiny-aunet2", "--data", "input.txt", "--accelerator", "cpu", "--no-progress",
+                 *(arg for setting in settings for arg in ("--set", setting))])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if "validation split" in line]
+    assert len(notes) == 1 and notes[0].startswith("input.txt: one document, so its last 5% of bytes")
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert 0 < summary["val_bpb"] < 9 and summary["val_text_bytes"] == 4096
+    assert f"val_bpb {summary['val_bpb']:.4f}" in out
+    # Recorded: the data fingerprint holds the split chosen, the same data as asking for it.
+    assert summary["data"]["split"]["method"] == "tail"
+    explicit = tiny_run(tmp_path, data={"corpus": "input.txt", "split": "tail"})
+    assert DataPipeline(explicit.data, explicit.model, seed=0).fingerprint()["sha256"] == summary["data_fingerprint"]
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str]:
@@ -73,7 +97,8 @@ def test_bad_corpora_fail_with_one_line_and_nothing_written(tmp_path, data_dir, 
     data = tmp_path / "data"
     data.mkdir()
     create(data)
-    split = {} if case == "one document, hash split" else {"split": "tail"}
+    # One document gets a tail split by default: the hash split's empty side is refused when asked for.
+    split = {"split": "hash"} if case == "one document, hash split" else {"split": "tail"}
     cfg = write_config(tmp_path, data={"corpus": str(data / corpus), **split})
     code, err = run_cli(capsys, "train", str(cfg))
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err

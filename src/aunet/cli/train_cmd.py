@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "examples:\n"
-            "  aunet train tiny-aunet2\n"
+            "  aunet train tiny-aunet2 --data input.txt   # one text file: its last 5% is the validation split\n"
+            "  aunet train tiny-aunet2 --set 'trainer.loggers=[tensorboard, wandb]'   # also TensorBoard, W&B offline\n"
             "  aunet train tiny-bpe --set train.budget_flops=2e12 --set train.lr=1e-3\n"
             "  aunet train my-run.yaml --data corpora/*.jsonl --devices 4 --strategy ddp --precision bf16-mixed\n"
             "  aunet train my-run.yaml --resume            # continue from checkpoints/last.ckpt\n\n"

@@ -15,7 +15,8 @@ class DataConfig:
     Attributes:
         corpus: a named corpus under the data directory (``aunet data list``), a path, a glob, or a list of them.
         text_field: field holding the text in jsonl/parquet corpora.
-        split: ``hash`` (by document) or ``tail`` (last bytes of each document); default: the corpus's own.
+        split: ``hash`` (by document) or ``tail`` (last bytes of each document); default: the corpus's own (``tail``
+            for a corpus of one document, ``hash`` for other paths).
         val_fraction: share of documents (hash) or bytes (tail) held out for validation.
         val_documents: explicit validation documents by name (e.g. ``[pg11, pg84]``); overrides ``val_fraction``.
         val_bytes: validation text used for bits per byte (the first ``val_bytes`` bytes of the validation split).

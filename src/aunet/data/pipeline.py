@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from aunet.data.corpus import CorpusSource
 from aunet.data.interleave import interleave
 from aunet.data.packing import PAD, DocumentEncoder, TrainBatches, ValidationSet, training_windows, validation_set
 from aunet.data.registry import CORPORA, resolve_corpus
-from aunet.data.split import CorpusSplit, SplitSpec
+from aunet.data.split import CorpusSplit, SplitSpec, default_split
 from aunet.errors import DataError
 from aunet.models import ModelConfig, family_of
 from aunet.paths import cache_dir
@@ -34,7 +35,7 @@ def corpus_split(data: DataConfig) -> tuple[CorpusSource, SplitSpec, CorpusSplit
     source, default_method = resolve_corpus(data.corpus)
     if not (isinstance(data.corpus, str) and data.corpus in CORPORA):
         source.text_field = data.text_field
-    spec = SplitSpec(method=data.split or default_method, val_fraction=data.val_fraction,
+    spec = SplitSpec(method=data.split or default_split(source, default_method), val_fraction=data.val_fraction,
                      val_documents=list(data.val_documents))
     return source, spec, CorpusSplit(source, spec)
 
@@ -130,6 +131,13 @@ class DataPipeline:
             return
         self._prepared = True
         self.split.check()
+        d = self.config
+        if d.split is None and self.spec.method == "tail" and not (isinstance(d.corpus, str) and d.corpus in CORPORA):
+            # Chosen for the user (a path's default is hash): say so, once, naming the file (as given) and the share
+            # held out.
+            where = self.source.paths[0] if len(self.source.paths) == 1 else self.source.files()[0]
+            print(f"{where}: one document, so its last {d.val_fraction * 100:g}% of bytes is the "
+                  "validation split (set data.split or data.val_fraction to choose)", file=sys.stderr)
         if self.family.needs_tokenizer:
             self._tokenizer()
 

@@ -3,7 +3,8 @@
 ``method: hash`` puts a document in validation when a salted hash of its key falls below ``val_fraction`` (or when
 it is listed in ``val_documents``): whole documents (books) are held out, and adding documents never moves old ones.
 ``method: tail`` is for corpora of one or a few documents (Tiny Shakespeare): the last ``val_fraction`` of every
-document's bytes is validation, cut at a UTF-8 character boundary.
+document's bytes is validation, cut at a UTF-8 character boundary. It is the default of a corpus of one document
+(:func:`default_split`): a hash split would put that document on one side and leave the other empty.
 
 Default salt: with the first salt, ``aunet-split-v1``, none of the 34 books of ``gutenberg_en`` hashed below 5%, so
 the default validation side was empty. ``aunet-split-v2`` (the next version, not searched further) holds out
@@ -13,13 +14,14 @@ the default validation side was empty. ``aunet-split-v2`` (the next version, not
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Iterator
 
 import numpy as np
 
-from aunet.data.corpus import SUFFIXES, CorpusSource, Document
+from aunet.data.corpus import SUFFIXES, CorpusSource, Document, suffix_of
 from aunet.errors import ConfigError, DataError, excerpt
 
 METHODS = ("hash", "tail")
@@ -46,6 +48,23 @@ class SplitSpec:
                               f"unknown split method {excerpt(self.method)}; use one of {', '.join(METHODS)}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError("data.val_fraction", f"{self.val_fraction} is outside [0, 1); use e.g. 0.05")
+
+
+def is_one_document(source: CorpusSource) -> bool:
+    """Whether the corpus is a single document: one ``.txt`` file (not read), or one jsonl/parquet file of one row
+    (at most two rows read)."""
+    files = source.files()
+    if len(files) != 1:
+        return False
+    return suffix_of(files[0]) == ".txt" or sum(1 for _ in itertools.islice(source.documents(), 2)) == 1
+
+
+def default_split(source: CorpusSource, corpus_default: str) -> str:
+    """The split of a corpus whose config sets none: ``tail`` for a single document, else the corpus's own default
+    (``hash`` for paths). Decided by the corpus alone, so it is deterministic; the data fingerprint records it."""
+    if corpus_default == "hash" and is_one_document(source):
+        return "tail"
+    return corpus_default
 
 
 def _key_names(key: str) -> set[str]:

@@ -238,10 +238,13 @@ def _planned(spec, family, variant, budget, seed, multiplier, sized, target, ste
              train_bytes) -> PlannedRun:
     # The run's name (and so its folder) depends on the family and the config only, not on the sweep or the
     # variant label: the same run planned by two sweeps is trained once and shared.
+    trainer = dict(spec.trainer)
+    if trainer.get("loggers"):  # a tracker groups the sweep's runs under its name (the run id names each run)
+        trainer.setdefault("project", spec.name)
     raw = {"name": family, "model": sized.config.to_dict(), "data": dict(spec.data),
            "train": {**spec.train, "max_steps": steps, "batch_size": batch, "lr": hp.lr, "seed": seed,
                      "results_dir": str(Path(spec.results_dir) / "runs")},
-           "trainer": dict(spec.trainer)}
+           "trainer": trainer}
     raw["train"].pop("budget_flops", None)
     config = run_config_from_dict(raw)
     report = flops_report(sized.config)

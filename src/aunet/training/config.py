@@ -86,9 +86,20 @@ class TrainConfig:
                               f"{self.batch_size} is not divisible by train.accumulate={self.accumulate}")
 
 
+# Experiment trackers a run can log to next to its CSV log (which the run records are built from, so it is always
+# written). Names only here: the loggers themselves are built in aunet.training.trackers, which imports Lightning.
+TRACKERS = ("tensorboard", "wandb")
+
+
 @dataclass
 class TrainerConfig:
-    """Passed through to Lightning: the same run on a laptop, one GPU, or many nodes (under SLURM or torchrun)."""
+    """Passed through to Lightning: the same run on a laptop, one GPU, or many nodes (under SLURM or torchrun).
+
+    Attributes:
+        loggers: trackers to log to besides the CSV log, any of :data:`TRACKERS`: TensorBoard event files and an
+            offline Weights & Biases run, both under the run folder's ``logs/``.
+        project: the W&B project (default ``aunet``; a sweep's runs default to the sweep's name).
+    """
 
     accelerator: str = "auto"
     devices: Union[int, str] = 1
@@ -97,6 +108,14 @@ class TrainerConfig:
     precision: Union[str, None] = None  # default: bf16-mixed on GPU, 32-true on CPU
     compile: bool = False
     progress_bar: bool = True
+    loggers: list[str] = field(default_factory=list)
+    project: Union[str, None] = None
+
+    def validate(self) -> None:
+        for name in self.loggers:
+            if name not in TRACKERS:
+                raise ConfigError("trainer.loggers", f"unknown logger {excerpt(name)}; choose from "
+                                                     f"{', '.join(TRACKERS)} (the CSV log is always written)")
 
 
 @dataclass
@@ -216,6 +235,7 @@ def run_config_from_dict(raw: dict[str, Any], default_name: str = "run") -> RunC
     trainer = from_dict(TrainerConfig, raw.get("trainer") or {}, prefix="trainer.")
     data.validate()
     train.validate()
+    trainer.validate()
     check_steps(model, train)
     # A given name is checked; a default one (a file or preset name, e.g. "my run.yaml") is made folder-safe.
     name = check_name(raw["name"]) if raw.get("name") is not None else safe_name(default_name) or "run"

@@ -7,7 +7,9 @@
     ``failure.json``     the error of a failed sweep run (the sweep goes on; ``--retry-failed`` runs it again)
     ``checkpoints/``     ``last.ckpt`` (latest, for resuming) and ``final.ckpt``
     ``logs/``            raw Lightning CSV logs, one version per segment, ``segments.json`` and
-                         ``checkpoint.json`` (the step of the last checkpoint saved, so a lost one is noticed)
+                         ``checkpoint.json`` (the step of the last checkpoint saved, so a lost one is noticed);
+                         with ``trainer.loggers``, ``tensorboard/version_*/`` (event files, numbered like the CSV
+                         versions) and ``wandb/`` (offline W&B runs, for ``wandb sync``)
     ``tokenizer/``       the BPE tokenizer of a BPE run
     ``eval/``            ``scores.json`` and the evaluations' own files (:mod:`aunet.evaluation.evaluate`)
     ``.train.lock``      held (flock) by the process training into the folder
@@ -61,6 +63,8 @@ class RunPaths:
     logs = _under("logs")
     segments = _under("logs", "segments.json")
     checkpoint_record = _under("logs", "checkpoint.json")
+    tensorboard = _under("logs", "tensorboard")
+    wandb = _under("logs", "wandb")
 
     @property
     def model_checkpoints(self) -> tuple[Path, Path]:

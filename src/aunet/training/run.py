@@ -44,6 +44,7 @@ from aunet.training.records import (
     weights_sha256,
 )
 from aunet.training.summary import RunSummary, read_summary, write_summary
+from aunet.training.trackers import check_trackers, close_trackers, open_tracker_folders, tracker_loggers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +216,7 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
     _filter_chatter(banner=False)  # the real trainer prints the banner, once
     hardware = check_trainer(tr, precision)
     check_memory(run.model, hardware)
+    check_trackers(tr)
     # Every rank reads the folder (nothing is written before the fit, so they agree): assuming "resume" on the other
     # ranks made the first job of a SLURM script that always passes --resume fail there, with no checkpoint yet.
     # Everything up to the lock only reads the folder: a refused resume leaves it exactly as it was.
@@ -286,13 +288,23 @@ def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module
         datamodule.data.save_tokenizer()
         atomic_write_yaml(paths.config, run.to_dict())
         add_segment(paths, logger.version, resume_step)
+    # Trackers are added here, not to the Trainer's constructor: their version is the CSV logger's, known only once
+    # the folder is locked (reading it earlier could race another process's segment).
+    trackers = tracker_loggers(run.trainer, paths, logger.version)
+    if trackers:
+        trainer.loggers = [logger, *trackers]  # the CSV logger stays first: trainer.logger is the record
+        if is_rank_zero:
+            open_tracker_folders(trackers, paths)
 
     ckpt_path = str(paths.last_checkpoint) if state == "resume" else None
+    failed = True
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if trainer.global_step % plan.val_every != 0:
             trainer.validate(module, datamodule=datamodule, verbose=False)
+        failed = False
     except SIGTERMException:
+        failed = False  # stopped to be resumed, not failed
         # Lightning stopped the fit on SIGTERM (after LastCheckpoint saved the step, see there) and already
         # flushed the CSV logger: bring metrics.csv up to the checkpoint and report where the run can resume.
         if is_rank_zero:
@@ -302,6 +314,8 @@ def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module
                  else "no checkpoint yet")
         raise RunStopped(f"stopped by SIGTERM at step {trainer.global_step}/{plan.total_steps}; {saved}; run the "
                          "same command with --resume to continue", step=step) from None
+    finally:
+        close_trackers(trackers, failed)
     save_checkpoint(trainer, paths.final_checkpoint)
     save_checkpoint(trainer, paths.last_checkpoint)
     _record_checkpoint(paths, trainer)
