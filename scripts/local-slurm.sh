@@ -45,7 +45,8 @@ install_missing() {
 write_config() {
     local host cpus mem_mb
     host="$(hostname -s)"
-    cpus="$(nproc)"
+    # nproc follows OMP_NUM_THREADS (the tests set it to 1): count the CPUs this process may run on without it.
+    cpus="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"
     # 90% of the memory as the node's RealMemory: a job asking for no memory gets all of it, none is refused.
     mem_mb="$(awk '/^MemTotal:/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)"
     cat >"$CONF" <<EOF
@@ -110,7 +111,7 @@ start() {
     SLURM_CONF="$CONF" slurmctld -c
     SLURM_CONF="$CONF" slurmd
     wait_idle
-    echo "local-slurm: one node, $(nproc) CPUs, partition debug ($STATE)"
+    echo "local-slurm: one node, $(sed -n 's/^NodeName=.* CPUs=\([0-9]*\).*/\1/p' "$CONF") CPUs, partition debug ($STATE)"
     echo "export SLURM_CONF=$CONF"
 }
 

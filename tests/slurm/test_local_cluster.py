@@ -149,7 +149,9 @@ def reference(uninterrupted: dict[int, RunSummary], tmp: Path, num_workers: int)
 
 
 @pytest.mark.parametrize("num_workers", [2, 0], ids=["dataloader-workers", "no-dataloader-workers"])
-@pytest.mark.parametrize("how", ["scontrol-requeue", "scancel-term"])
+# SLURM 22.05: `scontrol requeue` and `scancel --full` signal every process of the job, DataLoader workers
+# included; `scancel --batch` only the batch shell, which the script's `exec` makes the worker itself.
+@pytest.mark.parametrize("how", ["scontrol-requeue", "scancel-term-batch", "scancel-term-full"])
 def test_a_pre_empted_task_resumes_its_run_once_to_the_uninterrupted_result(tmp_path_factory, tmp_path, data_dir,
                                                                             uninterrupted, how, num_workers):
     straight = reference(uninterrupted, tmp_path_factory.mktemp("uninterrupted"), num_workers)
@@ -169,7 +171,8 @@ def test_a_pre_empted_task_resumes_its_run_once_to_the_uninterrupted_result(tmp_
         cmd("scontrol", "update", f"JobId={task}", "StartTime=now")
         assert wait_done(job) == ["COMPLETED"]
     else:
-        cmd("scancel", "--signal=TERM", "--batch", task)  # without --batch, a batch job gets no signal at all
+        # Without --batch or --full, a batch job without steps gets no signal at all.
+        cmd("scancel", "--signal=TERM", "--" + how.rsplit("-", 1)[1], task)
         assert wait_done(job) == ["COMPLETED"]  # the worker saved the step, requeued the run and exited 0
         assert load_summary(RunPaths(run_dir).summary) is None, "the run finished before the signal reached it"
         second = submit(script)  # the README's answer: resubmit; finished runs are never retrained
@@ -196,6 +199,7 @@ def srun_train(tmp: Path, name: str, background: bool = False) -> subprocess.Pop
     """`aunet train` of a tiny run as 2 ranks on one node under srun (Lightning reads the ranks from SLURM; gloo
     on CPU); returns the run folder, or the srun process when ``background``."""
     run = tiny_run(tmp, **DDP)
+    tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "run.yaml"
     config.write_text(json.dumps(run.to_dict()))
     args = ["srun", "-N1", "--ntasks-per-node=2", "--cpus-per-task=1", f"--job-name={name}", sys.executable, "-m",
@@ -211,7 +215,6 @@ def srun_train(tmp: Path, name: str, background: bool = False) -> subprocess.Pop
 
 def test_a_ddp_run_under_srun_stopped_and_resumed_equals_an_uninterrupted_one(tmp_path, data_dir):
     straight = summary_of(srun_train(tmp_path / "straight", "aunet-ddp-straight"))
-    (tmp_path / "stopped").mkdir()
     proc = srun_train(tmp_path / "stopped", "aunet-ddp-stopped", background=True)
     run_dir = tmp_path / "stopped" / "runs" / straight.run_id
     wait_until(lambda: RunPaths(run_dir).last_checkpoint.is_file() or proc.poll() is not None, "checkpoint", 300)
@@ -225,4 +228,5 @@ def test_a_ddp_run_under_srun_stopped_and_resumed_equals_an_uninterrupted_one(tm
     resumed = summary_of(srun_train(tmp_path / "stopped", "aunet-ddp-resumed"))
     starts = [s["start_step"] for s in read_segments(RunPaths(run_dir))]
     assert len(starts) == 2 and 0 < starts[1], starts
+    assert resumed.throughput["devices"] == straight.throughput["devices"] == 2  # two ranks, not one process
     assert resumed.val_bpb == straight.val_bpb and resumed.weights_sha256 == straight.weights_sha256
