@@ -43,6 +43,8 @@ def test_partition_offer_reads_the_largest_node_of_the_default_or_named_partitio
 
 
 def test_no_cluster_means_nothing_to_check(cluster, monkeypatch):
+    cluster("'odd*|N/A|(null)'")
+    assert partition_offer(None) is None  # an answer without CPU counts checks nothing
     cluster(fail=True)
     assert partition_offer(None) is None
     monkeypatch.setenv("PATH", "/nonexistent")  # no sinfo at all

@@ -48,6 +48,8 @@ def partition_offer(partition: str | None) -> PartitionOffer | None:
             return None  # no default partition: sbatch itself will ask for --partition
         raise UserError(f"--partition {partition}: no such partition here (sinfo lists {', '.join(names) or 'none'})")
     cpus = max(int(m.group()) if (m := re.match(r"\d+", c)) else 0 for _, c, _ in chosen)
+    if cpus < 1:  # an answer we cannot read is no answer: write the script as asked
+        return None
     return PartitionOffer(chosen[0][0].rstrip("*"), cpus, max(_gpu_count(g) for _, _, g in chosen))
 
 
