@@ -132,14 +132,15 @@ def test_an_array_of_two_workers_finishes_a_sweep_with_every_run_trained_once(tm
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> dict[int, RunSummary]:
+def uninterrupted() -> dict[int, RunSummary]:
     """The pre-emption sweep's run trained in one go by `aunet sweep run`, per DataLoader worker count (filled on
     first use)."""
     return {}
 
 
-def reference(uninterrupted: dict[int, RunSummary], tmp: Path, num_workers: int) -> RunSummary:
+def reference(uninterrupted: dict[int, RunSummary], tmp_path_factory, num_workers: int) -> RunSummary:
     if num_workers not in uninterrupted:
+        tmp = tmp_path_factory.mktemp("uninterrupted")
         sweep = write_variant(tmp, PREEMPT, num_workers=num_workers)
         cmd(sys.executable, "-m", "aunet", "sweep", "run", str(sweep), "--results", str(tmp / "results"),
             timeout=600)
@@ -154,7 +155,7 @@ def reference(uninterrupted: dict[int, RunSummary], tmp: Path, num_workers: int)
 @pytest.mark.parametrize("how", ["scontrol-requeue", "scancel-term-batch", "scancel-term-full"])
 def test_a_pre_empted_task_resumes_its_run_once_to_the_uninterrupted_result(tmp_path_factory, tmp_path, data_dir,
                                                                             uninterrupted, how, num_workers):
-    straight = reference(uninterrupted, tmp_path_factory.mktemp("uninterrupted"), num_workers)
+    straight = reference(uninterrupted, tmp_path_factory, num_workers)
     results = tmp_path / "results"
     script = sweep_slurm(write_variant(tmp_path, PREEMPT, num_workers=num_workers), results, array=1)
     job = submit(script)
