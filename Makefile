@@ -23,12 +23,14 @@ PYTEST_ARGS ?=
 # Where `make demo` writes its sweep (the table, plots and fits under $(DEMO_DIR)/demo, run folders under runs/).
 DEMO_DIR ?= build/demo
 
-.PHONY: help install lint test demo bench-levels bench-train bench-generation clean
+.PHONY: help install lint test test-slurm demo bench-levels bench-train bench-generation clean
 
 help:
 	@echo "make install       create $(VENV) (CPU torch) and install aunet with its test and wandb extras"
 	@echo "make lint          ruff over src/ and tests/ (part of make test)"
-	@echo "make test          the linter, then the test suite (creates $(VENV) when missing)"
+	@echo "make test          the linter, then the test suite (creates $(VENV) when missing); not the slurm tests"
+	@echo "make test-slurm    start a one-node SLURM (scripts/local-slurm.sh, installs it as root where missing),"
+	@echo "                   run the tests marked slurm against it, stop it (about 10 min on 2 cores)"
 	@echo "make demo          the fair protocol in miniature: plan and fairness table, BPE and AU-Net-1..4 at two"
 	@echo "                   sizes and three budgets each, evaluated and analysed (about 8 min on 2 cores)"
 	@echo "make bench-levels  measure compute_levels throughput on English prose"
@@ -48,8 +50,15 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# The tests marked slurm need a cluster and take minutes: `make test-slurm` runs them (see README, SLURM).
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slurm" $(PYTEST_ARGS)
+
+# Stops the cluster it started even when a test fails, and exits with pytest's status.
+test-slurm: $(STAMP)
+	scripts/local-slurm.sh start
+	eval "$$(scripts/local-slurm.sh env)"; $(PY) -m pytest -m slurm $(PYTEST_ARGS); status=$$?; \
+	scripts/local-slurm.sh stop; exit $$status
 
 demo: $(STAMP)
 	$(PY) -m aunet sweep plan sweeps/demo.yaml --no-probe --results $(DEMO_DIR)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 # Read at import time by datasets / huggingface_hub: set before anything imports them.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,13 +34,39 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 torch.set_num_threads(1)
 
 
+def _sinfo_answers() -> str | None:
+    """None when a SLURM controller answers ``sinfo``, else why not (one line)."""
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=20)
+    except FileNotFoundError:
+        return "no sinfo on PATH"
+    except subprocess.TimeoutExpired:
+        return "sinfo did not answer within 20 s"
+    if done.returncode != 0:
+        return ((done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1])[:200]
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if torch.cuda.is_available():
-        return
-    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip_gpu)
+    if not torch.cuda.is_available():
+        skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip_gpu)
+    slurm_items = [item for item in items if "slurm" in item.keywords]
+    if slurm_items and (why := _sinfo_answers()) is not None:
+        skip_slurm = pytest.mark.skip(reason=f"needs a SLURM cluster answering sinfo ({why}); make test-slurm "
+                                             "starts a local one")
+        for item in slurm_items:
+            item.add_marker(skip_slurm)
+
+
+@pytest.fixture(autouse=True)
+def no_cluster_unless_slurm(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests not marked ``slurm`` see no SLURM cluster, even on a machine that has one: `aunet sweep slurm` checks
+    its --cpus against sinfo, and the unit tests must not depend on the machine's partitions."""
+    if request.node.get_closest_marker("slurm") is None:
+        monkeypatch.setenv("SLURM_CONF", os.devnull + "/no-cluster")
 
 
 @pytest.fixture(autouse=True)

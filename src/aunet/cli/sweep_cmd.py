@@ -81,11 +81,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     slurm.add_argument("--storage", help="storage URL on a shared filesystem or a database (default: the journal "
                                          "file in results/<sweep>/)")
     slurm.add_argument("--array", type=int, default=4, help="workers (array tasks) at once (default 4)")
-    slurm.add_argument("--gpus", type=int, default=1, help="GPUs per worker (default 1)")
-    slurm.add_argument("--cpus", type=int, default=8, help="CPUs per worker (default 8)")
+    slurm.add_argument("--gpus", type=int, help="GPUs per worker (default 1, or what a node of the partition has)")
+    slurm.add_argument("--cpus", type=int, help="CPUs per worker (default 8, or what a node of the partition has); "
+                                                "checked against sinfo where it answers")
     slurm.add_argument("--hours", type=float, default=24.0, help="time limit per task in hours (default 24)")
     slurm.add_argument("--partition", help="SLURM partition")
     slurm.add_argument("--output", type=Path, help="script path (default: results/<sweep>/sweep.sbatch)")
+    slurm.add_argument("--retry-failed", action="store_true", help="enqueue failed runs again")
     _add_results(slurm)
     slurm.set_defaults(run=run_slurm)
 
@@ -262,13 +264,20 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
 
 
 def run_slurm(args: argparse.Namespace) -> int:
+    from aunet.errors import UserError
     from aunet.io import atomic_write_text
     from aunet.sweeps.driver import enqueue
-    from aunet.sweeps.slurm import sbatch_script
+    from aunet.sweeps.slurm import fit_resources, partition_offer, sbatch_script
 
+    if args.array < 1 or not args.hours > 0:
+        raise UserError(f"--array {args.array} --hours {args.hours}: expected at least one task and a positive time")
+    # Checked before anything is enqueued: a script whose tasks could never start is not written.
+    cpus, gpus, notes = fit_resources(args.cpus, args.gpus, partition_offer(args.partition))
+    for note in notes:
+        print(note, file=sys.stderr)
     plan = _plan(args)
-    url, enqueued = enqueue(plan, args.storage)
-    script = sbatch_script(plan.spec.name, url, array=args.array, gpus=args.gpus, cpus=args.cpus, hours=args.hours,
+    url, enqueued = enqueue(plan, args.storage, retry_failed=args.retry_failed)
+    script = sbatch_script(plan.spec.name, url, array=args.array, gpus=gpus, cpus=cpus, hours=args.hours,
                            partition=args.partition, log_dir=(plan.results_dir / "slurm").resolve())
     out = args.output or plan.results_dir / "sweep.sbatch"
     (plan.results_dir / "slurm").mkdir(parents=True, exist_ok=True)
