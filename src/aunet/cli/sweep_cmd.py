@@ -86,6 +86,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     slurm.add_argument("--hours", type=float, default=24.0, help="time limit per task in hours (default 24)")
     slurm.add_argument("--partition", help="SLURM partition")
     slurm.add_argument("--output", type=Path, help="script path (default: results/<sweep>/sweep.sbatch)")
+    slurm.add_argument("--retry-failed", action="store_true", help="enqueue failed runs again")
     _add_results(slurm)
     slurm.set_defaults(run=run_slurm)
 
@@ -267,7 +268,7 @@ def run_slurm(args: argparse.Namespace) -> int:
     from aunet.sweeps.slurm import sbatch_script
 
     plan = _plan(args)
-    url, enqueued = enqueue(plan, args.storage)
+    url, enqueued = enqueue(plan, args.storage, retry_failed=args.retry_failed)
     script = sbatch_script(plan.spec.name, url, array=args.array, gpus=args.gpus, cpus=args.cpus, hours=args.hours,
                            partition=args.partition, log_dir=(plan.results_dir / "slurm").resolve())
     out = args.output or plan.results_dir / "sweep.sbatch"
