@@ -160,8 +160,14 @@ def test_oom_and_nan_runs_are_recorded_the_sweep_goes_on_and_retry_failed_retrie
 
     monkeypatch.setattr(aunet.training.run, "train", failing_train({}))  # the memory is there now
     assert main(["sweep", "run", str(path)]) == 0  # without --retry-failed, failed runs stay failed
-    assert {r["status"] for r in table(tmp_path / "results" / "micro" / "runs.csv")} == {"failed"}
-    assert main(["sweep", "run", str(path), "--retry-failed"]) == 0
+    failed = [r["status"] for r in table(tmp_path / "results" / "micro" / "runs.csv")]
+    assert set(failed) == {"failed"}
+    capsys.readouterr()
+    assert main(["sweep", "slurm", str(path)]) == 0  # nor does a SLURM sweep enqueue them...
+    assert "0 run(s) enqueued" in capsys.readouterr().out
+    assert main(["sweep", "slurm", str(path), "--retry-failed"]) == 0  # ...unless asked to
+    assert f"{len(failed)} run(s) enqueued" in capsys.readouterr().out
+    assert main(["sweep", "run", str(path), "--retry-failed"]) == 0  # trains them (waiting already)
     rows = {r["family"]: r for r in table(tmp_path / "results" / "micro" / "runs.csv")}
     assert rows["bpe"]["status"] == "finished" and float(rows["bpe"]["val_bpb"]) > 0
     assert not (Path(rows["bpe"]["run_dir"]) / "failure.json").exists()
@@ -197,6 +203,31 @@ def test_a_pre_empted_worker_requeues_its_run_and_exits_cleanly(tmp_path, data_d
     rows = table(tmp_path / "results" / "micro" / "runs.csv")
     assert {r["status"] for r in rows} == {"finished"}
     assert sorted(run for _, run in lines(log / "finished")) == sorted(r["run_id"] for r in rows)  # each once
+
+
+def test_sigterm_as_a_run_finishes_ends_the_worker_with_that_run_finished(tmp_path, data_dir, monkeypatch, capsys):
+    import aunet.training.run
+
+    path = write_sweep(tmp_path)
+    log = tmp_path / "log"
+    log.mkdir()
+    fake = logged_train(log)
+    calls = []
+
+    def signalled_at_the_end(config, run_dir, resume):
+        calls.append(run_dir.name)
+        summary = fake(config, run_dir, resume)
+        if len(calls) == 1:  # SIGTERM once the first run's records are written (train() finishes such a run)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return summary
+
+    monkeypatch.setattr(aunet.training.run, "train", signalled_at_the_end)
+    assert main(["sweep", "run", str(path)]) == 0  # the default action of SIGTERM would have killed this process
+    assert len(calls) == 1  # the worker took nothing after the signal
+    rows = {r["run_id"]: r for r in table(tmp_path / "results" / "micro" / "runs.csv")}
+    assert rows[calls[0]]["status"] == "finished" and not any(r["status"] == "failed" for r in rows.values())
+    study = open_study(open_storage(f"journal:{tmp_path / 'results' / 'micro' / 'optuna.journal'}"), "micro", False)
+    assert waiting_count(study) == len(rows) - 1  # the others wait for the next worker
 
 
 # --- garbled sweep state -------------------------------------------------------------------------------------------

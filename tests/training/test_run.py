@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -133,12 +134,38 @@ def test_bad_corpora_exit_2_with_one_line(tmp_path, data_dir, capsys, corpus, me
     assert code == 2 and err.count("\n") == 1 and message in err, err
 
 
+def fake_srun(folder: Path) -> str:
+    """A PATH with an ``srun`` command first (exits 0), as on a cluster node, with no SLURM task variables."""
+    folder.mkdir(exist_ok=True)
+    srun = folder / "srun"
+    srun.write_text("#!/bin/sh\nexit 0\n")
+    srun.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_a_single_process_run_on_a_cluster_node_has_no_srun_warning(tmp_path, data_dir, monkeypatch):
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    monkeypatch.setenv("PATH", fake_srun(tmp_path / "bin"))
+    monkeypatch.delenv("SLURM_NTASKS", raising=False)  # what the sweep's sbatch script does
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SLURMEnvironment.detect()  # the fake is seen: Lightning warns here
+        assert any("`srun` command" in str(w.message) for w in caught)
+        caught.clear()
+        # 5 steps, a validation every 2: a fresh fit and a final validation, each of which asks Lightning again.
+        train(tiny_run(tmp_path, train={"max_steps": 5}))
+    assert not [str(w.message) for w in caught if "srun" in str(w.message)]
+
+
 @pytest.mark.slow
 def test_two_process_ddp_run_on_cpu_records_one_summary(tmp_path, data_dir):
     run = tiny_run(tmp_path, train={"max_steps": 4, "batch_size": 4})
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text(json.dumps(run.to_dict()))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "AUNET_DATA_DIR": str(data_dir.resolve())}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "AUNET_DATA_DIR": str(data_dir.resolve()),
+           "PATH": fake_srun(tmp_path / "bin")}
+    env.pop("SLURM_NTASKS", None)
     # --resume on a fresh run, as a SLURM script that always passes it: every rank must see that nothing is there yet.
     proc = subprocess.run([sys.executable, "-m", "aunet", "train", str(cfg), "--devices", "2", "--strategy", "ddp",
                            "--resume"], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
@@ -148,6 +175,8 @@ def test_two_process_ddp_run_on_cpu_records_one_summary(tmp_path, data_dir):
     summary = json.loads(summaries[0].read_text())
     assert summary["throughput"]["devices"] == 2 and summary["steps"] == 4
     assert summary["tokens_seen"] == 4 * 4 * 64  # the global batch is split over the two processes
+    # Quiet: no hint to launch with srun (Lightning starts the ranks), none to log validation with sync_dist.
+    assert "srun" not in proc.stderr and "sync_dist" not in proc.stderr, proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize("model", [TINY_AUNET, TINY_BPE], ids=["aunet", "bpe"])

@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from aunet.errors import RunStopped, UserError
 from aunet.io import atomic_write_json
 from aunet.training import run as training_run  # train looked up at call time: a test or plugin may replace it
+from aunet.training.callbacks import SIGTERM
 from aunet.training.config import run_config_from_dict
 from aunet.training.records import RunPaths
 from aunet.training.summary import load_summary, read_summary
@@ -375,19 +376,23 @@ def run_worker(study: optuna.Study, train_fn: TrainFn | None = None, *, grace_s:
 
     When nothing is waiting, the runs of dead workers (see :func:`requeue_stale_trials`) are put back in the queue
     and trained here, so a sweep finishes when one of its workers is killed. A run stopped by SIGTERM ends the
-    worker; its message is appended to ``stopped``. ``after_run(run_dir)`` is called after each run, finished or
-    failed (the CLI refreshes the sweep tables)."""
+    worker (its message is appended to ``stopped``), as does SIGTERM between runs. ``after_run(run_dir)`` is called
+    after each run, finished or failed (the CLI refreshes the sweep tables)."""
     train_fn = train_fn or training_run.train
     stopped = stopped if stopped is not None else []
     objective = _objective(train_fn, grace_s, heartbeat_s, after_run, stopped)
     taken = 0
-    while not stopped and (waiting_count(study) > 0 or requeue_stale_trials(study, grace_s)):
-        try:
-            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
-        except UpdateFinishedTrialError:
-            # SQLite has no row locks, so two workers can pop the same waiting trial; the run lock lets only one of
-            # them train it, and the other's result cannot be told to the finished trial. Nothing is lost: the
-            # run's record is its folder. Go on with the next run.
-            pass
-        taken += 1
+    # SIGTERM between runs, or once a run's training is complete, ends the worker after what it is doing (the
+    # default would kill it in the middle of a queue update, leaving its trial to the grace period).
+    with SIGTERM.handled():
+        while not stopped and not SIGTERM.received and (waiting_count(study) > 0
+                                                        or requeue_stale_trials(study, grace_s)):
+            try:
+                study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+            except UpdateFinishedTrialError:
+                # SQLite has no row locks, so two workers can pop the same waiting trial; the run lock lets only one
+                # of them train it, and the other's result cannot be told to the finished trial. Nothing is lost:
+                # the run's record is its folder. Go on with the next run.
+                pass
+            taken += 1
     return taken

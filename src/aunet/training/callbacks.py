@@ -3,6 +3,7 @@ checkpoints and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,12 +11,59 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import lightning as L
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch.trainer.states import TrainerFn
 
 from aunet.errors import write_error
+
+
+class SigtermFlag:
+    """SIGTERM as a request to stop at the next point a resume reproduces, instead of its default (die at once).
+
+    SLURM sends SIGTERM to every process of a job when it pre-empts, cancels or times it out. Inside
+    :meth:`handled` (main thread only; nested uses share one flag) the signal only sets ``received``: ``train()``
+    stops before training or at the end of the current step with its checkpoint (:class:`LastCheckpoint` takes the
+    signal over during the fit), finishes a run whose training is complete, and a sweep worker takes no further run.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self._depth = 0
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    @contextlib.contextmanager
+    def handled(self) -> Iterator["SigtermFlag"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signal handlers can only be set from the main thread; the default stays
+            return
+        if self._depth == 0:
+            self.received = False  # a signal of an earlier run of this process (a test) is not this run's
+        previous = signal.signal(signal.SIGTERM, self._handle)
+        self._depth += 1
+        try:
+            yield self
+        finally:
+            self._depth -= 1
+            signal.signal(signal.SIGTERM, previous)
+
+
+SIGTERM = SigtermFlag()
+
+
+def ignore_sigterm_in_worker(worker_id: int, rank: int) -> None:
+    """``worker_init_fn`` of the training DataLoader: its worker processes ignore SIGTERM.
+
+    SLURM signals the workers with the main process; a worker that died of it made the main process fail with
+    "DataLoader worker ... is killed by signal: Terminated" before it could save its step. The main process ends its
+    workers itself when it stops (and they exit when it dies). Then Lightning's own worker seeding, which it only
+    adds to a DataLoader without a ``worker_init_fn`` (every run seeds with ``workers=True``)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    pl_worker_init_function(worker_id, rank)
 
 
 class TrainTimer(L.Callback):
@@ -187,8 +235,12 @@ class LastCheckpoint(L.Callback):
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_sigterm)
 
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The final validation (trainer.validate after the fit) completes too: the run is a moment from finished.
+        self.on_train_start(trainer, pl_module)
+
     def _on_sigterm(self, signum: int, frame: Any) -> None:
-        self._pending = True
+        self._pending = SIGTERM.received = True  # the process-wide flag: a sweep worker takes no further run
 
     def _hold_sigterm(self, trainer: L.Trainer) -> None:
         """Take Lightning's SIGTERM flag over (Lightning would stop at the end of this very batch)."""
@@ -215,23 +267,28 @@ class LastCheckpoint(L.Callback):
         self._hold_sigterm(trainer)
         if (batch_idx + 1) % trainer.accumulate_grad_batches:
             return  # in the middle of an accumulation: stop after the optimizer step
-        if trainer.max_steps is not None and 0 <= trainer.max_steps <= trainer.global_step:
-            return  # the last step: the run finishes normally in a moment
+        if self._last_step(trainer):
+            return  # the run finishes normally in a moment
         if self.val_every and trainer.global_step % self.val_every == 0:
             return  # a validation follows: stop after it (on_validation_end)
         if self._stop_now(trainer):
             self._save(trainer)
             self._hand_back(trainer)
 
+    @staticmethod
+    def _last_step(trainer: L.Trainer) -> bool:
+        return trainer.max_steps is not None and 0 <= trainer.max_steps <= trainer.global_step
+
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        if trainer.state.fn == TrainerFn.FITTING:
-            self._hold_sigterm(trainer)  # finish the validation; its checkpoint is the stopping point
+        self._hold_sigterm(trainer)  # finish the validation; in a fit, its checkpoint is the stopping point
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
         self._save(trainer)
         self._hold_sigterm(trainer)
-        if self._stop_now(trainer):
+        # After the last step's validation the fit ends anyway; handing the signal back there made Lightning report
+        # a stop of a run whose training was complete (and its resume had no validation to report).
+        if not self._last_step(trainer) and self._stop_now(trainer):
             self._hand_back(trainer)

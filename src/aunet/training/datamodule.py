@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import lightning as L
@@ -9,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from aunet.data.pipeline import DataPipeline
+from aunet.training.callbacks import ignore_sigterm_in_worker
 from aunet.training.config import RunConfig
 
 
@@ -45,7 +47,8 @@ class CorpusDataModule(L.LightningDataModule):
         dataset = self.data.train_batches(self.micro_batch, start=start, rank=rank, world_size=world)
         workers = self.run.data.num_workers
         return DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=False,
-                          pin_memory=torch.cuda.is_available(), prefetch_factor=2 if workers else None)
+                          pin_memory=torch.cuda.is_available(), prefetch_factor=2 if workers else None,
+                          worker_init_fn=functools.partial(ignore_sigterm_in_worker, rank=rank) if workers else None)
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()

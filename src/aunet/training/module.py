@@ -122,10 +122,12 @@ class LanguageModelModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         # torchmetrics sums over ranks; the denominator is the exact byte count of the validation text.
-        nats = self.val_nats.compute()
-        self.log("val/loss", self.val_loss.compute(), prog_bar=True)
-        self.log("val/bpb", nats / (self.hparams.val_text_bytes * math.log(2)), prog_bar=True)
-        self.log("val/token_bytes", self.val_token_bytes.compute())
+        # The values are equal on every rank already; sync_dist (by max: exact, where a mean of n copies may round)
+        # only tells Lightning so, which otherwise warns under DDP.
+        nats, sync = self.val_nats.compute(), dict(sync_dist=True, reduce_fx="max")
+        self.log("val/loss", self.val_loss.compute(), prog_bar=True, **sync)
+        self.log("val/bpb", nats / (self.hparams.val_text_bytes * math.log(2)), prog_bar=True, **sync)
+        self.log("val/token_bytes", self.val_token_bytes.compute(), **sync)
         for metric in (self.val_loss, self.val_nats, self.val_token_bytes):
             metric.reset()
 

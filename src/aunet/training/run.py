@@ -24,7 +24,14 @@ from aunet.config import read_yaml
 from aunet.errors import ConfigError, RunError, RunStopped
 from aunet.flops import flops_report
 from aunet.io import atomic_write_yaml
-from aunet.training.callbacks import LastCheckpoint, RecordsOnCheckpoint, ThroughputLogger, TrainTimer, save_checkpoint
+from aunet.training.callbacks import (
+    SIGTERM,
+    LastCheckpoint,
+    RecordsOnCheckpoint,
+    ThroughputLogger,
+    TrainTimer,
+    save_checkpoint,
+)
 from aunet.training.config import RunConfig, run_config_from_dict
 from aunet.training.datamodule import CorpusDataModule
 from aunet.training.hardware import check_memory, check_trainer
@@ -205,8 +212,19 @@ def train(run: RunConfig, run_dir: Path | None = None, resume: bool = False,
 
     A finished run (``summary.json`` present) is not trained again: its summary is returned. With ``resume``, an
     unfinished run continues from ``checkpoints/last.ckpt`` with the same data stream, LR schedule and counters.
-    ``callbacks`` are added to the trainer's (e.g. an Optuna pruning callback).
+    ``callbacks`` are added to the trainer's (e.g. an Optuna pruning callback). SIGTERM raises :class:`RunStopped`
+    before training, or after the current step with its checkpoint; once training is complete, the run finishes.
     """
+    with SIGTERM.handled(), warnings.catch_warnings():
+        # Lightning warns on every trainer, fit and validate when an `srun` command exists and this process was not
+        # started by it. A run's processes are started by aunet (one, or Lightning's launcher for several devices) or
+        # by srun (one per rank, which Lightning then detects): the hint names nothing to do, on every cluster run.
+        warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
+        return _train(run, run_dir, resume, callbacks)
+
+
+def _train(run: RunConfig, run_dir: Path | None, resume: bool, callbacks: list[L.Callback] | None
+           ) -> RunSummary | None:
     paths = RunPaths(Path(run_dir) if run_dir else Path(run.train.results_dir) / run.run_id())
     is_rank_zero = rank_zero_only.rank == 0
     tr = run.trainer
@@ -283,6 +301,8 @@ def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module
          datamodule: CorpusDataModule, timer: TrainTimer, last: LastCheckpoint, logger: CSVLogger, state: str,
          resume_step: int, is_rank_zero: bool) -> RunSummary | None:
     """Write the run's records, train, and write its summary (the run folder is locked and checked)."""
+    if SIGTERM.received:  # while the data was prepared: nothing of this segment is written yet
+        raise RunStopped(_stopped(paths, resume_step, resume_step, plan), step=resume_step)
     if is_rank_zero:
         # Written once the data is known to be usable: a run refused for its corpus leaves no folder behind.
         datamodule.data.save_tokenizer()
@@ -303,17 +323,17 @@ def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module
         if trainer.global_step % plan.val_every != 0:
             trainer.validate(module, datamodule=datamodule, verbose=False)
         failed = False
-    except SIGTERMException:
+    except (SIGTERMException, RuntimeError) as exc:
+        # Lightning stopped the fit on SIGTERM (after LastCheckpoint saved the step, see there), or a DataLoader
+        # worker died of the signal before it could ignore it (it does from its first line): a pre-emption, not a
+        # failure. Bring metrics.csv up to the checkpoint and report where the run can resume.
+        if isinstance(exc, RuntimeError) and not (SIGTERM.received and "DataLoader worker" in str(exc)):
+            raise
         failed = False  # stopped to be resumed, not failed
-        # Lightning stopped the fit on SIGTERM (after LastCheckpoint saved the step, see there) and already
-        # flushed the CSV logger: bring metrics.csv up to the checkpoint and report where the run can resume.
         if is_rank_zero:
             merge_metrics(paths)
         step = last.saved_step if last.saved_step is not None else resume_step
-        saved = (f"checkpoint of step {step} in {paths.last_checkpoint}" if paths.last_checkpoint.is_file()
-                 else "no checkpoint yet")
-        raise RunStopped(f"stopped by SIGTERM at step {trainer.global_step}/{plan.total_steps}; {saved}; run the "
-                         "same command with --resume to continue", step=step) from None
+        raise RunStopped(_stopped(paths, trainer.global_step, step, plan), step=step) from None
     finally:
         close_trackers(trackers, failed)
     save_checkpoint(trainer, paths.final_checkpoint)
@@ -327,6 +347,14 @@ def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module
     summary = _summary(run, paths, plan, trainer, module, datamodule, timer, bytes_seen)
     write_summary(paths.summary, summary)
     return summary
+
+
+def _stopped(paths: RunPaths, at: int, step: int, plan: Plan) -> str:
+    """The one line of a run stopped by SIGTERM at step ``at`` whose resume point is ``step``."""
+    saved = (f"checkpoint of step {step} in {paths.last_checkpoint}" if paths.last_checkpoint.is_file()
+             else "no checkpoint yet")
+    return f"stopped by SIGTERM at step {at}/{plan.total_steps}; {saved}; run the same command with --resume to " \
+           "continue"
 
 
 def _record_checkpoint(paths: RunPaths, trainer: L.Trainer) -> None:
