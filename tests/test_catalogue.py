@@ -565,3 +565,27 @@ def test_a_run_trained_into_by_another_process_while_the_data_was_prepared_is_no
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{run_dir}: another process wrote to this run while its data was prepared" in err
     assert snapshot(run_dir) == snapshot(folder)  # the lock file included: both runs held one
+
+
+BOMB_COMMANDS = {
+    "run config": lambda t: ["train", str(run_config(t, train=f"{{max_steps: 2, lr: {BOMB}}}"))],
+    "--set": lambda t: ["train", "tiny-aunet1", "--set", f"train.lr={BOMB}"],
+    "sweep plan": lambda t: ["sweep", "plan", str(sweep_file(t, f"description: {BOMB}\n"))],
+    "sweep run": lambda t: ["sweep", "run", str(sweep_file(t, f"description: {BOMB}\n"))],
+    "sweep tune": lambda t: ["sweep", "tune", str(sweep_file(t, f"description: {BOMB}\n"))],
+}
+
+
+@pytest.mark.parametrize("where", sorted(BOMB_COMMANDS))
+def test_a_bad_config_is_refused_before_torch_is_imported(where, tmp_path):
+    """The timed cases above run in this process, where torch is loaded already; a fresh process shows whether a
+    config error waits for the seconds torch takes to import (it must not: the config is read first)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom aunet.cli import main\ntry:\n    code = main(sys.argv[1:])\nexcept SystemExit as e:\n"
+             "    code = e.code\nprint('torch' in sys.modules, code, file=sys.stderr)\n")
+    out = subprocess.run([sys.executable, "-c", probe, *BOMB_COMMANDS[where](tmp_path)], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert "aliases expand to" in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1] == "False 2", out.stderr[-2000:]

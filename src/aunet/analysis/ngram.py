@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_ORDER = 8  # eight bytes fill a uint64 code
+MIN_ORDER = 6  # the least order a reference level may use: low orders alone flatter every model
 VOCAB = 256
 # Discount used at an order whose counts have no singleton (then Y = n1 / (n1 + 2 n2) = 0 would leave no mass for
 # unseen bytes): the customary absolute-discounting default. Only toy texts ever reach it.

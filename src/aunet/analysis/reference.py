@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # pandas is imported where a table is read, so the CLI can re
 
 FITS_KEY = "reference_levels"
 DEFAULT_MAX_ORDER = ngram.MAX_ORDER
-MIN_ORDER = 6  # the floor: low orders alone flatter every model
+MIN_ORDER = ngram.MIN_ORDER
 # Bump when what is computed or how changes: it is part of the cache key.
 METHOD_VERSION = 1
 _ENCODE_BATCH_BYTES = 4 << 20  # documents handed to the Rust batch encoder at once

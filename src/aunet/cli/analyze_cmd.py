@@ -14,8 +14,9 @@ DEFAULT_TIMEOUT = 600.0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from aunet.analysis.ngram import MAX_ORDER as DEFAULT_MAX_ORDER
+    from aunet.analysis.ngram import MIN_ORDER
     from aunet.analysis.notebooks import NOTEBOOKS
-    from aunet.analysis.reference import DEFAULT_MAX_ORDER, MIN_ORDER
 
     p = sub.add_parser(
         "analyze", help="fit scaling curves and draw the plots of a sweep's results (runs the analysis notebooks)",
@@ -185,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
     params = parse_params(args.param, names)
     if not args.timeout > 0 or not math.isfinite(args.timeout):
         raise UserError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
-    from aunet.analysis.reference import DEFAULT_MAX_ORDER, MIN_ORDER
+    from aunet.analysis.ngram import MAX_ORDER as DEFAULT_MAX_ORDER
+    from aunet.analysis.ngram import MIN_ORDER
 
     if not MIN_ORDER <= args.reference_order <= DEFAULT_MAX_ORDER:
         raise UserError(f"--reference-order {args.reference_order}: must lie in {MIN_ORDER}..{DEFAULT_MAX_ORDER}")

@@ -107,9 +107,10 @@ def _spec(args: argparse.Namespace):
 
 
 def _plan(args: argparse.Namespace, measure: bool = True):
+    spec = _spec(args)  # read, and refused if bad, before the planner loads torch
     from aunet.sweeps.plan import plan_sweep
 
-    return plan_sweep(_spec(args), measure=measure)
+    return plan_sweep(spec, measure=measure)
 
 
 def _fmt_time(seconds: float | None) -> str:
@@ -125,10 +126,10 @@ def _fmt_time(seconds: float | None) -> str:
 
 
 def run_plan(args: argparse.Namespace) -> int:
+    spec = _spec(args)  # read, and refused if bad, before the planner loads torch
     from aunet.formatting import si, table
     from aunet.sweeps.plan import estimate_times, gpu_check_rates, plan_sweep
 
-    spec = _spec(args)
     plan = plan_sweep(spec, measure=spec.bytes_per_token is None or _corpus_readable(spec))
     if args.throughput:
         rates, label = gpu_check_rates(args.throughput)
@@ -215,9 +216,9 @@ def _corpus_readable(spec) -> bool:
 
 
 def run_run(args: argparse.Namespace) -> int:
+    plan = _plan(args)
     from aunet.sweeps.driver import run_sweep
 
-    plan = _plan(args)
     result = run_sweep(plan, args.storage, workers=args.workers, retry_failed=args.retry_failed)
     _print_status(result["table"])
     _print_stopped(result["stopped"])
@@ -266,7 +267,6 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
 def run_slurm(args: argparse.Namespace) -> int:
     from aunet.errors import UserError
     from aunet.io import atomic_write_text
-    from aunet.sweeps.driver import enqueue
     from aunet.sweeps.slurm import fit_resources, partition_offer, sbatch_script
 
     if args.array < 1 or not args.hours > 0:
@@ -276,6 +276,8 @@ def run_slurm(args: argparse.Namespace) -> int:
     for note in notes:
         print(note, file=sys.stderr)
     plan = _plan(args)
+    from aunet.sweeps.driver import enqueue
+
     url, enqueued = enqueue(plan, args.storage, retry_failed=args.retry_failed)
     script = sbatch_script(plan.spec.name, url, array=args.array, gpus=gpus, cpus=cpus, hours=args.hours,
                            partition=args.partition, log_dir=(plan.results_dir / "slurm").resolve())
@@ -287,12 +289,12 @@ def run_slurm(args: argparse.Namespace) -> int:
 
 
 def run_tune(args: argparse.Namespace) -> int:
+    spec = _spec(args)  # read, and refused if bad, before torch is loaded
     from aunet.analysis.tuning import tuning_laws
     from aunet.errors import ConfigError
     from aunet.sweeps.hparams import paper_law
     from aunet.sweeps.tune import tune_sweep, write_laws
 
-    spec = _spec(args)
     if spec.tune is None:
         raise ConfigError("tune", f"{args.sweep} has no tune section (trials, lr, batch_bytes ranges)")
     table = tune_sweep(spec, storage_url=args.storage)
@@ -311,10 +313,10 @@ def run_tune(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    spec = _spec(args)  # read, and refused if bad, before torch is loaded
     from aunet.errors import ConfigError
     from aunet.sweeps.evaluation import evaluate_sweep, saved_plan
 
-    spec = _spec(args)
     plan = saved_plan(spec, args.sweep)
     tasks = args.tasks.split(",") if args.tasks else list(spec.eval.tasks)
     if not tasks:
