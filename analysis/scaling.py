@@ -88,7 +88,14 @@ else:
     for s, grp in scored.groupby("series"):
         sizes = grp.groupby(budget_col)["flops_per_byte"].nunique() if tables.has_values(grp, "flops_per_byte") \
             else pd.Series(dtype=float)
-        if len(sizes) and sizes.min() >= 3:
+        complete = sizes.index[sizes >= 3]
+        if len(complete):
+            # A budget with fewer sizes (runs still to come, or failed) cannot place a vertex: it is left out of this
+            # family's envelope instead of turning the whole family into single runs.
+            partial = [f"{C:.2g}" for C in sizes.index if C not in set(complete)]
+            if partial:
+                note(f"{s}: fewer than 3 sizes at {', '.join(partial)}; left out of its envelope")
+            grp = grp[grp[budget_col].isin(complete)]
             own = seed_noise(repeats.get(s, []))
             noise[s] = own if np.isfinite(own) else pooled
             if not np.isfinite(noise[s]):

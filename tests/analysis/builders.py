@@ -190,10 +190,12 @@ ISOFLOP_NOISE = 0.004  # seed-to-seed std of val bpb in the isoFLOP fixture
 ISOFLOP_CURVATURE = 0.06  # bits per byte per (ln size)^2 around each optimum
 
 
-def write_isoflop_results(root: Path, sweep: str = "isoflop", seed: int = 2) -> Path:
+def write_isoflop_results(root: Path, sweep: str = "isoflop", seed: int = 2,
+                          missing: tuple[tuple[str, float, float], ...] = ()) -> Path:
     """5 families x 4 budgets x 3 sizes (FLOPs per byte 0.5x, 1x, 2x of a grid centred 1.25x off each family's
     optimum), every size spending the budget; the loss is a parabola in ln size whose vertex lies on the family's
-    law, plus seed noise; seeds 1 and 2 repeat the centre size at the two smallest budgets."""
+    law, plus seed noise; seeds 1 and 2 repeat the centre size at the two smallest budgets. ``missing``: (family,
+    budget, multiplier) runs left out, as in a sweep still running."""
     rng = np.random.default_rng(seed)
     rows = []
     for family in LAWS:
@@ -208,7 +210,8 @@ def write_isoflop_results(root: Path, sweep: str = "isoflop", seed: int = 2) -> 
                                 + rng.normal(0, ISOFLOP_NOISE))
                     row = _run_row(sweep, family, C, rng, seed=s, bpb=bpb, tag=f"-m{m}")
                     row.update(flops_per_byte=size, bytes_planned=C / size, bytes_seen=row["flops_spent"] / size)
-                    rows.append(row)
+                    if (family, C, m) not in missing:
+                        rows.append(row)
     results = root / "results" / sweep
     _write_csv(results / "runs.csv", rows, COLUMNS + [c for c in rows[0] if c not in COLUMNS])
     return results

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.analysis.builders import (
+    BUDGETS,
     write_isoflop_results,
     write_lr_grid_results,
     write_minimal_results,
@@ -22,6 +23,7 @@ def results_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("repo")
     write_scaling_results(root)
     write_isoflop_results(root)
+    write_isoflop_results(root, "isoflop-partial", missing=(("bpe", BUDGETS[-1], 2.0), ("bpe", BUDGETS[-1], 1.0)))
     write_lr_grid_results(root)
     write_tuning_results(root)
     write_minimal_results(root)

@@ -31,7 +31,7 @@ PLOTS = {
     "multilingual": ["multilingual_bpb_by_language", "multilingual_bpb_vs_flops"],
 }
 JOBS = [*((name, "scaling") for name in NOTEBOOKS), ("hyperparameters", "tuning"), ("scaling", "isoflop"),
-        ("hyperparameters", "lrgrid"),
+        ("hyperparameters", "lrgrid"), ("scaling", "isoflop-partial"),
         *((name, "minimal") for name in NOTEBOOKS)]
 
 
@@ -97,6 +97,17 @@ def test_scaling_notebook_compares_families_on_their_isoflop_envelopes(executed)
         assert fits["families"][family]["n_points"] == 4 and fits["families"][family]["n_boot"] > 20
     for ext in ("png", "svg"):
         assert (run.out / "plots" / f"isoflop_valleys.{ext}").stat().st_size > 1000
+
+
+def test_a_budget_short_of_sizes_is_left_out_of_that_familys_envelope_only(executed):
+    """A sweep still running: BPE has one size at the largest budget. Its other budgets keep their vertices (it does
+    not fall back to single runs), that budget is named in a note, and the other families keep all four."""
+    run = executed[("scaling", "isoflop-partial")]
+    fits = run.fits("scaling")
+    assert fits["method"] == "isoflop envelope"
+    assert [p["C"] for p in fits["envelopes"]["bpe"]] == list(BUDGETS[:-1])
+    assert all(len(fits["envelopes"][f]) == 4 for f in ("aunet1", "aunet2", "aunet3", "aunet4"))
+    assert f"bpe: fewer than 3 sizes at {BUDGETS[-1]:.2g}; left out of its envelope" in run.text
 
 
 def test_downstream_notebook_uses_the_headline_metric_of_each_task(executed):
