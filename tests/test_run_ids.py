@@ -34,7 +34,8 @@ def preset_run_ids() -> dict[str, str]:
 def sweep_run_ids(path: Path) -> list[str]:
     """Run ids of every run of the sweep at ``path``, in plan order (with seeds, so repeats show)."""
     spec = load_sweep(path)
-    spec = dataclasses.replace(spec, hparams={g: HParams(lr=1e-2, batch_bytes=4096) for g in ("aunet", "bpe")},
+    groups = {"aunet", "bpe", *spec.hparams}  # a family may name its own group (hparams: aunet2)
+    spec = dataclasses.replace(spec, hparams={g: HParams(lr=1e-2, batch_bytes=4096) for g in sorted(groups)},
                                bytes_per_token=spec.bytes_per_token or BYTES_PER_TOKEN)
     return [f"{run.run_id}/{run.seed}" for run in plan_sweep(spec, measure=False).runs]
 

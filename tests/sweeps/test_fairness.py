@@ -12,7 +12,7 @@ from aunet.models.config import AUNetConfig, BPEConfig
 from aunet.sweeps.fairness import boundary_counts, cap_stats, stage_shapes, suggest_caps
 from aunet.sweeps.plan import plan_sweep
 from aunet.sweeps.spec import load_sweep
-from tests.sweeps.helpers import write_sweep
+from tests.sweeps.helpers import MICRO, write_sweep
 
 
 def test_truncation_and_padding_shares_by_hand():
@@ -69,6 +69,18 @@ def test_a_cap_that_truncates_too_much_is_refused_in_one_line_with_better_caps(t
     assert main(["sweep", "plan", str(path), "--no-probe"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "truncates" in err[0] and "max_truncation" in err[0]
+
+
+def test_the_refusal_names_the_ablation_entry_whose_caps_truncate(tmp_path, data_dir):
+    """Two entries of one family (variants): the error names the entry to fix, not the family they share."""
+    template = {"family": "aunet", "widths": [0.5, 1.0], "head_dims": [8, 8], "caps": [64, 24],
+                "splits": ["word@1"], "windows": [16, None], "layers": [1, None], "ffn_multiple_of": 8,
+                "width_step": 8, "aspect": 16, "min_heads": 1}
+    families = {"aunet2-word": {"family": "aunet2", "variant": "word", "template": template},
+                "aunet2-stride2": {"family": "aunet2", "variant": "stride2", "template": template,
+                                   "overrides": {"splits": ["stride@2"]}}}
+    with pytest.raises(ConfigError, match=r"^families\.aunet2-stride2: cap 24 of stage 2 truncates"):
+        plan_sweep(load_sweep(write_sweep(tmp_path, families=families, hparams={"aunet": MICRO["hparams"]["aunet"]})))
 
 
 def test_plan_reports_fairness_and_suggests_caps(tmp_path, data_dir, capsys):

@@ -31,7 +31,8 @@ def fixed_hparams(spec):
 
     from aunet.sweeps.spec import HParams
 
-    return replace(spec, hparams={g: HParams(lr=1e-2, batch_bytes=4096) for g in ("aunet", "bpe")})
+    groups = {"aunet", "bpe", *spec.hparams}  # a family may name its own group (hparams: aunet2)
+    return replace(spec, hparams={g: HParams(lr=1e-2, batch_bytes=4096) for g in sorted(groups)})
 
 
 @pytest.mark.parametrize("sweep, budgets, sizes", [("cpu-study.yaml", 4, 3), ("demo.yaml", 3, 2),
@@ -62,6 +63,18 @@ def test_fair_studies_plan_every_family_at_several_sensible_sizes(sweep, budgets
                 seeds = {r.seed for r in plan.runs if r.family == family and r.budget_flops == budget
                          and r.multiplier == 1.0}
                 assert seeds == {0, 1, 2}, (family, budget)
+
+
+def test_fair_stride_ablation_shares_its_word_runs_with_the_study_and_truncates_nothing(data_dir):
+    """ablation-stride-fair trains only its stride runs: its word@1 runs are cpu-study's AU-Net-2 runs."""
+    ablation = plan_sweep(fixed_hparams(load_sweep(REPO / "sweeps" / "ablation-stride-fair.yaml")))
+    study = plan_sweep(fixed_hparams(load_sweep(REPO / "sweeps" / "cpu-study.yaml")))
+    word = {r.run_id for r in ablation.runs if r.variant == "word"}
+    assert len(word) == 6 and word <= {r.run_id for r in study.runs if r.family == "aunet2"}
+    for (variant, budget), runs in _by(ablation, "variant", "budget_flops").items():
+        assert len(runs) == 3, (variant, budget)  # three sizes per variant and budget
+    strides = [row for row in ablation.fairness() if row["run_id"] not in word]
+    assert len(strides) == 18 and all(max(row["truncated"]) == 0.0 for row in strides), strides
 
 
 def _by(plan, *fields):

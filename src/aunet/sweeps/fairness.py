@@ -170,15 +170,24 @@ def check_caps(plan: Any, cap_table: dict[str, CapStats], max_truncation: float)
             if share > max_truncation:
                 better = suggest_caps(stats.counts, model.caps[0])
                 raise ConfigError(
-                    f"families.{run.family}",
+                    f"families.{family_entry(plan.spec, run)}",
                     f"cap {model.caps[i + 1]} of stage {i + 2} truncates {share:.1%} of training sequences (at most "
                     f"{max_truncation:.1%} allowed); use caps {better} (99th percentile of measured boundaries, "
                     "aunet sweep plan --suggest-caps) or raise size.max_truncation knowingly")
         for i, share in enumerate(stats.padding):
             if share > HEAVY_PADDING:
-                warnings.append(f"{run.family}: {share:.0%} of stage {i + 2}'s positions are padding "
+                warnings.append(f"{family_entry(plan.spec, run)}: {share:.0%} of stage {i + 2}'s positions are padding "
                                 f"(cap {model.caps[i + 1]}); its FLOPs are charged but learn nothing")
     return warnings
+
+
+def family_entry(spec: Any, run: Any) -> str:
+    """The key under ``families:`` that planned ``run``: several entries share one family in an ablation (told apart
+    by their variant), so the family alone does not say which entry to fix."""
+    for key, fam in spec.families.items():
+        if (fam.family or key) == run.family and fam.variant == run.variant:
+            return key
+    return run.family
 
 
 def training_sample(spec: Any, max_bytes: int = 2_000_000, chunk: int = 65_536) -> list[bytes]:

@@ -24,7 +24,7 @@ from aunet.errors import ConfigError, UserError
 from aunet.flops import flops_report
 from aunet.io import read_json
 from aunet.models import FAMILY_CLASSES, build_model, family_of
-from aunet.sweeps.fairness import check_caps, fairness_rows, measure_caps, training_sample
+from aunet.sweeps.fairness import check_caps, fairness_rows, family_entry, measure_caps, training_sample
 from aunet.sweeps.hparams import hyperparameters
 from aunet.sweeps.sizing import DEFAULT_MIN_HEADS, build_config, check_template, floor_cost, size_for
 from aunet.sweeps.spec import SweepSpec
@@ -199,9 +199,9 @@ def _measure_caps(plan: Plan) -> None:
         return
     plan.cap_stats = measure_caps(plan, training_sample(plan.spec))
     for warning in check_caps(plan, plan.cap_stats, plan.spec.size.max_truncation):
-        family = warning.split(":", 1)[0]
+        entry = warning.split(":", 1)[0]
         for run in plan.runs:
-            if run.family == family and warning not in run.warnings:
+            if family_entry(plan.spec, run) == entry and warning not in run.warnings:
                 run.warnings.append(warning)
 
 
