@@ -29,6 +29,7 @@ results_dir = "../results/scaling"  # a results/<sweep> folder holding runs.csv
 output_dir = None  # where plots/ and fits.json are written; None: results_dir
 n_boot = 200  # bootstrap resamples per fit
 extrapolate_decades = 1.0  # how far beyond the largest budget the fitted curves are drawn
+gain_at = []  # compute values (FLOPs) at which to report the gain besides the study's budgets, e.g. [9.0e+12]
 
 # %%
 from pathlib import Path
@@ -286,7 +287,7 @@ else:
 # samples.
 
 # %%
-gains = {}
+gains, gain_at_budgets = {}, {}
 aunets = [s for s in fits if s != "bpe" and s.startswith("aunet")]
 if "bpe" not in fits or not aunets:
     note("the gain needs a BPE fit and at least one AU-Net fit; skipped")
@@ -311,12 +312,20 @@ else:
                       "g > 1: the AU-Net is more compute-efficient · 95% bands · dashed: extrapolated",
                       xlabel="AU-Net training compute C (FLOPs)", ylabel="compute-equivalent gain g (×)")
     plots.save_figure(fig, output_dir, "compute_equivalent_gain")
-    at = np.logspace(np.log10(lo_c), np.log10(hi_c) + extrapolate_decades, 4)
-    rows = []
-    for s, g in gains.items():
+    # The gain at the study's budgets (and at gain_at, to compare studies with other budgets at one compute), with
+    # whether it is read off the fitted range of both curves or extrapolated.
+    extra = list(gain_at) if isinstance(gain_at, (list, tuple)) else [gain_at]
+    if not all(isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in extra):
+        raise ValueError(f"gain_at={gain_at!r}: expected a list of positive FLOPs values, e.g. [9.0e+12]")
+    at = np.array(sorted({float(b) for b in points[budget_col].unique()} | {float(c) for c in extra}))
+    gain_at_budgets, rows = {}, []
+    for s in gains:
         at_g = compute_equivalent_gain_interval(fits[s], fits["bpe"], at)
-        rows += [{"series": s, "C (FLOPs)": f"{c:.2g}", "gain": f"{v:.3g}", "95% interval": f"[{a:.3g}, {b:.3g}]"}
-                 for c, v, a, b in zip(at, at_g.gain, at_g.lo, at_g.hi)]
+        fitted = (max(fits[s].C_range[0], fits["bpe"].C_range[0]) * 0.9999 <= at) & (
+            at <= min(fits[s].C_range[1], fits["bpe"].C_range[1]) * 1.0001)
+        gain_at_budgets[s] = {"C": at, "gain": at_g.gain, "lo": at_g.lo, "hi": at_g.hi, "extrapolated": ~fitted}
+        rows += [{"series": s, "C (FLOPs)": f"{c:.2g}", "gain": f"{v:.3g}", "95% interval": f"[{a:.3g}, {b:.3g}]",
+                  "": "" if f else "extrapolated"} for c, v, a, b, f in zip(at, at_g.gain, at_g.lo, at_g.hi, fitted)]
     print(pd.DataFrame(rows).to_string(index=False))
 
 # %% [markdown]
@@ -337,6 +346,7 @@ record = {
     "families": {s: {**f.to_dict(), "series": s, "largest_budget": largest.get(s)} for s, f in fits.items()},
     "gain_vs_bpe": {s: {"C": g.C[::6], "gain": g.gain[::6], "lo": g.lo[::6], "hi": g.hi[::6],
                         "unreachable": g.unreachable[::6]} for s, g in gains.items()},
+    "gain_at": gain_at_budgets if gains else {},
     "notes": notes,
 }
 print("wrote", store.update_fits(output_dir, "scaling", record))
