@@ -199,6 +199,51 @@ if available:
     plots.save_figure(fig, output_dir, "hyperparameters_vs_flops")
 
 # %% [markdown]
+# ## Laws the runs used
+#
+# A sweep that takes its hyperparameters from a fitted-law file (`hparams: {family: {law: FILE}}`, written by
+# `aunet sweep tune`) names the file in each run's `hparams_source`. Its laws are copied here, per family, so that
+# `fits.json` says where every run's learning rate and batch came from.
+
+# %%
+import json
+
+
+def law_file(path):
+    """The law file a run names: absolute, or relative to the working directory or to the repository (two levels
+    above results/<sweep>)."""
+    repo = Path(results_dir).resolve().parents[1]
+    candidates = [Path(path)] if Path(path).is_absolute() else [Path(path), repo / path]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+laws_used = {}
+has_sources = "hparams_source" in runs.columns
+sources = runs["hparams_source"].dropna().astype(str) if has_sources else pd.Series([], dtype=str)
+for source in sorted(sources[sources.str.startswith("fitted:")].unique()):
+    path = source.partition(":")[2]
+    found = law_file(path)
+    if found is None:
+        note(f"{path}: the law file the runs name is not here; its laws are not copied")
+        continue
+    data = json.loads(found.read_text())
+    for family in sorted(set(runs.loc[runs["hparams_source"] == source, "family"])):
+        entry = data.get(family) if isinstance(data, dict) else None
+        if not isinstance(entry, dict):
+            note(f"{path}: no laws for {family}")
+            continue
+        laws_used[family] = {"source": path}
+        for hp in HYPERPARAMETERS:
+            if isinstance(entry.get(hp), dict):
+                law = entry[hp]
+                laws_used[family][hp] = {"coefficient": law["coefficient"], "exponent": law["exponent"],
+                                         "exponent_interval": law.get("fit", {}).get("intervals", {}).get("a")}
+print(pd.DataFrame([{"family": f, "source": u["source"],
+                     **{f"{hp} = k C^a": f"{u[hp]['coefficient']:.3g} C^{u[hp]['exponent']:.3f}"
+                        for hp in HYPERPARAMETERS if hp in u}} for f, u in laws_used.items()]).to_string(index=False)
+      if laws_used else "no run took its hyperparameters from a fitted-law file")
+
+# %% [markdown]
 # ## Save the laws
 
 # %%
@@ -206,7 +251,8 @@ laws = {}
 for (s, hp), fit in fits.items():
     laws.setdefault(s, {})[hp] = fit.to_dict()
 paper_ours = {f: {hp: paper_law(f, hp) for hp in HYPERPARAMETERS} for f in ("bpe", "aunet")}
-record = {"tolerance": tolerance, "budget": budget_col, "laws": laws, "runs_per_budget": per_budget,
+record = {"tolerance": tolerance, "budget": budget_col, "laws": laws, "laws_used": laws_used,
+          "runs_per_budget": per_budget,
           "lr_valleys": {s: [v.to_dict() for _, _, v in entries] for s, entries in valleys.items()},
           "paper": paper_ours, "bytes_per_token": bytes_per_token, "notes": notes}
 print("wrote", store.update_fits(output_dir, "hyperparameters", record))

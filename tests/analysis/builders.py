@@ -8,6 +8,7 @@ the schema holds plausible numbers. Known truths are exported for the tests to c
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -212,9 +213,29 @@ def write_isoflop_results(root: Path, sweep: str = "isoflop", seed: int = 2,
                     row.update(flops_per_byte=size, bytes_planned=C / size, bytes_seen=row["flops_spent"] / size)
                     if (family, C, m) not in missing:
                         rows.append(row)
+    for row in rows:  # the LRs came from a fitted-law file, as in a fair study (relative to the repository)
+        row["hparams_source"] = f"fitted:{ISOFLOP_LAW_FILE}"
+    write_law_file(root / ISOFLOP_LAW_FILE)
     results = root / "results" / sweep
     _write_csv(results / "runs.csv", rows, COLUMNS + [c for c in rows[0] if c not in COLUMNS])
     return results
+
+
+ISOFLOP_LAW_FILE = "results/tune-fixture/laws.json"
+
+
+def fixture_lr_law(family: str) -> tuple[float, float]:
+    """(k, a) of the fixture's fitted-law file: LR = k C^a."""
+    return (0.6 if family == "bpe" else 1.2) * 1e-2 * 1e19**0.15, -0.15
+
+
+def write_law_file(path: Path) -> None:
+    """A law file in the format `aunet sweep tune` writes: per family, an LR law and a fixed batch."""
+    laws = {f: {"lr": {"coefficient": fixture_lr_law(f)[0], "exponent": fixture_lr_law(f)[1],
+                       "fit": {"intervals": {"a": [-0.2, -0.1]}}},
+                "batch_bytes": {"coefficient": 4096.0, "exponent": 0.0, "fit": {"fixed": True}}} for f in LAWS}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(laws))
 
 
 LR_GRID = tuple(2e-3 * 2.0**i for i in range(6))  # the CPU tuning grid: 6 learning rates a factor 2 apart

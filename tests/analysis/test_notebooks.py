@@ -18,7 +18,16 @@ import pandas as pd
 import pytest
 
 from aunet.analysis.notebooks import NOTEBOOKS, execute_notebook, notebook_path
-from tests.analysis.builders import BUDGETS, ISOFLOP_NOISE, LAWS, MULTILINGUAL, law, lr_optimum
+from tests.analysis.builders import (
+    BUDGETS,
+    ISOFLOP_LAW_FILE,
+    ISOFLOP_NOISE,
+    LAWS,
+    MULTILINGUAL,
+    fixture_lr_law,
+    law,
+    lr_optimum,
+)
 
 # Fewer bootstrap resamples than the default: these tests check that the notebooks run, not interval quality.
 FAST = {"n_boot": 30}
@@ -31,6 +40,7 @@ PLOTS = {
     "multilingual": ["multilingual_bpb_by_language", "multilingual_bpb_vs_flops"],
 }
 JOBS = [*((name, "scaling") for name in NOTEBOOKS), ("hyperparameters", "tuning"), ("scaling", "isoflop"),
+        ("hyperparameters", "isoflop"),
         ("hyperparameters", "lrgrid"), ("scaling", "isoflop-partial"),
         *((name, "minimal") for name in NOTEBOOKS)]
 
@@ -111,6 +121,17 @@ def test_the_gain_at_each_budget_brackets_the_true_gain(executed):
         for C, gain, lo, hi in zip(at["C"], at["gain"], at["lo"], at["hi"]):
             true = 1e19 * ((law(family, C) - E) / (at_1e19 - E)) ** (-1 / alpha) / C
             assert lo <= gain <= hi and abs(gain / true - 1) < 0.25, (family, C, true, gain, lo, hi)
+
+
+def test_hyperparameters_notebook_copies_the_laws_the_runs_used(executed):
+    """A study whose LRs came from a fitted-law file: fits.json names the file and holds each family's law."""
+    fits = executed[("hyperparameters", "isoflop")].fits("hyperparameters")
+    assert set(fits["laws_used"]) == set(LAWS)
+    for family, used in fits["laws_used"].items():
+        assert used["source"] == ISOFLOP_LAW_FILE
+        assert (used["lr"]["coefficient"], used["lr"]["exponent"]) == pytest.approx(fixture_lr_law(family))
+        assert used["batch_bytes"]["exponent"] == 0.0
+    assert executed[("hyperparameters", "scaling")].fits("hyperparameters")["laws_used"] == {}
 
 
 def test_a_budget_short_of_sizes_is_left_out_of_that_familys_envelope_only(executed):
