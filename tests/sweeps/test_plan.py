@@ -45,7 +45,8 @@ def test_fair_studies_plan_every_family_at_several_sensible_sizes(sweep, budgets
     assert {r.family for r in plan.runs} == {"bpe", "aunet1", "aunet2", "aunet3", "aunet4"}
     assert len(spec.budgets) == budgets and math.log10(max(spec.budgets) / min(spec.budgets)) >= 1.0
     for (family, budget), runs in _by(plan, "family", "budget_flops").items():
-        assert len({r.run_id for r in runs if r.seed == 0}) == sizes, (family, budget)
+        n_sizes = len({r.run_id for r in runs if r.seed == 0})
+        assert n_sizes == sizes + (budget in (spec.extra_sizes.budgets if spec.extra_sizes else [])), (family, budget)
         for run in runs:
             assert abs(run.planned_flops / budget - 1) < 0.05, (family, budget, run.planned_flops)
             # Up to 2 epochs (the smallest size at cpu-study's top budget reads 1.6): repeating data that few times
@@ -224,6 +225,37 @@ def test_extra_seeds_repeat_only_the_named_budgets():
     seeds = {key: sorted(r.seed for r in runs)
              for key, runs in _by(plan_sweep(spec, measure=False), "family", "budget_flops").items()}
     assert seeds[("bpe", 1.0e9)] == [0, 1, 2] and seeds[("aunet2", 3.0e9)] == [0]
+
+
+ISOFLOP_MICRO = {**MICRO, "bytes_per_token": 3.0,
+                 "size": {"rule": "isoflop", "gamma_bytes": 0.25, "multipliers": [0.5, 1.0], "tolerance": 0.05}}
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"multipliers": [2.0], "budgets": [7.0e9]}, "not one of the sweep's budgets"),
+    ({"multipliers": [1.0], "budgets": [1.0e9]}, "already in size.multipliers"),
+    ({"multipliers": [], "budgets": [1.0e9]}, "positive multipliers"),
+])
+def test_extra_sizes_must_name_the_sweeps_budgets_and_new_sizes(extra, message):
+    with pytest.raises(ConfigError, match=message):
+        sweep_from_dict({**ISOFLOP_MICRO, "extra_sizes": extra})
+    with pytest.raises(ConfigError, match="only used by size rule isoflop"):
+        sweep_from_dict({**MICRO, "extra_sizes": {"multipliers": [2.0], "budgets": [1.0e9]}})
+
+
+def test_extra_sizes_add_a_larger_model_only_at_the_named_budgets():
+    """Extra sizes bracket an optimum the grid missed at one budget; the grid's runs keep their ids."""
+    base = plan_sweep(sweep_from_dict(ISOFLOP_MICRO), measure=False)
+    spec = sweep_from_dict({**ISOFLOP_MICRO, "extra_sizes": {"multipliers": [2.0], "budgets": [3.0e9]}})
+    plan = plan_sweep(spec, measure=False)
+    sizes = {key: sorted(r.multiplier for r in runs) for key, runs in _by(plan, "family", "budget_flops").items()}
+    assert sizes[("bpe", 3.0e9)] == [0.5, 1.0, 2.0] and sizes[("aunet2", 1.0e9)] == [0.5, 1.0]
+    assert {r.run_id for r in base.runs} < {r.run_id for r in plan.runs}
+    for run in plan.runs:
+        if run.multiplier == 2.0:
+            assert abs(run.planned_flops / run.budget_flops - 1) < 0.05
+            same_family = [r for r in plan.runs if r.family == run.family and r.budget_flops == run.budget_flops]
+            assert run.params > max(r.params for r in same_family if r is not run)
 
 
 def test_plan_estimates_time_from_a_recorded_gpu_check(tmp_path, data_dir, capsys):

@@ -156,7 +156,7 @@ def plan_sweep(spec: SweepSpec, *, measure: bool = True) -> Plan:
         centre = math.sqrt(budget / rule.gamma_bytes)  # FLOPs per byte of the data-ratio protocol
         shifts = {entry: _grid_shift(rule, centre * fam.size_scale, floors[entry])
                   for entry, fam in spec.families.items()}
-        for multiplier in rule.multipliers:
+        for multiplier in _multipliers(spec, budget):
             for entry, fam in spec.families.items():
                 key = f"families.{entry}"
                 family = fam.family or entry
@@ -212,6 +212,13 @@ def _grid_shift(rule, centre: float, floor: float | None) -> float:
         return 1.0
     smallest = centre * min(rule.multipliers)
     return max(1.0, floor * (1 + rule.tolerance / 2) / smallest)
+
+
+def _multipliers(spec: SweepSpec, budget: float) -> list[float]:
+    """The grid's sizes at ``budget``: ``size.multipliers``, plus ``extra_sizes`` where they apply."""
+    extra = spec.extra_sizes
+    here = extra is not None and any(abs(budget / b - 1) < 1e-6 for b in extra.budgets)
+    return list(spec.size.multipliers) + (list(extra.multipliers) if here else [])
 
 
 def _seeds(spec: SweepSpec, budget: float, multiplier: float) -> list[int]:

@@ -129,6 +129,15 @@ class ExtraSeeds:
 
 
 @dataclass
+class ExtraSizes:
+    """More sizes at some budgets, to bracket an optimum the grid missed: ``multipliers`` (of the grid's centre,
+    like ``size.multipliers``) added at ``budgets`` for every family (rule: isoflop)."""
+
+    multipliers: list[float] = field(default_factory=list)
+    budgets: list[float] = field(default_factory=list)
+
+
+@dataclass
 class TuneSpec:
     """``aunet sweep tune``: a search over LR and batch at each budget, then power laws LR(C) and batch(C).
 
@@ -204,6 +213,7 @@ class SweepSpec:
     tune: Union[TuneSpec, None] = None
     bytes_per_token: Union[float, None] = None  # for BPE; default: measured with the tokenizer on the corpus
     extra_seeds: Union[ExtraSeeds, None] = None
+    extra_sizes: Union[ExtraSizes, None] = None
     results_dir: str = "results"
     description: str = ""
     source: str = ""
@@ -310,11 +320,13 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
             raise ConfigError("extra_seeds.budgets", f"{missing[0]:.3g} is not one of the sweep's budgets")
         if set(extra.seeds) & set(seeds):
             raise ConfigError("extra_seeds.seeds", "already in seeds: each run would be planned twice")
+    extra_sizes = _extra_sizes(raw.get("extra_sizes"), size, budgets)
     return SweepSpec(
         name=name, families=families, budgets=budgets, size=size, hparams=hparams, seeds=seeds,
         data=dict(raw.get("data") or {}), train=dict(raw.get("train") or {}), trainer=dict(raw.get("trainer") or {}),
         eval=evaluation, tune=tune, bytes_per_token=None if bpt is None else coerce(bpt, float, "bytes_per_token"),
-        extra_seeds=extra, results_dir=coerce(raw.get("results_dir") or "results", str, "results_dir"),
+        extra_seeds=extra, extra_sizes=extra_sizes,
+        results_dir=coerce(raw.get("results_dir") or "results", str, "results_dir"),
         description=coerce(raw.get("description") or "", str, "description"), source=source,
     )
 
@@ -327,3 +339,25 @@ def load_sweep(path: str | Path) -> SweepSpec:
         return sweep_from_dict(raw, source=str(p))
     except ConfigError as exc:
         raise exc.with_source(str(p)) from None
+
+
+def _extra_sizes(raw: Any, size: SizeRule, budgets: list[float]) -> ExtraSizes | None:
+    """``extra_sizes`` checked: isoflop grids only, positive multipliers not already in the grid, budgets of the
+    sweep."""
+    if raw is None:
+        return None
+    extra = from_dict(ExtraSizes, raw, prefix="extra_sizes.")
+    extra.multipliers = [coerce(m, float, f"extra_sizes.multipliers[{i}]") for i, m in enumerate(extra.multipliers)]
+    extra.budgets = [coerce(b, float, f"extra_sizes.budgets[{i}]") for i, b in enumerate(extra.budgets)]
+    if size.rule != "isoflop":
+        raise ConfigError("extra_sizes", "only used by size rule isoflop")
+    if not extra.multipliers or any(m <= 0 for m in extra.multipliers):
+        raise ConfigError("extra_sizes.multipliers", "give one or more positive multipliers")
+    _refuse_repeats(extra.multipliers, "extra_sizes.multipliers")
+    if any(abs(m / g - 1) < 1e-6 for m in extra.multipliers for g in size.multipliers):
+        raise ConfigError("extra_sizes.multipliers", "already in size.multipliers: each run would be planned twice")
+    missing = [b for b in extra.budgets if not any(abs(b / c - 1) < 1e-6 for c in budgets)]
+    if not extra.budgets or missing:
+        raise ConfigError("extra_sizes.budgets", f"{missing[0]:.3g} is not one of the sweep's budgets" if missing
+                          else "give one or more of the sweep's budgets")
+    return extra
