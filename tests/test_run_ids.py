@@ -18,8 +18,9 @@ import pytest
 
 from aunet.presets import list_presets
 from aunet.sweeps.plan import plan_sweep
-from aunet.sweeps.spec import HParams, load_sweep
+from aunet.sweeps.spec import load_sweep
 from aunet.training.config import run_config_from_dict
+from tests.sweeps.helpers import fixed_hparams
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "run_ids.json"
@@ -33,10 +34,8 @@ def preset_run_ids() -> dict[str, str]:
 
 def sweep_run_ids(path: Path) -> list[str]:
     """Run ids of every run of the sweep at ``path``, in plan order (with seeds, so repeats show)."""
-    spec = load_sweep(path)
-    groups = {"aunet", "bpe", *spec.hparams}  # a family may name its own group (hparams: aunet2)
-    spec = dataclasses.replace(spec, hparams={g: HParams(lr=1e-2, batch_bytes=4096) for g in sorted(groups)},
-                               bytes_per_token=spec.bytes_per_token or BYTES_PER_TOKEN)
+    spec = fixed_hparams(load_sweep(path))
+    spec = dataclasses.replace(spec, bytes_per_token=spec.bytes_per_token or BYTES_PER_TOKEN)
     return [f"{run.run_id}/{run.seed}" for run in plan_sweep(spec, measure=False).runs]
 
 

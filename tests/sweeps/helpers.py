@@ -32,3 +32,15 @@ def write_sweep(tmp_path: Path, **changes: Any) -> Path:
     path = tmp_path / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+def fixed_hparams(spec: Any) -> Any:
+    """The sweep with fixed LR and batch for every hyperparameter group (shapes and bytes do not depend on them;
+    fitted-law files may not exist). A family may name its own group (``hparams: aunet2``): those are fixed too."""
+    from dataclasses import replace
+
+    from aunet.sweeps.spec import HParams
+
+    groups = {"aunet", "bpe", *spec.hparams}
+    return replace(spec, hparams={g: HParams(lr=1e-2, batch_bytes=4096) for g in sorted(groups)})
+

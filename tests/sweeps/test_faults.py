@@ -48,6 +48,13 @@ def logged_train(log_dir: Path, pause: float = 0.0):
     return train
 
 
+def logged_sweep(tmp_path: Path):
+    """The micro sweep and a logging stand-in for training (its log folder, created): ``(path, log, train)``."""
+    log = tmp_path / "log"
+    log.mkdir()
+    return write_sweep(tmp_path), log, logged_train(log)
+
+
 def lines(path: Path) -> list[tuple[int, str]]:
     if not path.is_file():
         return []
@@ -177,10 +184,7 @@ def test_oom_and_nan_runs_are_recorded_the_sweep_goes_on_and_retry_failed_retrie
 def test_a_pre_empted_worker_requeues_its_run_and_exits_cleanly(tmp_path, data_dir, monkeypatch, capsys):
     import aunet.training.run
 
-    path = write_sweep(tmp_path)
-    log = tmp_path / "log"
-    log.mkdir()
-    fake = logged_train(log)
+    path, log, fake = logged_sweep(tmp_path)
     calls = []
 
     def pre_empted_once(config, run_dir, resume):
@@ -208,10 +212,7 @@ def test_a_pre_empted_worker_requeues_its_run_and_exits_cleanly(tmp_path, data_d
 def test_sigterm_as_a_run_finishes_ends_the_worker_with_that_run_finished(tmp_path, data_dir, monkeypatch, capsys):
     import aunet.training.run
 
-    path = write_sweep(tmp_path)
-    log = tmp_path / "log"
-    log.mkdir()
-    fake = logged_train(log)
+    path, log, fake = logged_sweep(tmp_path)
     calls = []
 
     def signalled_at_the_end(config, run_dir, resume):

@@ -13,7 +13,7 @@ from aunet.cli import main
 from aunet.errors import ConfigError
 from aunet.sweeps.plan import plan_sweep
 from aunet.sweeps.spec import load_sweep, sweep_from_dict
-from tests.sweeps.helpers import MICRO, write_sweep
+from tests.sweeps.helpers import MICRO, fixed_hparams, write_sweep
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -23,16 +23,6 @@ def by_budget(plan):
     for run in plan.runs:
         groups[run.budget_flops].append(run)
     return groups
-
-
-def fixed_hparams(spec):
-    """The sweep with fixed LR and batch (shapes and bytes do not depend on them; fitted-law files may not exist)."""
-    from dataclasses import replace
-
-    from aunet.sweeps.spec import HParams
-
-    groups = {"aunet", "bpe", *spec.hparams}  # a family may name its own group (hparams: aunet2)
-    return replace(spec, hparams={g: HParams(lr=1e-2, batch_bytes=4096) for g in sorted(groups)})
 
 
 @pytest.mark.parametrize("sweep, budgets, sizes", [("cpu-study.yaml", 4, 3), ("demo.yaml", 3, 2),
