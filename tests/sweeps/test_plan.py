@@ -276,3 +276,24 @@ def test_a_sweeps_trackers_group_its_runs_under_its_name_without_renaming_them()
     assert {r.config.trainer.project for r in plain} == {None}  # no tracker: the run config is as before
     named = sweep_from_dict({**base, "trainer": {"loggers": ["wandb"], "project": "mine"}})
     assert {r.config.trainer.project for r in plan_sweep(named, measure=False).runs} == {"mine"}
+
+
+def test_extra_seed_groups_repeat_each_familys_own_sizes():
+    """A list of groups; a group's multipliers per family entry repeat only that family's named size."""
+    extra = [{"seeds": [1], "budgets": [1.0e9]},
+             {"seeds": [1, 2], "budgets": [3.0e9], "multipliers": {"bpe": [1.0], "aunet2": 1.0}}]
+    spec = sweep_from_dict({**MICRO, "bytes_per_token": 3.0, "extra_seeds": extra})
+    seeds = {key: sorted(r.seed for r in runs)
+             for key, runs in _by(plan_sweep(spec, measure=False), "family", "budget_flops").items()}
+    assert seeds[("bpe", 1.0e9)] == [0, 1] and seeds[("aunet2", 1.0e9)] == [0, 1]
+    assert seeds[("bpe", 3.0e9)] == [0, 1, 2] and seeds[("aunet2", 3.0e9)] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([{"seeds": [1], "budgets": [1.0e9], "multipliers": {"gpt": [1.0]}}], "'gpt' is not a family entry"),
+    ([{"seeds": [1], "budgets": [1.0e9]}, {"seeds": [1], "budgets": [1.0e9]}], "two groups add the same seed"),
+    ([{"seeds": [1], "budgets": [7.0e9]}], r"extra_seeds\[0\].budgets"),
+])
+def test_extra_seed_groups_are_checked(extra, message):
+    with pytest.raises(ConfigError, match=message):
+        plan_sweep(sweep_from_dict({**MICRO, "bytes_per_token": 3.0, "extra_seeds": extra}), measure=False)

@@ -180,7 +180,7 @@ def plan_sweep(spec: SweepSpec, *, measure: bool = True) -> Plan:
                 spec_hp = spec.hparams[group]
                 batch = max(spec_hp.min_batch_sequences, round(hp.batch_bytes / seq_bytes))
                 steps = max(1, round(n_bytes / (batch * seq_bytes)))
-                for seed in _seeds(spec, budget, multiplier):
+                for seed in _seeds(spec, entry, budget, multiplier):
                     run = _planned(spec, family, fam.variant, budget, seed, multiplier, sized, target, steps, batch,
                                    seq_bytes, hp, train_bytes)
                     run.grid_shift = shifts[entry]
@@ -221,14 +221,17 @@ def _multipliers(spec: SweepSpec, budget: float) -> list[float]:
     return list(spec.size.multipliers) + (list(extra.multipliers) if here else [])
 
 
-def _seeds(spec: SweepSpec, budget: float, multiplier: float) -> list[int]:
-    """The sweep's seeds, plus its extra seeds where they apply (those budgets, those sizes)."""
-    extra = spec.extra_seeds
-    if extra is None:
-        return list(spec.seeds)
-    here = any(abs(budget / b - 1) < 1e-6 for b in extra.budgets) and \
-        any(abs(multiplier / m - 1) < 1e-6 for m in extra.multipliers)
-    return list(spec.seeds) + (list(extra.seeds) if here else [])
+def _seeds(spec: SweepSpec, entry: str, budget: float, multiplier: float) -> list[int]:
+    """The sweep's seeds, plus its extra seeds where they apply (those budgets, those sizes, those families).
+    Two groups adding one seed to one run would plan it twice: refused, naming the entry."""
+    seeds = list(spec.seeds)
+    for extra in spec.extra_seeds:
+        if extra.applies(entry, budget, multiplier):
+            seeds += extra.seeds
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError("extra_seeds", f"two groups add the same seed to families.{entry} at budget {budget:.3g}, "
+                                         f"size x{multiplier:g}: each run would be planned twice")
+    return seeds
 
 
 def _check_floors(fam, config, allowed: bool, key: str, budget: float) -> None:

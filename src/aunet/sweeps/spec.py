@@ -121,11 +121,19 @@ class FamilySpec:
 @dataclass
 class ExtraSeeds:
     """More seeds for some runs, to measure the noise: ``seeds`` added at ``budgets`` for the sizes at
-    ``multipliers`` (default: the grid's centre) of every family."""
+    ``multipliers`` (default: the grid's centre) of every family, or, when ``multipliers`` maps family entries to
+    lists, for each named family's own sizes (e.g. its best size at a budget) and no others. ``extra_seeds`` is one
+    such group or a list of them."""
 
     seeds: list[int] = field(default_factory=list)
     budgets: list[float] = field(default_factory=list)
-    multipliers: list[float] = field(default_factory=lambda: [1.0])
+    multipliers: Union[list[float], dict] = field(default_factory=lambda: [1.0])  # dict: entry -> sizes
+
+    def applies(self, entry: str, budget: float, multiplier: float) -> bool:
+        """Whether this group repeats family entry ``entry``'s size ``multiplier`` at ``budget``."""
+        sizes = self.multipliers.get(entry, []) if isinstance(self.multipliers, dict) else self.multipliers
+        return any(abs(budget / b - 1) < 1e-6 for b in self.budgets) and \
+            any(abs(multiplier / m - 1) < 1e-6 for m in sizes)
 
 
 @dataclass
@@ -212,7 +220,7 @@ class SweepSpec:
     eval: EvalSpec = field(default_factory=EvalSpec)
     tune: Union[TuneSpec, None] = None
     bytes_per_token: Union[float, None] = None  # for BPE; default: measured with the tokenizer on the corpus
-    extra_seeds: Union[ExtraSeeds, None] = None
+    extra_seeds: list[ExtraSeeds] = field(default_factory=list)
     extra_sizes: Union[ExtraSizes, None] = None
     results_dir: str = "results"
     description: str = ""
@@ -310,16 +318,7 @@ def sweep_from_dict(raw: dict[str, Any], source: str = "") -> SweepSpec:
         if not isinstance(raw.get(key) or {}, dict):
             raise ConfigError(key, "expected a mapping (the same keys as a run config's section)")
     bpt = raw.get("bytes_per_token")
-    extra = None
-    if raw.get("extra_seeds") is not None:
-        extra = from_dict(ExtraSeeds, raw["extra_seeds"], prefix="extra_seeds.")
-        extra.seeds = [coerce(s, int, f"extra_seeds.seeds[{i}]") for i, s in enumerate(extra.seeds)]
-        extra.budgets = [coerce(b, float, f"extra_seeds.budgets[{i}]") for i, b in enumerate(extra.budgets)]
-        missing = [b for b in extra.budgets if not any(abs(b / c - 1) < 1e-6 for c in budgets)]
-        if missing:
-            raise ConfigError("extra_seeds.budgets", f"{missing[0]:.3g} is not one of the sweep's budgets")
-        if set(extra.seeds) & set(seeds):
-            raise ConfigError("extra_seeds.seeds", "already in seeds: each run would be planned twice")
+    extra = _extra_seeds(raw.get("extra_seeds"), budgets, seeds, families)
     extra_sizes = _extra_sizes(raw.get("extra_sizes"), size, budgets)
     return SweepSpec(
         name=name, families=families, budgets=budgets, size=size, hparams=hparams, seeds=seeds,
@@ -339,6 +338,41 @@ def load_sweep(path: str | Path) -> SweepSpec:
         return sweep_from_dict(raw, source=str(p))
     except ConfigError as exc:
         raise exc.with_source(str(p)) from None
+
+
+def _extra_seeds(raw: Any, budgets: list[float], seeds: list[int], families: dict) -> list[ExtraSeeds]:
+    """``extra_seeds`` (one group or a list of groups) checked: budgets of the sweep, seeds not already planned,
+    family entries of the sweep where multipliers are given per family."""
+    if raw is None:
+        return []
+    groups = raw if isinstance(raw, list) else [raw]
+    out = []
+    for g, body in enumerate(groups):
+        key = f"extra_seeds[{g}]" if isinstance(raw, list) else "extra_seeds"
+        if not isinstance(body, dict):
+            raise ConfigError(key, "expected a mapping with seeds, budgets and multipliers")
+        extra = from_dict(ExtraSeeds, body, prefix=f"{key}.")
+        extra.seeds = [coerce(s, int, f"{key}.seeds[{i}]") for i, s in enumerate(extra.seeds)]
+        extra.budgets = [coerce(b, float, f"{key}.budgets[{i}]") for i, b in enumerate(extra.budgets)]
+        if isinstance(extra.multipliers, dict):
+            unknown = sorted(set(map(str, extra.multipliers)) - set(families))
+            if unknown:
+                raise ConfigError(f"{key}.multipliers", f"{unknown[0]!r} is not a family entry of the sweep "
+                                                         f"({', '.join(families)})")
+            extra.multipliers = {
+                str(fam): [coerce(m, float, f"{key}.multipliers.{fam}[{i}]") for i, m in enumerate(
+                    sizes if isinstance(sizes, list) else [sizes])]
+                for fam, sizes in extra.multipliers.items()}
+        else:
+            extra.multipliers = [coerce(m, float, f"{key}.multipliers[{i}]")
+                                 for i, m in enumerate(extra.multipliers)]
+        missing = [b for b in extra.budgets if not any(abs(b / c - 1) < 1e-6 for c in budgets)]
+        if missing:
+            raise ConfigError(f"{key}.budgets", f"{missing[0]:.3g} is not one of the sweep's budgets")
+        if set(extra.seeds) & set(seeds):
+            raise ConfigError(f"{key}.seeds", "already in seeds: each run would be planned twice")
+        out.append(extra)
+    return out
 
 
 def _extra_sizes(raw: Any, size: SizeRule, budgets: list[float]) -> ExtraSizes | None:
