@@ -4,4 +4,6 @@ import sys
 
 from aunet.cli import main
 
-sys.exit(main())
+# Guarded: processes started with "spawn" (packing) import the parent's main module under another name.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,3 +17,8 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths)).rstrip()]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def plural(count: int, noun: str) -> str:
+    """``plural(1, "run")`` -> ``1 run``; ``plural(3, "run")`` -> ``3 runs``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"

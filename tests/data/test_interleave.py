@@ -41,9 +41,15 @@ def test_pieces_end_at_a_line_break_or_a_character_boundary():
 
 def test_not_interleaving_keeps_run_ids_from_before_the_option():
     base = {"model": {"preset": "tiny-aunet2"}, "train": {"max_steps": 5}}
-    plain = run_config_from_dict(base)
-    assert "interleave_bytes" not in plain.identity()["data"]
-    mixed = run_config_from_dict({**base, "data": {"interleave_bytes": 65536}})
+    plain = run_config_from_dict({**base, "data": {"stream": "streamed"}})
+    assert "interleave_bytes" not in plain.identity()["data"] and "stream" not in plain.identity()["data"]
+    mixed = run_config_from_dict({**base, "data": {"stream": "streamed", "interleave_bytes": 65536}})
     assert mixed.run_id() != plain.run_id() and mixed.identity()["data"]["interleave_pool"] == 64
     with pytest.raises(Exception, match="interleave_bytes"):
-        run_config_from_dict({**base, "data": {"interleave_bytes": 10}})
+        run_config_from_dict({**base, "data": {"stream": "streamed", "interleave_bytes": 10}})
+
+
+def test_interleaving_is_refused_on_the_packed_stream():
+    with pytest.raises(Exception, match="data.interleave_bytes: only for data.stream: streamed"):
+        run_config_from_dict({"model": {"preset": "tiny-aunet2"}, "train": {"max_steps": 5},
+                              "data": {"interleave_bytes": 65536}})

@@ -29,6 +29,8 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 LEGACY_AUNET = dict(family="aunet", dims=[16, 32], layers=[1, 1], head_dims=[16, 16], caps=[64, 24],
                     splits=["word@1"], n_offsets=2, ffn_multiple_of=16)
 MODELS = {"aunet2": LEGACY_AUNET, "bpe": TINY_BPE}
+# The fixtures were trained on the streamed data (the only stream then); their config.yaml has no data.stream.
+STREAMED = {"stream": "streamed"}
 KEPT = ("config.yaml", "metrics.csv", "checkpoints/last.ckpt", "logs/segments.json", "logs/checkpoint.json",
         "logs/version_0/metrics.csv", "logs/version_0/hparams.yaml")
 
@@ -42,14 +44,14 @@ def numerics(run_dir: Path, summary: dict) -> dict:
 def test_training_numerics_are_bit_identical(tmp_path, data_dir):
     recorded = json.loads((FIXTURES / "legacy_numerics.json").read_text())
     for name, model in MODELS.items():
-        summary = train(tiny_run(tmp_path / name, model=model, train={"log_every_steps": 1}))
+        summary = train(tiny_run(tmp_path / name, model=model, train={"log_every_steps": 1}, data=STREAMED))
         run_dir = tmp_path / name / "runs" / summary.run_id
         assert numerics(run_dir, summary) == recorded[name], name
 
 
 def test_a_checkpoint_of_the_old_code_resumes(tmp_path, data_dir):
     recorded = json.loads((FIXTURES / "legacy_numerics.json").read_text())
-    run = tiny_run(tmp_path, model=LEGACY_AUNET, train={"log_every_steps": 1})
+    run = tiny_run(tmp_path, model=LEGACY_AUNET, train={"log_every_steps": 1}, data=STREAMED)
     shutil.copytree(FIXTURES / "legacy-run", tmp_path / "runs" / run.run_id())
     resumed = train(run, resume=True)
     assert resumed.weights_sha256 == recorded["aunet2"]["weights_sha256"]
@@ -74,12 +76,12 @@ def write(out: Path) -> None:
     tmp = Path(tempfile.mkdtemp())
     recorded = {}
     for name, model in MODELS.items():
-        summary = train(tiny_run(tmp / name, model=model, train={"log_every_steps": 1}))
+        summary = train(tiny_run(tmp / name, model=model, train={"log_every_steps": 1}, data=STREAMED))
         run_dir = tmp / name / "runs" / summary.run_id
         recorded[name] = numerics(run_dir, summary)
         if name == "aunet2":
             shutil.copy(run_dir / "summary.json", out / "legacy-summary.json")
-    run = tiny_run(tmp / "crash", model=LEGACY_AUNET, train={"log_every_steps": 1})
+    run = tiny_run(tmp / "crash", model=LEGACY_AUNET, train={"log_every_steps": 1}, data=STREAMED)
     try:
         train(run, callbacks=[CrashAt()])
     except _Crash:

@@ -194,7 +194,7 @@ def test_undecodable_bytes_train_for_both_families(tmp_path, model):
 
 
 def test_an_interleaved_run_resumes_exactly(tmp_path, data_dir):
-    data = {"interleave_bytes": 2048, "interleave_pool": 8}
+    data = {"stream": "streamed", "interleave_bytes": 2048, "interleave_pool": 8}
     straight = train(tiny_run(tmp_path / "a", data=data))
     run = tiny_run(tmp_path / "b", data=data)
     with pytest.raises(Crash):

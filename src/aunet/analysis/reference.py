@@ -48,7 +48,7 @@ from aunet.errors import UserError
 from aunet.io import atomic_write_json
 from aunet.models import family_of
 from aunet.paths import cache_dir
-from aunet.training.config import load_run_config
+from aunet.training.config import load_recorded_config
 from aunet.training.records import RunPaths
 from aunet.training.summary import RunSummary, read_summary
 
@@ -94,7 +94,7 @@ def _read_run(row: Any, results_dir: Path) -> RunData:
                                    "its corpus and split are unknown")
     paths = RunPaths(folder)
     summary = read_summary(paths.summary) if paths.summary.is_file() else RunSummary()
-    return RunData(row.run_id, folder, int(round(row.bytes_seen)), load_run_config(paths.config), summary)
+    return RunData(row.run_id, folder, int(round(row.bytes_seen)), load_recorded_config(paths.config), summary)
 
 
 def _trains_tokenizer(row: Any, results_dir: Path) -> bool:
@@ -102,7 +102,7 @@ def _trains_tokenizer(row: Any, results_dir: Path) -> bool:
     folder = tables.resolve_run_dir(row.run_dir, results_dir)
     if folder is None or not RunPaths(folder).config.is_file():
         return False
-    return family_of(load_run_config(RunPaths(folder).config).model).needs_tokenizer
+    return family_of(load_recorded_config(RunPaths(folder).config).model).needs_tokenizer
 
 
 def largest_run(runs: pd.DataFrame) -> Any:
@@ -245,8 +245,8 @@ def _bpe_tokenizer(run: RunData) -> tuple[Any, str]:
     if folder.is_dir():  # saved there by the run itself (not committed: .gitignore)
         return BPETokenizer.load(folder), f"run folder of {run.run_id}"
     data = _run_data(run.config)
-    data.prepare()
-    data.setup()
+    data.prepare_tokenizer()
+    data.setup_validation()
     return data.tokenizer, "the runs' tokenizer cache (AUNET_CACHE_DIR)"
 
 

@@ -130,7 +130,8 @@ def run_plan(args: argparse.Namespace) -> int:
     from aunet.formatting import si, table
     from aunet.sweeps.plan import estimate_times, gpu_check_rates, plan_sweep
 
-    plan = plan_sweep(spec, measure=spec.bytes_per_token is None or _corpus_readable(spec))
+    measure = spec.bytes_per_token is None or _corpus_readable(spec)
+    plan = plan_sweep(spec, measure=measure)
     if args.throughput:
         rates, label = gpu_check_rates(args.throughput)
         estimate_times(plan, measured=rates, measured_label=label)
@@ -158,6 +159,8 @@ def run_plan(args: argparse.Namespace) -> int:
                                                        f"at the {plan.runs[0].est_time_source}") if total else "")
               + (f"; bytes per token: {k}" if k else ""))
         print("\n" + _fairness_table(plan, fairness))
+        if measure:
+            _print_packs(plan, args.sweep)
     if args.suggest_caps:
         _print_caps(plan)
     if args.plot is not None:
@@ -166,6 +169,26 @@ def run_plan(args: argparse.Namespace) -> int:
         out = Path(args.plot) if args.plot else plan.results_dir / "plan.png"
         print(f"plan drawn in {plot_plan(plan, out)}")
     return 0
+
+
+def _print_packs(plan, sweep: str) -> None:
+    """The packs the sweep's packed runs read, and whether each is built."""
+    from aunet.formatting import plural, table
+    from aunet.sweeps.packs import sweep_packs
+
+    needs = sweep_packs(plan)
+    if not needs:
+        return
+    rows = []
+    for need in needs:
+        pack = need.pipeline.find_pack()
+        rows.append([need.label, str(len(need.run_ids)),
+                     f"built ({pack.n_units:,} units): {pack.folder}" if pack is not None else "missing"])
+    missing = sum(1 for r in rows if r[2] == "missing")
+    print(f"\npacks: {plural(len(needs), 'pack')} read by the packed runs" + (
+        f"; {missing} missing: `aunet data pack --sweep {sweep}` builds them ahead (a run builds its own on first "
+        "use otherwise)" if missing else ", all built"))
+    print(table(rows, ["data", "runs", "status"]))
 
 
 def _fairness_table(plan, fairness: dict) -> str:

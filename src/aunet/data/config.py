@@ -7,6 +7,10 @@ from typing import Union
 
 from aunet.errors import ConfigError, excerpt
 
+STREAMS = ("packed", "streamed")
+LEGACY_STREAM = "streamed"  # what a run config written before data.stream existed was trained on
+MAX_PACK_PROCESSES = 256
+
 
 @dataclass
 class DataConfig:
@@ -20,12 +24,22 @@ class DataConfig:
         val_fraction: share of documents (hash) or bytes (tail) held out for validation.
         val_documents: explicit validation documents by name (e.g. ``[pg11, pg84]``); overrides ``val_fraction``.
         val_bytes: validation text used for bits per byte (the first ``val_bytes`` bytes of the validation split).
-        shuffle_buffer: packed sequences mixed in a seeded buffer (neighbouring windows of a book are correlated).
-        interleave_bytes: cut training documents into pieces of about this many bytes and draw them from a pool of
-            ``interleave_pool`` open documents (:mod:`aunet.data.interleave`), so that a short run samples the whole
-            corpus instead of the few documents its seed puts first; None: one document after another.
+        stream: how training windows reach the model. ``packed`` (the default): the training split is encoded once
+            into shards (:mod:`aunet.data.packer`, cached and shared by every run of the corpus, split and tokenizer)
+            and each epoch reads every window once in a seeded order, each rank and DataLoader worker only its own
+            share (:mod:`aunet.data.packed`). ``streamed``: documents are encoded inside the training loop and mixed
+            in a shuffle buffer (``shuffle_buffer``, ``interleave_bytes``); the stream of every run before packing
+            existed, kept so their studies can be extended on the data they were trained on.
+        pack_processes: processes that encode when a pack is built (default: every core); not part of the run.
+        shuffle_buffer: ``streamed`` only: packed sequences mixed in a seeded buffer (neighbouring windows of a book
+            are correlated).
+        interleave_bytes: ``streamed`` only: cut training documents into pieces of about this many bytes and draw
+            them from a pool of ``interleave_pool`` open documents (:mod:`aunet.data.interleave`), so that a short
+            run samples the whole corpus instead of the few documents its seed puts first; None: one document after
+            another.
         interleave_pool: documents open at once when interleaving.
-        num_workers: DataLoader worker processes (levels and BPE encoding run there).
+        num_workers: DataLoader worker processes (they read the pack's windows; for the streamed data, levels and
+            BPE encoding run there).
         tokenizer: BPE only: a ``tokenizer.json`` to use; default: train a byte-level BPE of ``model.vocab_size``
             on the training split (cached by corpus fingerprint and size).
         tokenizer_train_bytes: at most this many training bytes go into BPE training.
@@ -37,6 +51,8 @@ class DataConfig:
     val_fraction: float = 0.05
     val_documents: list[str] = field(default_factory=list)
     val_bytes: int = 262_144
+    stream: str = "packed"
+    pack_processes: Union[int, None] = None
     shuffle_buffer: int = 1024
     interleave_bytes: Union[int, None] = None
     interleave_pool: int = 64
@@ -45,6 +61,15 @@ class DataConfig:
     tokenizer_train_bytes: int = 64_000_000
 
     def validate(self) -> None:
+        if self.stream not in STREAMS:
+            raise ConfigError("data.stream", f"expected {' or '.join(STREAMS)}, got {excerpt(self.stream)}")
+        if self.stream == "packed" and self.interleave_bytes is not None:
+            raise ConfigError("data.interleave_bytes", "only for data.stream: streamed (the packed stream already "
+                                                       "draws its windows from the whole corpus in a seeded order); "
+                                                       "remove it or set data.stream: streamed")
+        if self.pack_processes is not None and not 1 <= self.pack_processes <= MAX_PACK_PROCESSES:
+            raise ConfigError("data.pack_processes", f"must lie in 1..{MAX_PACK_PROCESSES} (or null: every core), "
+                                                     f"got {self.pack_processes}")
         if self.split not in (None, "hash", "tail"):
             raise ConfigError("data.split", f"expected hash or tail, got {excerpt(self.split)}")
         if not 0.0 < self.val_fraction < 1.0:

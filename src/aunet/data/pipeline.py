@@ -20,12 +20,17 @@ from torch.utils.data import Dataset
 
 from aunet.data.bpe import BPETokenizer, cached_tokenizer
 from aunet.data.config import DataConfig
-from aunet.data.corpus import CorpusSource
+from aunet.data.corpus import CorpusSource, suffix_of
 from aunet.data.interleave import interleave
+from aunet.data.packed import PackedBatches
+from aunet.data.packer import build_pack, find_pack
 from aunet.data.packing import PAD, DocumentEncoder, TrainBatches, ValidationSet, training_windows, validation_set
 from aunet.data.registry import CORPORA, resolve_corpus
+from aunet.data.shards import FORMAT as PACK_FORMAT
+from aunet.data.shards import Pack
 from aunet.data.split import CorpusSplit, SplitSpec, default_split
 from aunet.errors import DataError
+from aunet.formatting import plural
 from aunet.models import ModelConfig, family_of
 from aunet.paths import cache_dir
 
@@ -84,8 +89,9 @@ class ValidationWindows(Dataset):
 
 
 class DataPipeline:
-    """Data for one run: :meth:`prepare` (once, rank 0: check the split, train or load the tokenizer), then
-    :meth:`setup` (every process: encoder, a length check, the validation set).
+    """Data for one run: :meth:`prepare` (once, rank 0: check the split, train or load the tokenizer, build the
+    pack), then :meth:`setup` (every process: encoder, the validation set, a length check, the pack). Measuring and
+    scoring need only :meth:`prepare_tokenizer` and :meth:`setup_validation`.
 
     Args:
         data: the run's data section.
@@ -102,7 +108,10 @@ class DataPipeline:
         self.tokenizer: BPETokenizer | None = None
         self.encoder: DocumentEncoder | None = None
         self.val_set: ValidationSet | None = None
+        self.pack: Pack | None = None
+        self.pack_built = False  # whether this pipeline built its pack (else it found it)
         self._prepared = False
+        self._trainable = False
 
     # --- tokenizer -------------------------------------------------------------------------------------------------
 
@@ -125,7 +134,7 @@ class DataPipeline:
         self.tokenizer = self._tokenizer()
         return self.tokenizer
 
-    def prepare(self) -> None:
+    def prepare_tokenizer(self) -> None:
         """Check the split and train or load the tokenizer into the cache (once)."""
         if self._prepared:
             return
@@ -141,14 +150,88 @@ class DataPipeline:
         if self.family.needs_tokenizer:
             self._tokenizer()
 
+    def prepare(self, progress: bool = True) -> None:
+        """Everything a run needs built once (rank 0, before the others set up, so they find it): the split
+        checked, the tokenizer, and the pack of a packed stream (built with a progress bar when missing)."""
+        self.prepare_tokenizer()
+        if self.packed:
+            self._encoder()
+            self._check_training_length()  # a corpus too short to train on is refused before it is packed
+            self.ensure_pack(progress)
+
+    def setup_validation(self) -> None:
+        """The encoder (with the tokenizer) and the validation set (once): what scoring and measuring need."""
+        if self.val_set is None:
+            docs = (doc.data for doc in self.split.val_documents())
+            self.val_set = validation_set(docs, self._encoder(), self.seq_len, self.config.val_bytes)
+
     def setup(self) -> None:
-        """The encoder (with the tokenizer), a check that one sequence fits, and the validation set (once)."""
-        if self.encoder is not None:
-            return
-        self.encoder = self.family.encoder(self._keep_tokenizer)
-        self._check_training_length()
-        docs = (doc.data for doc in self.split.val_documents())
-        self.val_set = validation_set(docs, self.encoder, self.seq_len, self.config.val_bytes)
+        """What a run needs in every process: the validation set, a check that one sequence fits, and the pack of
+        a packed stream (once)."""
+        self.setup_validation()
+        if not self._trainable:
+            self._check_training_length()
+            if self.packed:
+                self._check_pack_length(self.ensure_pack())
+            self._trainable = True
+
+    def _encoder(self) -> DocumentEncoder:
+        if self.encoder is None:
+            self.encoder = self.family.encoder(self._keep_tokenizer)
+        return self.encoder
+
+    # --- the packed stream -----------------------------------------------------------------------------------------
+
+    @property
+    def packed(self) -> bool:
+        return self.config.stream == "packed"
+
+    def pack_identity(self) -> dict[str, Any]:
+        """What the pack of this run's training split holds: corpus content, split, and the encoder's identity (the
+        BPE tokenizer's fingerprint, or the AU-Net's split rules). Runs that agree on these share one pack."""
+        return {"corpus": self.source.fingerprint(), "split": dict(self.spec.__dict__),
+                "encoder": self._encoder().identity()}
+
+    def find_pack(self) -> Pack | None:
+        """The pack of this run's data if it was built (BPE: trains or loads the tokenizer to name it)."""
+        return find_pack(cache_dir(), self.pack_identity())
+
+    def ensure_pack(self, progress: bool = True) -> Pack:
+        """The pack of this run's training split, built on first use (every core, cached, atomic; see
+        :mod:`aunet.data.packer`) with a line saying what was packed; found and opened otherwise."""
+        if self.pack is not None:
+            return self.pack
+        files = self.source.files()
+        plain = all(suffix_of(f) in (".txt", ".jsonl") for f in files)  # file sizes are text sizes
+        label = f"packing {self.corpus_label()} for {self.family.unit}s ({self.encoder_label()})"
+        pack, built = build_pack(
+            cache_dir(), self.pack_identity(),
+            lambda: (doc.data for doc in self.split.train_documents(epoch=0, seed=0)), self._encoder(),
+            processes=self.config.pack_processes, total_bytes=sum(f.stat().st_size for f in files) if plain else None,
+            label=label, progress=progress)
+        self.pack_built = built
+        if built:
+            m = pack.meta
+            rate = m.text_bytes / 1e6 / max(m.seconds, 1e-9)
+            print(f"{label}: {plural(m.n_documents, 'document')}, {m.text_bytes / 1e6:.1f} MB -> {m.n_units:,} units "
+                  f"in {m.seconds:.1f} s ({rate:.1f} MB/s, {m.processes} process{'es' if m.processes > 1 else ''}): "
+                  f"{pack.folder}", file=sys.stderr)
+        self.pack = pack
+        return pack
+
+    def corpus_label(self) -> str:
+        corpus = self.config.corpus
+        return corpus if isinstance(corpus, str) else "+".join(map(str, corpus))
+
+    def encoder_label(self) -> str:
+        identity = self._encoder().identity()
+        if identity.get("units") == "tokens":
+            return f"tokenizer {identity['tokenizer'][:10]}"
+        return f"split rules {', '.join(identity['rules'])}" if identity.get("rules") else "no levels"
+
+    def _check_pack_length(self, pack: Pack) -> None:
+        if pack.n_windows(self.seq_len) < 1:
+            self._too_short(pack.n_units)
 
     def _check_training_length(self) -> None:
         """The training split must fill one sequence. Checked here, in the main process, as soon as the encoder
@@ -162,9 +245,12 @@ class DataPipeline:
             have += len(self.encoder.encode(doc.data[:prefix])[0])
             if have >= need:
                 return
+        self._too_short(have)
+
+    def _too_short(self, have: int) -> None:
         where = self.source.paths[0] if len(self.source.paths) == 1 else self.source.root()
         raise DataError(f"{where}: the training split holds {have} {self.family.unit}s (with document markers), "
-                        f"fewer than one sequence of {need}; use a larger corpus or a shorter sequence "
+                        f"fewer than one sequence of {self.seq_len + 1}; use a larger corpus or a shorter sequence "
                         "(model.caps[0] or model.seq_len)")
 
     def save_tokenizer(self) -> None:
@@ -195,17 +281,26 @@ class DataPipeline:
         return self.val_set.text_bytes / max(1, n_text)
 
     def fingerprint(self) -> dict[str, Any]:
-        """What the data of this run is: corpus content, split, and tokenizer."""
+        """What the data of this run is: corpus content, split, tokenizer, and the stream's format (absent for the
+        streamed data, so runs from before packing keep their fingerprints)."""
         parts = {"corpus": self.source.fingerprint(), "split": dict(self.spec.__dict__),
                  "tokenizer": self.tokenizer.fingerprint() if self.tokenizer is not None else "bytes"}
+        if self.packed:
+            parts["stream"] = PACK_FORMAT
         parts["sha256"] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
         return parts
 
     # --- datasets --------------------------------------------------------------------------------------------------
 
-    def train_batches(self, micro_batch: int, start: int = 0, rank: int = 0, world_size: int = 1) -> TrainBatches:
-        """This rank's micro-batches of the training stream, from micro-batch ``start`` on (a resume)."""
+    def train_batches(self, micro_batch: int, start: int = 0, rank: int = 0, world_size: int = 1
+                      ) -> PackedBatches | TrainBatches:
+        """This rank's micro-batches of the training stream, from micro-batch ``start`` on (a resume): read from the
+        pack (:class:`~aunet.data.packed.PackedBatches`: each rank and worker reads only its own windows, a resume
+        costs what a start costs), or encoded on the fly for the streamed data (:class:`TrainBatches`)."""
         assert self.encoder is not None
+        if self.packed:
+            return PackedBatches(self.ensure_pack(), self.seq_len, micro_batch, self.seed, self.encoder.top_level,
+                                 start=start, rank=rank, world_size=world_size)
         data = self.config
         documents = _TrainDocuments(self.split, self.seed, data.interleave_bytes, data.interleave_pool)
         windows = _Windows(documents, self.encoder, self.seq_len, self.seed, data.shuffle_buffer)
@@ -220,6 +315,6 @@ def measured_bytes_per_token(data: DataConfig, model: ModelConfig, seed: int = 0
     """Bytes per token of ``model``'s tokenizer for ``data`` (trained, or found in the cache), measured on the
     validation text."""
     pipeline = DataPipeline(data, model, seed)
-    pipeline.prepare()
-    pipeline.setup()
+    pipeline.prepare_tokenizer()
+    pipeline.setup_validation()
     return pipeline.bytes_per_token()

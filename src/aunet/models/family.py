@@ -108,6 +108,11 @@ class Family:
         needed (a family of bytes never trains one)."""
         raise NotImplementedError
 
+    def encoding(self) -> dict[str, Any]:
+        """What in the model config decides how a document becomes units (with the corpus and the data section):
+        models that agree on it read the same packed stream (a sweep packs each once)."""
+        raise NotImplementedError
+
     # --- training ----------------------------------------------------------------------------------------------------
 
     def inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
@@ -238,6 +243,9 @@ class AUNetFamily(Family):
 
     def encoder(self, tokenizer: Callable[[], Any] | None = None) -> DocumentEncoder:
         return ByteEncoder(self.config.splits)
+
+    def encoding(self) -> dict[str, Any]:
+        return {"units": "bytes", "rules": list(self.config.splits)}
 
     def inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
         """The shifted inputs ``[B, S]`` and, for several stages, their levels ``[B, S]``."""
@@ -373,6 +381,9 @@ class BPEFamily(Family):
         if tokenizer is None:
             raise ValueError("a BPE model needs its tokenizer")
         return TokenizerEncoder(tokenizer())
+
+    def encoding(self) -> dict[str, Any]:
+        return {"units": "tokens", "vocab_size": self.config.vocab_size}  # the tokenizer trained at that size
 
     def bos_id(self, tokenizer: Any) -> int:
         return int(tokenizer.bos_id)

@@ -31,7 +31,7 @@ from aunet.errors import RunStopped, UserError
 from aunet.io import atomic_write_json
 from aunet.training import run as training_run  # train looked up at call time: a test or plugin may replace it
 from aunet.training.callbacks import SIGTERM
-from aunet.training.config import run_config_from_dict
+from aunet.training.config import run_config_from_record
 from aunet.training.records import RunPaths
 from aunet.training.summary import load_summary, read_summary
 
@@ -324,7 +324,7 @@ def _objective(train_fn: TrainFn, grace_s: float, heartbeat_s: float,
             if _finished(run_dir):  # another worker finished it between the check above and taking the lock
                 return _val_bpb(run_dir)
             with _Beat(trial, lock, heartbeat_s):
-                config = run_config_from_dict(trial.user_attrs["config"])
+                config = run_config_from_record(trial.user_attrs["config"])
                 try:
                     summary = train_fn(config, run_dir=run_dir, resume=True)
                 except RunStopped as stop:

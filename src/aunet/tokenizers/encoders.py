@@ -26,6 +26,10 @@ class DocumentEncoder(Protocol):
         """``[vocab_size]`` int64: UTF-8 bytes each token stands for (0 for BOS/EOS)."""
         ...
 
+    def identity(self) -> dict:
+        """What decides the units (and levels) of a document: equal identities encode identically. Names packs."""
+        ...
+
 
 class ByteEncoder:
     """Bytes for AU-Net; ``rules`` are the model's split rules (empty for one stage: no levels)."""
@@ -51,6 +55,9 @@ class ByteEncoder:
         out[256:] = 0
         return out
 
+    def identity(self) -> dict:
+        return {"units": "bytes", "rules": self.rules}
+
 
 class TokenizerEncoder:
     """BPE tokens: anything with ``encode(bytes) -> ids``, ``bos_id``, ``eos_id``, ``vocab_size``,
@@ -71,3 +78,6 @@ class TokenizerEncoder:
 
     def token_bytes(self) -> np.ndarray:
         return np.asarray(self.tokenizer.token_byte_lengths(), dtype=np.int64)
+
+    def identity(self) -> dict:
+        return {"units": "tokens", "tokenizer": self.tokenizer.fingerprint()}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from aunet.config import from_dict, read_yaml
-from aunet.data.config import DataConfig
+from aunet.data.config import LEGACY_STREAM, DataConfig
 from aunet.errors import ConfigError, excerpt
 from aunet.flops import flops_report
 from aunet.models.config import ModelConfig, model_config_from_dict
@@ -144,6 +144,12 @@ class RunConfig:
         out.pop("name")
         out["train"].pop("results_dir")
         out["data"].pop("num_workers")
+        out["data"].pop("pack_processes")  # how fast a pack is built, not what it holds
+        if out["data"]["stream"] == LEGACY_STREAM:
+            # Runs from before packed streams keep their ids (their configs have no data.stream).
+            out["data"].pop("stream")
+        else:  # the packed stream has no shuffle buffer: its order is a seeded permutation of all windows
+            out["data"].pop("shuffle_buffer")
         if out["data"]["interleave_bytes"] is None:
             # Not interleaving: the pool size changes nothing, and runs from before these keys keep their ids.
             out["data"].pop("interleave_bytes")
@@ -259,6 +265,24 @@ def check_steps(model: ModelConfig, train: TrainConfig) -> None:
     if steps > MAX_STEPS:
         raise ConfigError(key, f"{steps:.3g} optimizer steps (more than {MAX_STEPS:.0e}): surely a typo; give a budget "
                                "of at most a few million steps")
+
+
+def run_config_from_record(raw: dict[str, Any]) -> RunConfig:
+    """The config a run recorded (its ``config.yaml``, a sweep queue's copy). Records are written in full
+    (:meth:`RunConfig.to_dict`), so one without ``data.stream`` was written before packed streams existed and was
+    trained on the streamed data; it is read as such, so the run keeps its id and resumes on its own data."""
+    data = raw.get("data")
+    if isinstance(data, dict) and "stream" not in data:
+        raw = {**raw, "data": {**data, "stream": LEGACY_STREAM}}
+    return run_config_from_dict(raw)
+
+
+def load_recorded_config(path: str | Path) -> RunConfig:
+    """The config a run folder recorded (``config.yaml``; see :func:`run_config_from_record`); errors name it."""
+    try:
+        return run_config_from_record(read_yaml(path))
+    except ConfigError as exc:
+        raise (exc if exc.source else exc.with_source(str(path))) from None
 
 
 def load_run_config(spec: str | Path, overrides: list[str] | None = None) -> RunConfig:

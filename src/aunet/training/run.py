@@ -32,7 +32,7 @@ from aunet.training.callbacks import (
     TrainTimer,
     save_checkpoint,
 )
-from aunet.training.config import RunConfig, run_config_from_dict
+from aunet.training.config import RunConfig, run_config_from_record
 from aunet.training.datamodule import CorpusDataModule
 from aunet.training.hardware import check_memory, check_trainer
 from aunet.training.lock import RunFolderLock
@@ -128,7 +128,7 @@ def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
         return "finished"
     if paths.config.is_file():
         try:
-            stored = run_config_from_dict(read_yaml(paths.config))
+            stored = run_config_from_record(read_yaml(paths.config))
         except ConfigError as exc:  # a garbled record is named, never overwritten by a silent restart
             raise RunError(f"{paths.config}: this run's stored config is unusable ({exc.message.split('; ')[0]}); "
                            "delete the run folder to start the run again") from None
