@@ -22,6 +22,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flops-per-byte", type=float, default=None, metavar="F",
                    help="size the training families at F FLOPs per byte (default 1e6 with --quick, else 2e6); "
                         "recorded as its own section")
+    p.add_argument("--data", action="store_true",
+                   help="only the data stream: pack MB/s with 1 and all processes, units/s fed to one rank at "
+                        "simulated world sizes 1, 8, 64 with 1 and 4 loader workers, first batch after resuming at "
+                        "micro-batch 1e3..1e6, each against one GPU's consumption at the 1e19 rung (section "
+                        "<device>-data)")
+    p.add_argument("--corpus", default="gutenberg_en", metavar="NAME",
+                   help="corpus of the data bench (default gutenberg_en)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md and the JSON file")
     p.set_defaults(run=run)
@@ -85,9 +92,7 @@ def targets(r: dict) -> list[tuple[str, str, bool]]:
 
 
 def _targets_table(r: dict) -> str:
-    lines = ["| target | measured | met |", "|---|---|---|"]
-    lines += [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, value, ok in targets(r)]
-    return "\n".join(lines)
+    return _targets_rows(targets(r))
 
 
 def _write(result: dict, text: str, command: str) -> None:
@@ -96,13 +101,43 @@ def _write(result: dict, text: str, command: str) -> None:
     key = f"{result['device']}{'-quick' if result['quick'] else ''}{'-compiled' if result.get('compiled') else ''}"
     if result.get("custom_flops_per_byte"):
         key += f"-{result['target_flops_per_byte']:.0e}".replace("+", "")
-    m = result["machine"]
-    machine = f"{m['platform']}, {m['processor']}, {m['threads']} threads" + (f", {m['cuda']}" if m["cuda"] else "")
-    write_section(key, result, text, command, machine)
+    write_section(key, result, text, command, _machine(result["machine"]))
+
+
+def _targets_rows(rows: list[tuple[str, str, bool]]) -> str:
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, value, ok in rows]
+    return "\n".join(lines)
+
+
+def _machine(m: dict) -> str:
+    return f"{m['platform']}, {m['processor']}, {m.get('cores', m.get('threads'))} " \
+           f"{'cores' if 'cores' in m else 'threads'}" + (f", {m['cuda']}" if m.get("cuda") else "")
+
+
+def run_data(args: argparse.Namespace) -> int:
+    from aunet.bench import data
+    from aunet.bench.record import write_section
+
+    result = data.run(corpus=args.corpus, quick=args.quick)
+    text = data.summary(result) + "\n\n" + _targets_rows(data.targets(result))
+    print(json.dumps(result) if args.json else text)
+    if not args.no_write:
+        key = f"{args.device}-data{'-quick' if args.quick else ''}"
+        write_section(key, result, text, " ".join(["aunet", "bench", *map(shlex.quote, sys.argv[2:])]),
+                      _machine(result["machine"]))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from aunet.bench.suite import run as run_suite
+
+    if args.data:
+        if args.device != "cpu":
+            print("aunet bench: --data measures the loader on this machine's CPU; leave --device at cpu",
+                  file=sys.stderr)
+            return 2
+        return run_data(args)
 
     if args.flops_per_byte is not None and not args.flops_per_byte > 0:
         print(f"aunet bench: --flops-per-byte must be positive, got {args.flops_per_byte:g}", file=sys.stderr)

@@ -94,7 +94,8 @@ def run_pack(args: argparse.Namespace) -> int:
         raise UserError("aunet data pack: name run configs (or presets) or --sweep SWEEP.yaml; see --help")
     if args.processes is not None and not 1 <= args.processes <= MAX_PACK_PROCESSES:
         raise UserError(f"--processes: {args.processes} is outside 1..{MAX_PACK_PROCESSES}; give the cores to use")
-    overrides = list(args.overrides)
+    # What is packed depends on the data and model sections only: a preset without a budget is packable.
+    overrides = ["train.budget_flops=null", "train.max_steps=1", *args.overrides]
     if args.data:
         overrides.append(f"data.corpus={json.dumps(args.data if len(args.data) > 1 else args.data[0])}")
     configs = [load_run_config(spec, overrides) for spec in args.configs]  # all refused before anything is packed
