@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,10 +23,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                               description="Download the named corpus into DEST (default: AUNET_DATA_DIR) unless it is "
                                           "already there. tinyshakespeare comes from GitHub (karpathy/char-rnn); "
                                           "fineweb_edu_sample streams the first 20,000 documents of FineWeb-Edu "
-                                          "sample-10BT with the 'datasets' library. The file is written under a "
-                                          "temporary name and renamed when complete.")
+                                          "sample-10BT with the 'datasets' library; fineweb_edu links the parquet "
+                                          "shards of a local folder (--source). Written under a temporary name and "
+                                          "renamed when complete.")
     prep.add_argument("name", metavar="NAME", help="a corpus name from 'aunet data list'")
     prep.add_argument("--dest", metavar="DIR", help="data directory to write into (default: AUNET_DATA_DIR)")
+    prep.add_argument("--source", type=Path, metavar="DIR",
+                      help="fineweb_edu: the local folder of FineWeb-Edu's published parquet shards, checked and "
+                           "linked (not copied) into the data directory; no network")
     prep.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
                       help="network timeout per request (default: 20)")
     prep.set_defaults(run=run_prepare)
@@ -75,11 +80,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from aunet.data.registry import prepare_corpus
 
-    path = prepare_corpus(args.name, dest_root=Path(args.dest) if args.dest else None, timeout=args.timeout)
+    path = prepare_corpus(args.name, dest_root=Path(args.dest) if args.dest else None, timeout=args.timeout,
+                          source=args.source)
     print(path)
     return 0
 

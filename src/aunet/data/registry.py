@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Sequence
 
 from aunet.data.corpus import CorpusSource, is_glob, suffix_of
+from aunet.data.fineweb import CORPUS_DIR as FINEWEB_DIR
+from aunet.data.fineweb import prepare_local
 from aunet.errors import DataError, excerpt
 from aunet.paths import DATA_DIR_ENV, data_dir
 
@@ -72,6 +74,9 @@ CORPORA: dict[str, NamedCorpus] = {
         NamedCorpus("fineweb_edu_sample", "corpora/fineweb_edu_sample/sample-10BT-20000.jsonl", "text", "hash",
                     "first 20,000 documents of FineWeb-Edu sample-10BT (download with 'aunet data prepare')",
                     url=_FINEWEB_URL),
+        NamedCorpus("fineweb_edu", f"{FINEWEB_DIR}/*.parquet", "text", "hash",
+                    "FineWeb-Edu from its published parquet shards in a local folder ('aunet data prepare "
+                    "fineweb_edu --source DIR' links them)"),
     )
 }
 
@@ -179,8 +184,14 @@ def _fetch_hf(entry: NamedCorpus, out: BinaryIO, timeout: float) -> None:
 _FETCHERS: dict[str, Callable] = {"fineweb_edu_sample": _fetch_hf}
 
 
-def prepare_corpus(name: str, dest_root: Path | None = None, timeout: float = 20.0) -> Path:
-    """Download the named public corpus into ``dest_root`` (default: the data directory); return its path.
+# Corpora prepared from files the user already has (no network): name -> fn(source folder, data dir) -> path.
+_LOCAL: dict[str, Callable[[Path, Path], Path]] = {"fineweb_edu": prepare_local}
+
+
+def prepare_corpus(name: str, dest_root: Path | None = None, timeout: float = 20.0,
+                   source: Path | None = None) -> Path:
+    """Download the named public corpus into ``dest_root`` (default: the data directory), or link it from the
+    local folder ``source`` (``fineweb_edu``: its parquet shards); return its path.
 
     Nothing is downloaded when the corpus is already there. The file is written to a temporary name and renamed,
     so an interrupted download never leaves a partial corpus behind.
@@ -188,8 +199,17 @@ def prepare_corpus(name: str, dest_root: Path | None = None, timeout: float = 20
     if name not in CORPORA:
         raise _unknown_name(name)
     entry = CORPORA[name]
-    source = entry.url or "no download source"
+    if (source is not None) != (name in _LOCAL):
+        if source is None:
+            raise DataError(f"{name}: give --source DIR, the local folder of its published parquet shards (e.g. a "
+                            "download of HuggingFaceFW/fineweb-edu's sample/10BT)")
+        raise DataError(f"{name}: --source is only for {', '.join(_LOCAL)}; leave it out")
     root = Path(dest_root) if dest_root is not None else data_dir(required=False)
+    if name in _LOCAL:
+        if root is None:
+            raise DataError(f"{name}: {DATA_DIR_ENV} is not set to a directory; set it or give --dest")
+        return _LOCAL[name](Path(source), root)
+    source = entry.url or "no download source"
     if root is None:
         raise DataError(f"{name}: {DATA_DIR_ENV} is not set to a directory; set it, or download {source} by hand "
                         f"and put it at <data dir>/{', '.join(_relpaths(entry))}")
