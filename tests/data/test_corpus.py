@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import inspect
 import json
 import os
@@ -168,3 +169,23 @@ def test_parquet_errors(tmp_path):
     assert f"{tmp_path / 'u.parquet'}: not a readable parquet file" in _error(CorpusSource(tmp_path / "u.parquet"))
     write_parquet(tmp_path / "n.parquet", ["a", None])
     assert "n.parquet: row 1: 'text' is null" in _error(CorpusSource(tmp_path / "n.parquet"))
+
+
+def test_large_file_hashes_are_remembered_in_the_cache(tmp_path, monkeypatch):
+    from aunet.data import corpus as corpus_module
+
+    monkeypatch.setenv("AUNET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(corpus_module, "_REMEMBER_BYTES", 1024)
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"words " * 1000)
+    first = CorpusSource(str(big)).fingerprint()
+    records = list((tmp_path / "cache" / "file-hashes").iterdir())
+    assert len(records) == 1 and records[0].read_text() == hashlib.sha256(big.read_bytes()).hexdigest()
+    # Another process (an empty in-memory table) reads the record instead of the file: a planted hash shows it.
+    monkeypatch.setattr(corpus_module, "_FILE_HASHES", {})
+    records[0].write_text("f" * 64)
+    assert CorpusSource(str(big)).fingerprint() != first
+    # A half-written record is not trusted: the file is hashed again.
+    monkeypatch.setattr(corpus_module, "_FILE_HASHES", {})
+    records[0].write_text("f" * 10)
+    assert CorpusSource(str(big)).fingerprint() == first

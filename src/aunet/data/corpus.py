@@ -19,12 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from aunet.errors import DataError
+from aunet.errors import DataError, UserError
+from aunet.io import atomic_write_text
+from aunet.paths import cache_dir
 
 SUFFIXES = (".txt", ".jsonl", ".jsonl.gz", ".parquet")
 _GLOB_CHARS = frozenset("*?[")
 _PARQUET_BATCH_ROWS = 1024  # rows per record batch: bounds memory for files of long documents
 _HASH_CHUNK = 1 << 20
+_REMEMBER_BYTES = 1 << 24  # files from 16 MB up have their hash remembered on disk (smaller ones hash in ms)
 
 # sha256 of file contents, keyed by (absolute path, size, mtime_ns): re-hashing a 25 MB corpus on every
 # fingerprint() call would dominate start-up, and a changed file changes its size or mtime.
@@ -250,12 +253,27 @@ class CorpusSource:
 
 
 def _file_sha256(path: Path, st: os.stat_result) -> str:
+    """sha256 of a file's content, remembered by (path, size, mtime) in this process and in the cache folder
+    (``AUNET_CACHE_DIR/file-hashes``): a corpus of hundreds of GB is read once to fingerprint it, not by every run
+    and every plan."""
     cache_key = (str(path), st.st_size, st.st_mtime_ns)
     cached = _FILE_HASHES.get(cache_key)
     if cached is None:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
-                digest.update(chunk)
-        cached = _FILE_HASHES[cache_key] = digest.hexdigest()
+        record = cache_dir() / "file-hashes" / hashlib.sha256(repr(cache_key).encode()).hexdigest()
+        try:
+            cached = record.read_text().strip()
+        except OSError:
+            cached = ""
+        if len(cached) != 64:  # missing, or half-written by a process that died: hash again
+            digest = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
+                    digest.update(chunk)
+            cached = digest.hexdigest()
+            if st.st_size >= _REMEMBER_BYTES:
+                try:
+                    atomic_write_text(record, cached)
+                except UserError:  # a read-only or full cache: the hash is still right, only not remembered
+                    pass
+        _FILE_HASHES[cache_key] = cached
     return cached
