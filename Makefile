@@ -31,8 +31,9 @@ help:
 	@echo "make test          the linter, then the test suite (creates $(VENV) when missing); not the slurm tests"
 	@echo "make test-slurm    start a one-node SLURM (scripts/local-slurm.sh, installs it as root where missing),"
 	@echo "                   run the tests marked slurm against it, stop it (about 10 min on 2 cores)"
-	@echo "make demo          the fair protocol in miniature: plan and fairness table, BPE and AU-Net-1..4 at two"
-	@echo "                   sizes and three budgets each, evaluated and analysed (about 8 min on 2 cores)"
+	@echo "make demo          the fair protocol in miniature: plan and fairness table, the packed data, BPE and"
+	@echo "                   AU-Net-1..4 at two sizes and three budgets each, evaluated and analysed (about 8 min"
+	@echo "                   on 2 cores)"
 	@echo "make bench-levels  measure compute_levels throughput on English prose"
 	@echo "make bench-train   training throughput of BPE and AU-Net-1..4 at matched FLOPs per byte (aunet bench --quick)"
 	@echo "make bench-generation  cascaded AU-Net generation against full recomputation (1k, 4k context)"
@@ -62,6 +63,7 @@ test-slurm: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m aunet sweep plan sweeps/demo.yaml --no-probe --results $(DEMO_DIR)
+	$(PY) -m aunet data pack --sweep sweeps/demo.yaml
 	$(PY) -m aunet sweep run sweeps/demo.yaml --results $(DEMO_DIR)
 	$(PY) -m aunet sweep eval sweeps/demo.yaml --results $(DEMO_DIR)
 	$(PY) -m aunet analyze $(DEMO_DIR)/demo

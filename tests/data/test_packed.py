@@ -160,7 +160,7 @@ SEQ = 8
 
 
 def _read(pack: Pack, batches: int, micro_batch: int = 3, workers: int = 0, **kwargs) -> list[dict]:
-    ds = PackedBatches(pack, SEQ, micro_batch, seed=11, top_level=1, **kwargs)
+    ds = PackedBatches(pack, SEQ, micro_batch, seed=11, top_level=1, with_windows=True, **kwargs)
     loader = DataLoader(ds, batch_size=None, num_workers=workers)
     return list(itertools.islice(iter(loader), batches))
 
@@ -198,3 +198,10 @@ def test_window_indices_at_a_distant_micro_batch_are_computed_directly():
     epochs, offsets = np.divmod(positions, n)
     expected = [int(permute(np.array([o]), n, round_keys(3, int(e)))[0]) for e, o in zip(epochs, offsets)]
     assert far.tolist() == expected
+
+
+def test_batches_carry_narrow_tokens_and_no_window_indices_by_default(tmp_path):
+    pack = make_pack(tmp_path)
+    batch = PackedBatches(pack, SEQ, 2, seed=0, top_level=1).batch(0)
+    assert set(batch) == {"tokens", "levels"} and batch["tokens"].dtype == torch.int32
+    assert batch["levels"].dtype == torch.uint8 and batch["tokens"].shape == (2, SEQ + 1)

@@ -22,7 +22,8 @@ SEQ, MICRO_BATCH, WORLD = 16, 3, 2
 def _read_share(rank: int, pack: Pack, batches: int, init_file: str, out: str) -> None:
     """One rank: its micro-batches through a DataLoader with two workers, gathered on rank 0 over gloo."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    dataset = PackedBatches(pack, SEQ, MICRO_BATCH, seed=3, top_level=1, rank=rank, world_size=WORLD)
+    dataset = PackedBatches(pack, SEQ, MICRO_BATCH, seed=3, top_level=1, rank=rank, world_size=WORLD,
+                            with_windows=True)
     loader = DataLoader(dataset, batch_size=None, num_workers=2)
     windows = torch.stack([b["window"] for b in itertools.islice(iter(loader), batches)])  # [batches, MICRO_BATCH]
     gathered = [torch.zeros_like(windows) for _ in range(WORLD)]

@@ -42,8 +42,10 @@ def window_indices(global_batch: int, micro_batch: int, n_windows: int, seed: in
 
 
 class PackedBatches(IterableDataset):
-    """This rank's micro-batches of a pack from its micro-batch ``start`` on, as ``{"tokens": [B, S+1] int64,
-    "levels": [B, S+1] uint8 (AU-Net), "window": [B] int64}`` (``window``: the pack windows read, for checks).
+    """This rank's micro-batches of a pack from its micro-batch ``start`` on, as ``{"tokens": [B, S+1] int32,
+    "levels": [B, S+1] uint8 (AU-Net)}``, and ``"window": [B] int64`` (the pack windows read) with ``with_windows``.
+    Each tensor of a batch costs a DataLoader worker a shared-memory segment (about a millisecond): the window
+    indices are only sent when a check asks for them.
 
     Args:
         pack: the pack (opened in each worker on first read).
@@ -53,11 +55,13 @@ class PackedBatches(IterableDataset):
         top_level: the level forced at position 0 of every window (AU-Net), or None.
         start: micro-batches of this rank already trained (a resume).
         rank, world_size: this process's share of the global stream.
+        with_windows: add the window indices to every batch.
     """
 
     def __init__(self, pack: Pack, seq_len: int, micro_batch: int, seed: int, top_level: int | None,
-                 start: int = 0, rank: int = 0, world_size: int = 1) -> None:
+                 start: int = 0, rank: int = 0, world_size: int = 1, with_windows: bool = False) -> None:
         super().__init__()
+        self.with_windows = with_windows
         self.pack, self.seq_len, self.micro_batch, self.seed, self.top_level = pack, seq_len, micro_batch, seed, \
             top_level
         self.start, self.rank, self.world_size = start, rank, world_size
@@ -73,7 +77,9 @@ class PackedBatches(IterableDataset):
         """This rank's ``local``-th micro-batch."""
         windows = window_indices(self.global_batch(local), self.micro_batch, self.n_windows, self.seed, keys_cache)
         tokens, levels = self.pack.windows(windows, self.seq_len, self.top_level)
-        out = {"tokens": torch.from_numpy(tokens), "window": torch.from_numpy(windows)}
+        out = {"tokens": torch.from_numpy(tokens)}
+        if self.with_windows:
+            out["window"] = torch.from_numpy(windows)
         if levels is not None:
             out["levels"] = torch.from_numpy(levels)
         return out

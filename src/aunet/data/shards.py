@@ -170,9 +170,10 @@ class Pack:
 
     def windows(self, indices: np.ndarray, seq_len: int, top_level: int | None
                 ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Windows ``indices`` as ``tokens`` int64 ``[B, S+1]`` and ``levels`` uint8 ``[B, S+1]`` (or None), with
-        position 0 of every window at the top level: a window starts pooled at every stage (P3)."""
-        tokens = np.empty((len(indices), seq_len + 1), dtype=np.int64)
+        """Windows ``indices`` as ``tokens`` int32 ``[B, S+1]`` and ``levels`` uint8 ``[B, S+1]`` (or None), with
+        position 0 of every window at the top level: a window starts pooled at every stage (P3). int32, not int64:
+        half the bytes through the DataLoader's shared memory and the host-to-device copy; the loss widens them."""
+        tokens = np.empty((len(indices), seq_len + 1), dtype=np.int32)
         levels = np.empty((len(indices), seq_len + 1), dtype=np.uint8) if self.meta.has_levels else None
         for row, k in enumerate(indices):
             tok, lv = self.read(int(k) * seq_len, seq_len + 1)

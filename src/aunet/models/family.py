@@ -50,8 +50,9 @@ def char_start_at_or_after(data: bytes | Sequence[int], index: int, limit: int |
 
 def shift(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
     """``(inputs, targets)`` ``[B, S]`` of a packed batch: inputs are the first S tokens (PAD read as 0, never
-    scored), targets the last S with PAD replaced by the loss's ignore index."""
-    tokens = batch["tokens"]
+    scored), targets the last S with PAD replaced by the loss's ignore index. Tokens may arrive narrower than int64
+    (the packed stream sends int32): widened here, once, where the loss needs them."""
+    tokens = batch["tokens"].long()
     return tokens[:, :-1].clamp(min=0), tokens[:, 1:].masked_fill(tokens[:, 1:] < 0, IGNORE)
 
 
