@@ -125,6 +125,8 @@ def test_forward_shapes_stats_gradients_and_the_family_records(steps):
     learned = [set(p[b & ~f].tolist()) for p, b, f in zip(stats.positions[0], stats.boundary[0], stats.forced[0])]
     hits = sum(len(w & s) for w, s in zip(words, learned))
     assert float(metrics["word_start_share_1"]) == pytest.approx(hits / sum(map(len, learned)))
+    after = sum(len({p + 1 for p in w} & s) for w, s in zip(words, learned))
+    assert float(metrics["word_next_share_1"]) == pytest.approx(after / sum(map(len, learned)))
 
 
 def test_flops_count_every_parameter_and_charge_realized_lengths():

@@ -94,10 +94,13 @@ class HNetFamily(ByteFamily):
         ``chunks_i`` (starts the router chose per sequence), ``boundaries_i`` (chunks that entered the next stage),
         ``cap_truncated_i``, ``stage_length_i`` (the length the next stage ran at: its charged cost),
         ``bytes_per_chunk_i``, ``word_start_share_i`` (learned starts on a ``word@1`` byte, forced ones aside),
-        ``word_recall_i`` (``word@1`` entries that start a chunk), ``boundary_prob_i`` and ``ratio_loss_i``."""
+        ``word_next_share_i`` (on the byte right after one: a chunk that begins with the word's first letter rather
+        than the space before it), ``word_recall_i`` (``word@1`` entries that start a chunk), ``boundary_prob_i``
+        and ``ratio_loss_i``."""
         if stats is None:
             return {}
         word = batch["levels"][:, :-1] > 0  # word@1 positions of the inputs
+        after_word = torch.cat([torch.zeros_like(word[:, :1]), word[:, :-1]], dim=1)
         text = stats.real[0].sum()
         out: dict[str, Tensor | float] = {}
         for i in range(self.config.chunking_stages):
@@ -106,12 +109,14 @@ class HNetFamily(ByteFamily):
             at_word = word.gather(1, stats.positions[i]) & real
             learned = boundary & ~forced
             hits = (learned & at_word).sum()
+            count = learned.sum().clamp(min=1)
             out[f"chunks_{n}"] = stats.selected[i].float().mean()
             out[f"boundaries_{n}"] = stats.kept[i].float().mean()
             out[f"cap_truncated_{n}"] = (stats.selected[i] > self.config.caps[n]).float().mean()
             out[f"stage_length_{n}"] = float(stats.lengths[i])
             out[f"bytes_per_chunk_{n}"] = text / stats.selected[i].sum().clamp(min=1)
-            out[f"word_start_share_{n}"] = hits / learned.sum().clamp(min=1)
+            out[f"word_start_share_{n}"] = hits / count
+            out[f"word_next_share_{n}"] = (learned & after_word.gather(1, stats.positions[i])).sum() / count
             out[f"word_recall_{n}"] = hits / (at_word & ~forced).sum().clamp(min=1)
             out[f"boundary_prob_{n}"] = (stats.prob[i] * real).sum() / real.sum()
             out[f"ratio_loss_{n}"] = stats.ratio_losses[i].detach()
@@ -121,8 +126,9 @@ class HNetFamily(ByteFamily):
         """Stage 0: bytes per parameter. Each deeper stage: its realized chunks per sequence and how many entered it
         (the cap), truncation, the length it ran at against the planned one, padding (share of that length), bytes
         per chunk and the share of learned starts on ``word@1`` bytes (over the run and over its last tenth, where
-        the router has settled), the share of ``word@1`` entries that start a chunk (last tenth), and units per
-        parameter. Chunks per stage are bytes per chunk of that stage (stage 2: bytes per second-level chunk)."""
+        the router has settled), the same share one byte later (last tenth: chunks that begin with a word's first
+        letter), the share of ``word@1`` entries that start a chunk (last tenth), and units per parameter. A deeper
+        stage's bytes per chunk are bytes per chunk of that stage (stage 2: per second-level chunk)."""
         report = flops_report(self.config)
         planned = self.config.planned_lengths()
         stage0 = report.stages[0]
@@ -141,6 +147,7 @@ class HNetFamily(ByteFamily):
                 "bytes_per_chunk": report.seq_len / chunks, "bytes_per_chunk_end": report.seq_len / chunks_end,
                 "word_start_share": mean(f"train/word_start_share_{n}"),
                 "word_start_share_end": mean(f"train/word_start_share_{n}", END_SHARE),
+                "word_next_share_end": mean(f"train/word_next_share_{n}", END_SHARE),
                 "word_recall_end": mean(f"train/word_recall_{n}", END_SHARE),
                 "units_per_param": units_seen * kept / report.seq_len / params,
             })
