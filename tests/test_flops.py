@@ -7,10 +7,10 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from aunet.flops import flops_report, window_fraction
-from aunet.models import AUNet, BPEConfig, BPETransformer, load_model_config
+from aunet.flops import flops_report, hnet_flops, window_fraction
+from aunet.models import AUNet, BPEConfig, BPETransformer, HNet, load_model_config
 from aunet.models.transitions import Upsample
-from tests.models.helpers import RULES, byte_batch, sample_texts, tiny_aunet
+from tests.models.helpers import RULES, byte_batch, sample_texts, tiny_aunet, tiny_hnet
 
 
 def rel(a: float, b: float) -> float:
@@ -122,3 +122,30 @@ def test_formula_matches_torch_flop_counter_bpe():
     report = flops_report(cfg)
     assert rel(counts["mm"], (report.flops_per_unit - report.attention_flops_per_unit) * tokens.numel()) < 0.15
     assert rel(counts["bmm"], 2 * report.attention_flops_per_unit * tokens.numel()) < 0.15
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_formula_at_realized_lengths_matches_torch_flop_counter_hnet(steps):
+    """Learned chunking, charged at the lengths its deeper stages ran at: the counter's matmuls are the stages, the
+    head, the transitions and the router's maps; its batched matmuls are attention (full S x S, twice the causal
+    term) and the EMA's ``[S', S']`` product."""
+    torch.manual_seed(0)
+    cfg = tiny_hnet(steps, caps=[96, 40, 20][: steps + 1])
+    model = HNet(cfg)
+    tokens, _ = byte_batch(sample_texts(2, 96), [], 96)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        logits, stats = model(tokens, return_stats=True)
+        logits.float().sum().backward()
+    counts = {str(op).split(".")[1]: n for op, n in counter.get_flop_counts()["Global"].items()}
+    lengths = [96, *stats.lengths]
+    report = hnet_flops(cfg, lengths)
+    sequences, per_byte = tokens.shape[0], tokens.numel()
+    router_maps = sum(6 * 2 * cfg.dims[i] ** 2 * lengths[i] for i in range(steps)) * sequences
+    ema = sum(6 * lengths[i + 1] ** 2 * cfg.dims[i + 1] for i in range(steps)) * sequences
+    stages = report.flops_per_unit - report.attention_flops_per_unit - report.routing_flops_per_unit
+    assert rel(counts["mm"], (stages + report.transition_flops_per_unit) * per_byte + router_maps) < 0.01
+    assert rel(counts["bmm"], 2 * report.attention_flops_per_unit * per_byte + ema) < 0.01
+    # What the routing term adds beyond those matmuls (cosine, confidence, ratio loss, building the EMA weights)
+    # is elementwise work, a small part of it.
+    assert report.routing_flops_per_unit * per_byte > router_maps + ema
+    assert report.routing_flops_per_unit * per_byte < 1.25 * (router_maps + ema)

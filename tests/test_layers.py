@@ -32,8 +32,8 @@ LAZY = {  # a module, or a package and everything under it ("pkg.*")
     "aunet.evaluation.evaluate": "aunet.evaluation.lm imports lm-eval, which reads the offline settings set first",
     "aunet.models": "the package loads torch on first use, so a config error is reported before torch is imported",
 }
-FAMILY_CLASSES = {"AUNetConfig", "BPEConfig", "AUNet", "BPETransformer"}
-FAMILY_NAMES = {"aunet", "bpe"}
+FAMILY_CLASSES = {"AUNetConfig", "BPEConfig", "HNetConfig", "AUNet", "BPETransformer", "HNet"}
+FAMILY_NAMES = {"aunet", "bpe", "hnet"}
 
 
 def module_name(path: Path) -> str:

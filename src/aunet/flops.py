@@ -1,4 +1,4 @@
-"""One FLOPs formula for both families (P13 in docs/paper-conformance.md).
+"""One FLOPs formula for every family (P13 in docs/paper-conformance.md).
 
 Training FLOPs per input unit (a byte for AU-Net, a token for BPE) follow the paper's accounting::
 
@@ -18,15 +18,24 @@ counts. The pooling and upsampling projections are left out of ``flops_per_unit`
 reported on their own as ``transition_flops_per_unit`` so their cost stays visible: counted as the static form of
 multilinear upsampling runs them (every offset map on the coarse sequence; GPUs and ``torch.compile``). Eager CPU
 training groups bytes by offset and spends less on upsampling (see :class:`aunet.models.transitions.Upsample`).
+
+The learned-chunking family (``hnet``) uses the same stage terms with ``S_i`` the length stage ``i`` runs at, and
+adds ``routing_flops_per_unit`` to ``F`` (never counted for the other families, which have none): per chunking step,
+the router's two square maps and cosine on every finer position, the ratio loss and the straight-through confidence
+on every finer position, and the EMA over the chunks in the parallel form it runs in (an ``[S, S]`` matrix product,
+like one attention product). Its chunk counts are learned: :func:`flops_report` charges the target ratios (planning,
+``HNetConfig.planned_lengths``), :func:`hnet_flops` any realized lengths (training charges each step's). Its
+chunking and dechunking projections are transitions, as AU-Net's pooling and upsampling are.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aunet.models.config import AUNetConfig, BPEConfig, ModelConfig
+from aunet.models.config import AUNetConfig, BPEConfig, HNetConfig, ModelConfig
 
 
 def window_fraction(seq_len: int, window: int | None) -> float:
@@ -42,12 +51,13 @@ def layer_params(dim: int, ffn_dim: int) -> int:
 
 @dataclass(frozen=True)
 class StageFlops:
-    """One stage's share, per input unit. ``layers_counted`` doubles non-deepest stages (encoder + decoder)."""
+    """One stage's share, per input unit. ``layers_counted`` doubles non-deepest stages (encoder + decoder).
+    ``seq_len`` is the stage's length per sequence (a cap; for learned chunking, planned or realized, not whole)."""
 
     stage: int
     dim: int
     ffn_dim: int
-    seq_len: int
+    seq_len: float
     ratio: float
     layers_counted: int
     window_fraction: float
@@ -73,6 +83,7 @@ class FlopsReport:
     transition_flops_per_unit: float
     head_share: float
     stages: tuple[StageFlops, ...]
+    routing_flops_per_unit: float = 0.0  # learned chunking only: router, EMA, confidence, ratio loss (in the total)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -83,17 +94,65 @@ class FlopsReport:
         return self.flops_per_unit * self.seq_len
 
 
-def _stage_flops(stage: int, dim: int, ffn_dim: int, seq_len: int, seq_len0: int, layers_counted: int,
+def _stage_flops(stage: int, dim: int, ffn_dim: int, seq_len: float, seq_len0: int, layers_counted: int,
                  window: int | None) -> StageFlops:
     ratio = seq_len / seq_len0
-    frac = window_fraction(seq_len, window)
+    frac = window_fraction(seq_len, window) if seq_len > 0 else 1.0
     linear = 6.0 * layers_counted * ratio * (4 * dim * dim + 3 * dim * ffn_dim)
     attention = 6.0 * dim * seq_len * layers_counted * frac * ratio
     return StageFlops(stage, dim, ffn_dim, seq_len, ratio, layers_counted, frac, linear, attention)
 
 
+def routing_flops_per_sequence(fine_dim: int, fine_len: float, coarse_dim: int, coarse_len: float) -> float:
+    """Training FLOPs (forward and backward, 3x the forward) of one chunking step over one sequence: the router's
+    ``q`` and ``k`` maps (``2 d^2`` multiply-adds per finer position) and cosine (3 dot products), the ratio loss (2
+    sums and a compare), the confidence term and its scaling of the dechunked rows, and the EMA in the form it runs
+    in: building the ``[S, S]`` weights (about 5 operations per entry) and multiplying them with the chunk outputs."""
+    router = 2 * 2 * fine_dim * fine_dim + 3 * 2 * fine_dim
+    ratio_and_confidence = 4 + 3 + fine_dim
+    ema = 2 * coarse_len * coarse_len * coarse_dim + 5 * coarse_len * coarse_len
+    return 3.0 * ((router + ratio_and_confidence) * fine_len + ema)
+
+
+def hnet_flops(config: HNetConfig, lengths: Sequence[float]) -> FlopsReport:
+    """The report of a learned-chunking model whose stage ``i`` runs at ``lengths[i]`` positions per sequence
+    (``lengths[0]`` = ``caps[0]``): planned (:meth:`HNetConfig.planned_lengths`) or realized by a step."""
+    c = config
+    n = c.n_stages
+    if len(lengths) != n:
+        raise ValueError(f"expected {n} stage lengths, got {len(lengths)}")
+    ffn, windows = c.resolved_ffn_dims, c.resolved_windows
+    seq0 = c.caps[0]
+    stages = tuple(
+        _stage_flops(i, c.dims[i], ffn[i], float(lengths[i]), seq0, c.layers[i] * (2 if i < n - 1 else 1), windows[i])
+        for i in range(n)
+    )
+    embedding = head = c.vocab_size * c.dims[0]
+    body = sum(s.layers_counted * layer_params(s.dim, s.ffn_dim) for s in stages) + c.dims[0]
+    transition_params, transition_flops, routing = 0, 0.0, 0.0
+    for i in range(n - 1):
+        fine, coarse = c.dims[i], c.dims[i + 1]
+        # Chunking (norm + down map) and dechunking (norm + up map) are transitions; the router is counted.
+        transition_params += fine + fine * coarse + coarse + coarse * fine + 2 * fine * fine
+        transition_flops += 6.0 * 2 * fine * coarse * lengths[i + 1] / seq0
+        routing += routing_flops_per_sequence(fine, lengths[i], coarse, lengths[i + 1]) / seq0
+    head_flops = 6.0 * c.dims[0] * c.vocab_size
+    attention = sum(s.attention_flops for s in stages)
+    total = sum(s.linear_flops for s in stages) + head_flops + attention + routing
+    params = embedding + body + transition_params + head
+    return FlopsReport(
+        family=c.family, unit="byte", seq_len=seq0, params=params, non_embedding_params=params - embedding - head,
+        embedding_params=embedding, head_params=head, transition_params=transition_params, flops_per_unit=total,
+        head_flops_per_unit=head_flops, attention_flops_per_unit=attention, transition_flops_per_unit=transition_flops,
+        head_share=head_flops / total, stages=stages, routing_flops_per_unit=routing,
+    )
+
+
 def flops_report(config: ModelConfig) -> FlopsReport:
-    """Parameters (exactly those of the built module) and FLOPs per input unit of ``config``."""
+    """Parameters (exactly those of the built module) and FLOPs per input unit of ``config`` (learned chunking: at its
+    target ratios)."""
+    if isinstance(config, HNetConfig):
+        return hnet_flops(config, config.planned_lengths())
     if isinstance(config, BPEConfig):
         c = config
         f = c.resolved_ffn_dim

@@ -8,7 +8,8 @@ import torch
 
 from aunet.evaluation.checkpoint import LoadedModel
 from aunet.evaluation.generation import _TextStream, generate
-from aunet.models import AUNet, AUNetConfig, BPEConfig, BPETransformer
+from aunet.models import AUNet, AUNetConfig, BPEConfig, BPETransformer, HNet, HNetConfig
+from aunet.models.hnet_cascade import HNetCascade
 from aunet.models.incremental import AUNetCascade, BPEIncremental
 from aunet.models.layers import KVCache, TransformerStack
 from aunet.splitting import compute_levels
@@ -251,3 +252,52 @@ def test_a_failed_graph_capture_falls_back_to_the_eager_step(monkeypatch):
     with pytest.warns(RuntimeWarning, match="generating eagerly"):
         got = [state.step(t, lv)[None] for t, lv in zip(tokens[30:], levels[30:])]
     assert not state.graphs and (torch.cat(got) - reference[30:]).abs().max().item() < TOL
+
+
+# --- learned chunking ------------------------------------------------------------------------------------------------
+
+def chunking_model(steps: int, seed: int) -> HNet:
+    """A random float64 learned-chunking model with windows shorter than the sequences, caps smaller than them
+    (ignored: generation keeps every chunk, as evaluation does)."""
+    torch.manual_seed(seed)
+    return HNet(HNetConfig(dims=[16, 24, 32][: steps + 1], layers=[1, 2, 1][: steps + 1], head_dims=[8] * (steps + 1),
+                           caps=[64, 24, 12][: steps + 1], target_ratios=[3.0, 2.0][:steps],
+                           windows=[8, 5, None][: steps + 1], ffn_multiple_of=8)).double().eval()
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_chunking_cascade_equals_the_full_forward_and_its_chunks(steps):
+    """Real text with a second document (BOS) inside, fed as a prefill and then in pieces of 1 to 7 bytes."""
+    model = chunking_model(steps, seed=steps)
+    data = (SAMPLE * 2).encode()[:230]
+    tokens = torch.tensor([256, *data[:120], 256, *data[120:]])
+    with torch.no_grad():
+        reference = model(tokens[None], use_caps=False)[0]
+        starts = model.chunk_starts(tokens[None])
+    state = HNetCascade(model)
+    rng = np.random.default_rng(steps)
+    pos, outs = 0, []
+    while pos < len(tokens):
+        size = 40 if pos == 0 else int(rng.integers(1, 8))
+        outs.append(state.extend(tokens[pos : pos + size]))
+        pos += size
+    assert (torch.cat(outs) - reference).abs().max().item() < TOL
+    # The same chunks at every step: the cascade ran the deeper stages exactly where the forward starts chunks.
+    byte_starts = state.starts[0]
+    assert byte_starts == torch.nonzero(starts[0][0]).squeeze(1).tolist() and 121 in byte_starts
+    if steps == 2:
+        second = [byte_starts[j] for j in state.starts[1]]
+        assert second == torch.nonzero(starts[1][0]).squeeze(1).tolist() and 121 in second
+    assert state.lengths[1] == len(byte_starts) > 10
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_chunking_generation_with_cache_equals_recomputation(steps):
+    model = chunking_model(steps, seed=20 + steps)
+    loaded = LoadedModel(model, model.config)
+    for temperature in (0.0, 1.0):
+        a = generate(loaded, "The cat sat. It", max_new_units=40, temperature=temperature, seed=3, keep_logits=True)
+        b = generate(loaded, "The cat sat. It", max_new_units=40, temperature=temperature, seed=3, keep_logits=True,
+                     cached=False)
+        assert a.data == b.data and a.text == b.text and a.stop == b.stop and len(a.logits) == len(b.logits) > 0
+        assert max((x - y).abs().max().item() for x, y in zip(a.logits, b.logits)) < TOL

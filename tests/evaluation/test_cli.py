@@ -7,6 +7,8 @@ import json
 import pytest
 
 from aunet.cli import main
+from aunet.evaluation.checkpoint import load_checkpoint
+from aunet.splitting import compute_levels
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -47,6 +49,18 @@ def test_generate_streams_text_and_matches_uncached(bpe_run_dir, aunet_run_dir, 
         code, full, _ = run_cli(capsys, "generate", str(run), "--prompt", "KING:", "--max-bytes", "24",
                                 "--no-cache", "--threads", "1")
         assert code == 0 and full == cached
+
+
+def test_generate_shows_where_chunks_start(aunet_run_dir, capsys):
+    """--show-chunks prints prompt and output again with a mark before each pooled segment (AU-Net: its rule)."""
+    code, out, _ = run_cli(capsys, "generate", str(aunet_run_dir), "--prompt", "KING: Speak, and", "--max-bytes",
+                           "12", "--threads", "1", "--show-chunks")
+    assert code == 0
+    prompt = b"KING: Speak, and"
+    levels = compute_levels(prompt, load_checkpoint(aunet_run_dir).config.splits)
+    marks = ["", "|", "\u2016", "\u2980"]
+    expected = "".join(marks[level] + chr(byte) for byte, level in zip(prompt, levels))
+    assert sum(expected.count(m) for m in marks[1:]) >= 4 and f"\n{expected}" in out
 
 
 @pytest.mark.parametrize(

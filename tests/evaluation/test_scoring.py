@@ -12,7 +12,7 @@ from torch import nn
 from aunet.evaluation.checkpoint import LoadedModel
 from aunet.evaluation.generation import generate
 from aunet.evaluation.scoring import Row, Scorer, is_continuation_byte
-from aunet.models import AUNetConfig
+from aunet.models import AUNetConfig, HNet, HNetConfig
 from aunet.splitting import compute_levels
 
 
@@ -161,3 +161,24 @@ def test_bits_per_byte_matches_hand_formula(tmp_path):
     expected = -sum(loaded.model.logprob(b) for b in data) / (len(data) * math.log(2))
     assert got == pytest.approx(expected, rel=1e-9)
     assert np.isfinite(got)
+
+
+def test_learned_chunking_scores_equal_a_direct_forward_per_pair():
+    """Rows of different lengths padded into one batch: the padding (and the chunks it adds) changes no score."""
+    torch.manual_seed(0)
+    config = HNetConfig(dims=[16, 24, 32], layers=[1, 1, 1], head_dims=[8, 8, 8], caps=[64, 32, 16],
+                        target_ratios=[3.0, 2.0], windows=[8, None, None], ffn_multiple_of=8)
+    loaded = LoadedModel(HNet(config).eval(), config)
+    pairs = [("ROMEO: What light", " through yonder window breaks?"), ("", "Speak."),
+             ("Long context " * 10, " is cut from the left."), ("Café: ", "naïve — ünïcode")]
+    got = Scorer(loaded, batch_size=4).loglikelihood(pairs)
+    for (ctx, cont), (ll, _) in zip(pairs, got):
+        seq = (ctx + cont).encode()
+        cut = max(0, len(seq) - 64)
+        while cut < len(seq) and is_continuation_byte(seq[cut]):
+            cut += 1
+        body, start = seq[cut:], max(0, len(ctx.encode()) - cut)
+        with torch.no_grad():
+            logp = loaded.model(torch.tensor([[256, *body[:-1]]]), use_caps=False)[0].double().log_softmax(-1)
+        expected = float(logp[torch.arange(start, len(body)), torch.tensor(list(body))[start:]].sum())
+        assert ll == pytest.approx(expected, abs=2e-4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from aunet.models import AUNetConfig
+from aunet.models import AUNetConfig, HNetConfig
 from aunet.splitting import compute_levels
 
 SAMPLE = (
@@ -29,6 +29,22 @@ def tiny_aunet(stages: int, *, caps: list[int] | None = None, upsampling: str = 
         windows=windows,
         ffn_multiple_of=8,
         upsampling=upsampling,
+    )
+
+
+def tiny_hnet(chunking_steps: int, *, caps: list[int] | None = None, windows: list[int | None] | None = None,
+              seq_len: int = 96) -> HNetConfig:
+    """A few-thousand-parameter learned-chunking model of 1 or 2 chunking steps over ``seq_len`` bytes (caps that
+    never bind unless given)."""
+    stages = chunking_steps + 1
+    return HNetConfig(
+        dims=[16, 24, 32][:stages],
+        layers=[1] * stages,
+        head_dims=[8] * stages,
+        caps=caps or [seq_len] * stages,
+        target_ratios=[3.0, 2.0][:chunking_steps],
+        windows=windows,
+        ffn_multiple_of=8,
     )
 
 

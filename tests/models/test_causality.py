@@ -1,4 +1,5 @@
-"""Perturbing bytes after position t must leave every logit at positions <= t unchanged (P2, P3, P5)."""
+"""Perturbing bytes after position t must leave every logit at positions <= t unchanged (P2, P3, P5), for AU-Nets and
+for learned chunking (its router, its EMA, padding at its caps)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import pytest
 import torch
 
 import aunet.models.aunet as aunet_module
-from aunet.models import AUNet
+import aunet.models.chunking as chunking_module
+from aunet.models import AUNet, HNet
+from aunet.models.chunking import Router, start_probability
+from aunet.models.hnet import HNetStats
 from aunet.splitting import compute_levels
-from tests.models.helpers import RULES, byte_batch, sample_texts, tiny_aunet
+from tests.models.helpers import RULES, byte_batch, sample_texts, tiny_aunet, tiny_hnet
 
 SEQ = 96
 
@@ -101,3 +105,90 @@ def test_levels_from_whole_documents_equal_prefix_levels_used_in_generation():
     text = sample_texts(1, SEQ)[0]
     full = compute_levels(text, RULES)
     assert all(np.array_equal(compute_levels(text[:k], RULES), full[:k]) for k in range(len(text)))
+
+
+# --- learned chunking: the router, the EMA and padding at the caps are causal too ---------------------------------
+
+DOC_START = 50  # a second document starts here in row 1 (BOS): forced to start a chunk, at every chunking step
+
+
+def hnet_tokens(texts: list[bytes]) -> torch.Tensor:
+    tokens, _ = byte_batch(texts, [], SEQ)
+    tokens[1, DOC_START] = 256
+    return tokens
+
+
+def assert_causal_hnet(model: HNet, seed: int = 0) -> HNetStats:
+    """Perturbing bytes after position t leaves every logit at positions <= t unchanged; return the stats of the
+    unperturbed batch. The router decides from the state before and at each position, the next stage runs at the
+    batch's largest chunk count (padding after the real chunks), and the EMA runs over chunks in order."""
+    model = model.double().eval()
+    texts = sample_texts(3, SEQ, seed)
+    tokens = hnet_tokens(texts)
+    with torch.no_grad():
+        logits, stats = model(tokens, return_stats=True)
+        for t in (0, 1, 7, 20, 41, 60, 94):
+            tok2 = hnet_tokens(perturbed_after(texts, t, seed + t))
+            assert torch.equal(tok2[:, : t + 1], tokens[:, : t + 1])
+            logits2 = model(tok2)
+            diff = (logits2[:, : t + 1] - logits[:, : t + 1]).abs().max().item()
+            assert diff < 1e-5, f"position <= {t} changed by {diff:.3g} when later bytes changed"
+            assert (logits2[:, t + 1 :] - logits[:, t + 1 :]).abs().max().item() > 1e-3
+    return stats
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_learned_chunking_is_causal(steps):
+    torch.manual_seed(steps)
+    stats = assert_causal_hnet(HNet(tiny_hnet(steps, windows=[8] + [None] * steps)))
+    for i in range(steps):  # every chunking step chose chunks, the document start among them
+        assert (stats.selected[i] > 1).all()
+        at_doc = stats.positions[i][1] == DOC_START
+        assert stats.forced[i][1][at_doc].all() and stats.boundary[i][1][at_doc].all()
+    assert DOC_START in stats.positions[steps - 1][1].tolist()
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_learned_chunking_is_causal_when_caps_truncate(steps):
+    torch.manual_seed(10 + steps)
+    stats = assert_causal_hnet(HNet(tiny_hnet(steps, caps=[SEQ, 8, 4][: steps + 1])))
+    assert (stats.selected[0] > stats.kept[0]).any(), "the cap never truncated"
+    assert stats.lengths[0] == 8
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_learned_chunking_is_causal_with_padding_at_deeper_stages(steps):
+    torch.manual_seed(20 + steps)
+    stats = assert_causal_hnet(HNet(tiny_hnet(steps)))
+    for kept, length in zip(stats.kept, stats.lengths):
+        assert (kept < length).any(), "no row was padded"
+        assert length == int(kept.max())
+
+
+def test_a_router_that_peeks_at_the_next_byte_is_caught(monkeypatch):
+    """Deciding whether t starts a chunk from the states at t and t+1 (one step late) leaks the next byte."""
+
+    def peeking(self, h, forced):
+        q, k = self.q(h), self.k(h)
+        ahead = start_probability(q[:, :-1], k[:, 1:])  # compares t with t+1 ...
+        prob = torch.cat([ahead, ahead.new_ones(ahead.shape[0], 1)], dim=1)  # ... and files it under t
+        return prob.masked_fill(forced, 1.0)
+
+    monkeypatch.setattr(Router, "forward", peeking)
+    torch.manual_seed(4)
+    with pytest.raises(AssertionError, match="changed by"):
+        assert_causal_hnet(HNet(tiny_hnet(1)))
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_an_ema_that_runs_backwards_is_caught(monkeypatch, steps):
+    """Smoothing each chunk with the chunks after it (the scan in the wrong direction) leaks later chunks."""
+    real = chunking_module.smooth
+
+    def backwards(z, rate):
+        return real(z.flip(1), rate.flip(1)).flip(1)
+
+    monkeypatch.setattr(chunking_module, "smooth", backwards)
+    torch.manual_seed(5)
+    with pytest.raises(AssertionError, match="changed by"):
+        assert_causal_hnet(HNet(tiny_hnet(steps)))

@@ -39,8 +39,9 @@ def fixed_hparams(spec: Any) -> Any:
     fitted-law files may not exist). A family may name its own group (``hparams: aunet2``): those are fixed too."""
     from dataclasses import replace
 
+    from aunet.models import FAMILY_CLASSES
     from aunet.sweeps.spec import HParams
 
-    groups = {"aunet", "bpe", *spec.hparams}
+    groups = {*FAMILY_CLASSES, *spec.hparams}
     return replace(spec, hparams={g: HParams(lr=1e-2, batch_bytes=4096) for g in sorted(groups)})
 

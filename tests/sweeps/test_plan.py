@@ -297,3 +297,45 @@ def test_extra_seed_groups_repeat_each_familys_own_sizes():
 def test_extra_seed_groups_are_checked(extra, message):
     with pytest.raises(ConfigError, match=message):
         plan_sweep(sweep_from_dict({**MICRO, "bytes_per_token": 3.0, "extra_seeds": extra}), measure=False)
+
+
+def test_the_chunking_study_adds_learned_chunking_to_cpu_study_and_trains_nothing_else_again(data_dir):
+    """cpu-study-chunking: cpu-study's runs (shared ids) plus learned chunking at 1 and 2 chunking steps at every
+    budget (3 sizes, cpu-study's fourth at 2e13), 3 seeds of the centre size at the two smallest budgets, every
+    model above the floors, every chunking run stopped on its realized FLOPs at the budget."""
+    chunking = plan_sweep(fixed_hparams(load_sweep(REPO / "sweeps" / "cpu-study-chunking.yaml")))
+    study = plan_sweep(fixed_hparams(load_sweep(REPO / "sweeps" / "cpu-study.yaml")))
+    reused = {r.run_id for r in chunking.runs if not r.family.startswith("hnet")}
+    assert reused == {r.run_id for r in study.runs}
+    learned = [r for r in chunking.runs if r.family.startswith("hnet")]
+    assert {r.family for r in learned} == {"hnet1", "hnet2"} and len(learned) == 2 * (4 * 3 + 1 + 2 * 2)
+    for (family, budget), runs in _by(chunking, "family", "budget_flops").items():
+        if not family.startswith("hnet"):
+            continue
+        assert len({r.multiplier for r in runs}) == (4 if budget == 2e13 else 3), (family, budget)
+        seeds = {r.seed for r in runs if r.multiplier == 1.0}
+        assert seeds == ({0, 1, 2} if budget in (6e11, 2e12) else {0}), (family, budget)
+        for run in runs:
+            model, train = run.config.model, run.config.train
+            assert model.chunking_stages == int(family[-1]) and not run.warnings or "repeats" in run.warnings[0]
+            assert train.budget_flops == budget and train.max_steps is None
+            assert budget * 0.97 < run.planned_flops <= budget  # planned at the target ratios
+            assert all(d >= 2 * h for d, h in zip(model.dims, model.head_dims)) and min(model.layers) >= 1
+
+
+def test_a_chunking_template_sizes_to_its_target_and_keeps_room_under_its_caps():
+    from aunet.models import family_of
+    from aunet.sweeps.sizing import from_template
+
+    template = {"family": "hnet", "widths": [0.5, 1.0], "head_dims": [16, 16], "caps": [512, 160],
+                "target_ratios": [4.6], "windows": [128, None], "layers": [1, None], "ffn_multiple_of": 16,
+                "width_step": 16, "aspect": 32}
+    sized = from_template(template, {}, 1e6, 1.0, 0.03, "families.hnet1.template")
+    assert sized.in_range and sized.config.family == "hnet" and sized.config.target_ratios == [4.6]
+    assert not family_of(sized.config).floor_violations(2)
+    tight = from_template({**template, "caps": [512, 120]}, {}, 1e6, 1.0, 0.03, "families.hnet1.template")
+    assert any("cap 120" in v for v in family_of(tight.config).floor_violations(2))
+    with pytest.raises(ConfigError, match="target_ratios"):
+        from_template({k: v for k, v in template.items() if k != "target_ratios"}, {}, 1e6, 1.0, 0.03, "t")
+    with pytest.raises(ConfigError, match="not a key of a hnet template"):
+        from_template({**template, "splits": ["word@1"]}, {}, 1e6, 1.0, 0.03, "t")  # AU-Net's, learned here

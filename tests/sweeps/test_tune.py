@@ -103,3 +103,22 @@ def test_an_lr_grid_is_trained_once_per_point_and_widening_it_trains_only_the_ne
                                          "sampler": "grid", "prune": False, "fit": "parabola"}))
     tune_sweep(wider, train_fn=train)
     assert sorted(lr for _, lr, _ in trained) == [0.032] * 4
+
+
+def test_a_learned_cost_is_tuned_on_its_budget_not_on_a_step_count(tmp_path, data_dir):
+    """Trials of learned chunking keep the budget stop (their cost is realized); the LR and batch are the trial's."""
+    path = write_sweep(tmp_path, name="tune-chunking", budgets=[2.0e9], hparams={}, families={
+        "hnet1": {"template": {"family": "hnet", "widths": [0.5, 1.0], "head_dims": [8, 8], "caps": [64, 24],
+                               "target_ratios": [4.0], "windows": [16, None], "layers": [1, None],
+                               "ffn_multiple_of": 8, "width_step": 8, "aspect": 16, "min_heads": 1}}},
+        tune={"trials": 2, "lr": [1.0e-3, 4.0e-3], "batch_bytes": 512, "sampler": "grid", "prune": False,
+              "fit": "parabola"})
+    seen = []
+
+    def train(config, run_dir, resume, callbacks=()):
+        seen.append(config.train)
+        return RunSummary(val_bpb=2.0, val_loss=2.0, flops_spent=2.0e9, bytes_seen=1.0)
+
+    tune_sweep(load_sweep(path), train_fn=train)
+    assert [t.lr for t in seen] == [1.0e-3, 4.0e-3]
+    assert all(t.budget_flops == 2.0e9 and t.max_steps is None and t.batch_size == 8 for t in seen)

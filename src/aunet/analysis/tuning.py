@@ -10,10 +10,11 @@ from typing import Any
 import pandas as pd
 
 from aunet.analysis.hyperparameters import fit_tuning_laws
+from aunet.models import FAMILY_CLASSES
 from aunet.sweeps.spec import TuneSpec
 
 COLUMNS = ("budget_flops", "lr", "batch_bytes", "val_bpb")
-POOLED = ("aunet", "bpe")  # label prefixes pooled under ``near_best``
+POOLED = tuple(FAMILY_CLASSES)  # label prefixes pooled under ``near_best`` (each model family)
 
 
 def tuning_laws(table: Path, tune: TuneSpec) -> dict[str, Any]:

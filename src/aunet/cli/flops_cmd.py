@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  FLOPs per {unit:<5}  {report.flops_per_unit:.3e}  (head {_percent(report.head_share)}, "
           f"attention {_percent(report.attention_flops_per_unit / report.flops_per_unit)})")
     print(f"  FLOPs per sequence of {report.seq_len} {unit}s: {report.flops_per_sequence():.3e}")
-    rows = [[str(s.stage), str(s.dim), str(s.ffn_dim), str(s.seq_len), f"{s.ratio:.4g}", str(s.layers_counted),
+    rows = [[str(s.stage), str(s.dim), str(s.ffn_dim), f"{s.seq_len:g}", f"{s.ratio:.4g}", str(s.layers_counted),
              f"{s.window_fraction:.3g}", f"{s.linear_flops:.3e}", f"{s.attention_flops:.3e}"] for s in report.stages]
     header = ["stage", "width", "ffn", "length", f"per {unit}", "layers", "window", "linear", "attention"]
     print()
@@ -49,4 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if report.transition_params:
         print(f"  pooling/upsampling (not counted, as in the paper): {report.transition_flops_per_unit:.3e} per "
               f"{unit}, {si(report.transition_params)} parameters")
+    if report.routing_flops_per_unit:
+        print(f"  routing, EMA, ratio loss (counted): {report.routing_flops_per_unit:.3e} per {unit}; lengths are "
+              "planned at the target ratios (training charges the realized ones)")
     return 0

@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=(
             "examples:\n"
             "  aunet generate results/runs/tiny-aunet3-1a2b3c4d5e --prompt 'The king said' --max-bytes 200\n"
-            "  aunet generate RUN --prompt 'ROMEO:' --max-bytes 400 --temperature 0.8 --seed 1 --until $'\\n\\n'"
+            "  aunet generate RUN --prompt 'ROMEO:' --max-bytes 400 --temperature 0.8 --seed 1 --until $'\\n\\n'\n"
+            "  aunet generate RUN --prompt 'The king said' --max-bytes 100 --show-chunks"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -34,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for torch (default: torch's; 1 is fastest for tiny models on a busy machine)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole sequence at every step (slow)")
+    p.add_argument("--show-chunks", action="store_true",
+                   help="then print prompt and output again with every chunk start marked ('|'; a second-level "
+                        "start: a double bar): learned chunks, AU-Net's pooled segments, or BPE tokens")
     p.set_defaults(run=run)
 
 
@@ -51,7 +55,7 @@ def check_utf8(flag: str, text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from aunet.errors import UserError
     from aunet.evaluation.checkpoint import load_checkpoint
-    from aunet.evaluation.generation import generate
+    from aunet.evaluation.generation import generate, mark_chunks
 
     if args.max_bytes < 1:
         raise UserError("--max-bytes must be a positive integer")
@@ -76,4 +80,6 @@ def run(args: argparse.Namespace) -> int:
                       until=args.until, seed=args.seed, cached=not args.no_cache, on_text=show)
     show("\n")
     print(f"[{result.units} {loaded.family.unit}s, stop: {result.stop}]", file=sys.stderr)
+    if args.show_chunks:
+        show(mark_chunks(loaded, args.prompt.encode("utf-8") + result.text.encode("utf-8")) + "\n")
     return 0

@@ -11,6 +11,9 @@ What reaches the user is always valid UTF-8: bytes pass through an incremental d
 incomplete trailing character and replaces invalid sequences with U+FFFD; at the end the remainder is flushed with
 ``errors="replace"``. Generation stops at EOS (any special token), after ``max_new_bytes`` bytes or
 ``max_new_units`` units (bytes for AU-Net, tokens for BPE), or at the first ``until`` string, which is cut off.
+
+:func:`mark_chunks` shows how a model chunks a text: the learned chunk starts of learned chunking, the pooled
+segments of an AU-Net, the tokens of BPE (``aunet generate --show-chunks``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ from torch import Tensor
 from aunet.evaluation.checkpoint import LoadedModel
 from aunet.evaluation.errors import EvalError
 from aunet.models import family_of
+from aunet.models.family import is_continuation_byte
+
+# Marks of a chunk start, by the deepest level of chunking that starts there (the second level's starts are among
+# the first level's).
+CHUNK_MARKS = ("|", "\u2016", "\u2980")  # |, double bar, triple bar
 
 
 @dataclass
@@ -149,3 +157,27 @@ def generate(loaded: LoadedModel, prompt: str | bytes, *, max_new_bytes: int | N
         stop = "until"
     return Generation(text=stream.text, data=bytes(produced), units=units, stop=stop, logits=logs)
 
+
+
+@torch.no_grad()
+def mark_chunks(loaded: LoadedModel, data: bytes) -> str:
+    """``data`` as text with a mark before every chunk start, as ``loaded``'s family chunks it (one forward pass,
+    every chunk kept): ``|`` where a chunk starts, a double bar where a second-level chunk starts too, a triple bar
+    for a third. A start inside a multi-byte character is shown before that character; invalid UTF-8 shows as
+    U+FFFD."""
+    starts = loaded.family.chunk_starts(loaded.model, data, loaded.tokenizer)
+    depth = [0] * len(data)
+    for level, positions in enumerate(starts, start=1):
+        for p in positions:
+            depth[p] = max(depth[p], level)
+    parts, i = [], 0
+    while i < len(data):
+        j = i + 1
+        while j < len(data) and is_continuation_byte(data[j]):
+            j += 1
+        level = max(depth[i:j])
+        if level:
+            parts.append(CHUNK_MARKS[min(level, len(CHUNK_MARKS)) - 1])
+        parts.append(data[i:j].decode("utf-8", errors="replace"))
+        i = j
+    return "".join(parts)

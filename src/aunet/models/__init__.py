@@ -1,4 +1,5 @@
-"""Models: the AU-Net (1 to 4 stages over bytes) and the BPE transformer baseline, sharing their blocks.
+"""Models: the AU-Net (1 to 4 stages over bytes), learned chunking (H-Net style, 1 or 2 chunking steps) and the BPE
+transformer baseline, sharing their blocks.
 
 Model code knows nothing of Lightning; :func:`build_model` turns a config into a module.
 """
@@ -12,6 +13,7 @@ from aunet.models.config import (
     BYTE_VOCAB_SIZE,
     AUNetConfig,
     BPEConfig,
+    HNetConfig,
     ModelConfig,
     model_config_from_dict,
     swiglu_hidden_dim,
@@ -23,12 +25,15 @@ if TYPE_CHECKING:
 
     from aunet.models.aunet import AUNet, AUNetStats
     from aunet.models.bpe import BPETransformer
-    from aunet.models.family import FAMILY_CLASSES, Decoder, Family, family_of
+    from aunet.models.families import FAMILY_CLASSES, family_of
+    from aunet.models.family import Decoder, Family
+    from aunet.models.hnet import HNet
 
 # The modules get torch on first use, not on `import aunet.models.config`: every command reads its configs through
 # this package, and a config error should be reported before the second it takes to import torch.
 _LAZY = {"AUNet": "aunet.models.aunet", "AUNetStats": "aunet.models.aunet", "BPETransformer": "aunet.models.bpe",
-         **dict.fromkeys(("FAMILY_CLASSES", "Decoder", "Family", "family_of"), "aunet.models.family")}
+         "HNet": "aunet.models.hnet", **dict.fromkeys(("Decoder", "Family"), "aunet.models.family"),
+         **dict.fromkeys(("FAMILY_CLASSES", "family_of"), "aunet.models.families")}
 
 
 def __getattr__(name: str) -> Any:
@@ -38,17 +43,20 @@ def __getattr__(name: str) -> Any:
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    """The module for ``config``: :class:`AUNet` or :class:`BPETransformer`."""
+    """The module for ``config``: :class:`AUNet`, :class:`HNet` or :class:`BPETransformer`."""
     from aunet.models.aunet import AUNet
     from aunet.models.bpe import BPETransformer
+    from aunet.models.hnet import HNet
 
     if isinstance(config, AUNetConfig):
         return AUNet(config)
+    if isinstance(config, HNetConfig):
+        return HNet(config)
     if isinstance(config, BPEConfig):
         return BPETransformer(config)
     raise TypeError(f"not a model config: {type(config).__name__}")
 
 
 __all__ = ["AUNet", "AUNetConfig", "AUNetStats", "BPEConfig", "BPETransformer", "BYTE_VOCAB_SIZE", "Decoder",
-           "FAMILY_CLASSES", "Family", "ModelConfig", "build_model", "family_of", "load_model_config",
-           "resolve_config_path", "model_config_from_dict", "swiglu_hidden_dim"]
+           "FAMILY_CLASSES", "Family", "HNet", "HNetConfig", "ModelConfig", "build_model", "family_of",
+           "load_model_config", "resolve_config_path", "model_config_from_dict", "swiglu_hidden_dim"]

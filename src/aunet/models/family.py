@@ -1,15 +1,20 @@
 """Model families behind one interface: everything the rest of the suite needs to know about bytes or BPE tokens.
 
-Training, scoring, generation, benchmarks and planning ask ``family_of(config)`` instead of testing which config
-they hold; a third family is one more :class:`Family` here (with its config, model and FLOPs), not an edit of every
-caller. A family is bound to one model config and answers:
+Training, scoring, generation, benchmarks and planning ask ``family_of(config)`` (:mod:`aunet.models.families`)
+instead of testing which config they hold; a new family is one more :class:`Family` (with its config, model and
+FLOPs), not an edit of every caller. A family is bound to one model config and answers:
 
 * what a unit is (``unit``: ``byte`` or ``token``), whether it needs a trained tokenizer, and its document encoder;
 * how a packed batch becomes model inputs and next-unit targets (:meth:`Family.forward_batch`: shift the tokens,
   slice the levels, run the forward), the one definition training, benchmarks and planning share;
 * how text becomes units for scoring, where a truncated sequence may start, and the padded inputs and logits of a
   batch of scoring rows (evaluation runs AU-Nets without caps, P5 and P14 in docs/paper-conformance.md);
-* the prefill and step of generation (:class:`Decoder`) and the bytes each unit decodes to.
+* the prefill and step of generation (:class:`Decoder`) and the bytes each unit decodes to, and where its chunks
+  (pooled segments, learned chunks, tokens) start in a text;
+* what a training step records and adds to the loss beyond the next-unit loss (:meth:`Family.step_metrics`,
+  :meth:`Family.auxiliary_loss`), what it costs when the cost is learned rather than fixed by the formula
+  (:meth:`Family.realized_flops`), and the per-stage record of a run built from its log (:meth:`Family.stage_records`);
+* how a sweep template sizes it and which floors a sensible model of it keeps.
 
 Batches are dicts with ``tokens`` ``[B, S+1]`` (PAD < 0 is never an input and never scored) and, for an AU-Net of
 several stages, ``levels`` ``[B, S+1]``.
@@ -18,13 +23,14 @@ several stages, ``levels`` ``[B, S+1]``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from aunet.errors import ConfigError
+from aunet.flops import flops_report, layer_params
 from aunet.models.config import AUNetConfig, BPEConfig, ModelConfig, model_config_from_dict, swiglu_hidden_dim
 from aunet.models.incremental import incremental_state
 from aunet.models.loss import IGNORE
@@ -54,6 +60,13 @@ def shift(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
     (the packed stream sends int32): widened here, once, where the loss needs them."""
     tokens = batch["tokens"].long()
     return tokens[:, :-1].clamp(min=0), tokens[:, 1:].masked_fill(tokens[:, 1:] < 0, IGNORE)
+
+
+class ColumnMean(Protocol):
+    """The mean of a logged training column (``train/<key>``) over a run's log; ``tail``: over the last share of its
+    logged steps only (0.1: the last tenth)."""
+
+    def __call__(self, column: str, tail: float = 1.0) -> float: ...
 
 
 class Decoder:
@@ -132,6 +145,35 @@ class Family:
         tokens = torch.randint(0, self.config.vocab_size, (batch, self.config.seq_len + 1), generator=generator)
         return {"tokens": tokens}
 
+    # Whether a step's FLOPs depend on the data (learned chunk counts): then training charges
+    # :meth:`realized_flops` of every micro-batch and stops at the budget on that sum; otherwise every step costs
+    # exactly what the formula says (``flops_report(config).flops_per_unit`` per unit).
+    data_dependent_cost: ClassVar[bool] = False
+
+    def step_metrics(self, batch: dict[str, Tensor], stats: Any) -> dict[str, Tensor | float]:
+        """What a training step logs besides its loss (as ``train/<key>``), from the batch and the stats of
+        :meth:`forward_batch` with ``return_stats`` (None when the family has none)."""
+        return {}
+
+    def auxiliary_loss(self, stats: Any) -> Tensor | None:
+        """A term the training loss adds to the next-unit loss (0-d), or None."""
+        return None
+
+    def realized_flops(self, stats: Any) -> float | None:
+        """Training FLOPs (forward and backward) of the micro-batch behind ``stats``, for a family whose cost is
+        data-dependent; None where the formula fixes the cost."""
+        return None
+
+    def stage_records(self, mean: ColumnMean, units_seen: float) -> list[dict[str, float]]:
+        """Per stage of a finished run, from its training log (``summary.json``'s ``stages``); ``units_seen``:
+        units the run read. Empty for a family of one stage."""
+        return []
+
+    def split_rules(self) -> list[str]:
+        """The split rules that set the boundaries of the deeper stages, whose counts against the caps a sweep plan
+        measures on the training text before anything trains (empty: no deeper stages, or learned boundaries)."""
+        return []
+
     # --- scoring -----------------------------------------------------------------------------------------------------
 
     def bos_id(self, tokenizer: Any) -> int:
@@ -184,9 +226,15 @@ class Family:
     def tokenizer_label(self) -> str:
         raise NotImplementedError
 
+    def chunk_starts(self, model: nn.Module, data: bytes, tokenizer: Any) -> list[list[int]]:
+        """Where the chunks of ``data`` start, as byte offsets into ``data``: one list per level of chunking, finest
+        first (a deeper level's starts are among the finer level's). What ``aunet generate --show-chunks`` marks."""
+        raise NotImplementedError
+
     # --- sizing from a sweep template (aunet.sweeps.sizing searches the deepest width and depth) ----------------
 
     template_keys: ClassVar[tuple[str, ...]] = ()  # required in a template of this family
+    template_fields: ClassVar[frozenset[str]] = frozenset()  # every model key a template of this family may give
 
     @classmethod
     def check_template(cls, template: dict, key: str) -> None:
@@ -212,17 +260,86 @@ def _round_to(value: float, multiple: int) -> int:
     return max(multiple, int(round(value / multiple)) * multiple)
 
 
-def _common(template: dict) -> dict:
+COMMON_FIELDS = frozenset({"family", "ffn_multiple_of", "rope_theta", "norm_eps"})
+
+
+def common_settings(template: dict) -> dict:
     return {k: template[k] for k in ("ffn_multiple_of", "rope_theta", "norm_eps") if k in template}
 
 
-class AUNetFamily(Family):
-    """AU-Net over UTF-8 bytes, pooled by split rules: its inputs carry the level of every byte."""
+def stage_dims(template: dict, width: int, min_heads: int) -> list[int]:
+    """Widths of a multi-stage template (``widths`` relative to the deepest ``width``), each a multiple of its head
+    size, at least ``min_heads`` heads wide and never narrower than the stage before."""
+    dims: list[int] = []
+    for r, h in zip(template["widths"], template["head_dims"]):
+        d = max(_round_to(r * width, h), min_heads * h)
+        if dims:  # a deeper stage is never narrower than the one it pools from
+            d = max(d, -(-dims[-1] // h) * h)
+        dims.append(d)
+    return dims
 
-    name = "aunet"
+
+def stage_floor_violations(dims: Sequence[int], head_dims: Sequence[int], layers: Sequence[int],
+                           min_heads: int) -> list[str]:
+    """The floors every multi-stage model keeps: heads, widths growing with depth, layers on every stage."""
+    out = []
+    for i, (d, h, n) in enumerate(zip(dims, head_dims, layers)):
+        if d < min_heads * h:
+            out.append(f"stage {i + 1} is {d} wide, under {min_heads} heads of {h}")
+        if i and d < dims[i - 1]:
+            out.append(f"stage {i + 1} ({d} wide) is narrower than stage {i} ({dims[i - 1]})")
+        if n < 1:
+            out.append(f"stage {i + 1} has no layers")
+    return out
+
+
+class ByteFamily(Family):
+    """What every family over UTF-8 bytes shares: units are bytes, BOS 256 and EOS 257, cuts on characters."""
+
     unit = "byte"
     needs_tokenizer = False
     start_slack = 4  # a UTF-8 character has at most 3 continuation bytes
+
+    def bos_id(self, tokenizer: Any) -> int:
+        return BOS_BYTE
+
+    def special_ids(self, tokenizer: Any) -> tuple[int, ...]:
+        return (BOS_BYTE, EOS_BYTE)
+
+    def units(self, data: bytes, tokenizer: Any) -> list[int]:
+        return list(data)
+
+    def pair_units(self, context: str, continuation: str, tokenizer: Any) -> tuple[list[int], int]:
+        ctx = context.encode("utf-8")
+        return list(ctx + continuation.encode("utf-8")), len(ctx)
+
+    def sequence_start(self, units: Sequence[int], index: int, limit: int | None = None) -> int:
+        return char_start_at_or_after(units, index, limit)
+
+    def prompt_units(self, data: bytes, limit: int, tokenizer: Any) -> list[int]:
+        if len(data) > limit:
+            data = data[char_start_at_or_after(data, len(data) - limit):]
+        return list(data)
+
+    def unit_bytes(self, unit: int, tokenizer: Any) -> bytes:
+        return bytes([unit])
+
+    def tokenizer_label(self) -> str:
+        return "aunet-bytes"
+
+    def encoding(self) -> dict[str, Any]:
+        return self.encoder().identity()  # bytes and the split rules of their levels: no tokenizer to train
+
+    def stacks(self) -> list[tuple[int, int, int]]:
+        c = self.config
+        copies = [2] * (c.n_stages - 1) + [1]  # the encoder and decoder of a stage, the deepest stage's stack
+        return list(zip(copies, c.caps, c.head_dims))
+
+
+class AUNetFamily(ByteFamily):
+    """AU-Net over UTF-8 bytes, pooled by split rules: its inputs carry the level of every byte."""
+
+    name = "aunet"
     config: AUNetConfig
 
     @property
@@ -237,16 +354,11 @@ class AUNetFamily(Family):
     def title(self) -> str:
         return f"AU-Net, {self.config.n_stages} stage(s)"
 
-    def stacks(self) -> list[tuple[int, int, int]]:
-        c = self.config
-        copies = [2] * (c.n_stages - 1) + [1]  # the encoder and decoder of a stage, the deepest stage's trunk
-        return list(zip(copies, c.caps, c.head_dims))
-
     def encoder(self, tokenizer: Callable[[], Any] | None = None) -> DocumentEncoder:
         return ByteEncoder(self.config.splits)
 
-    def encoding(self) -> dict[str, Any]:
-        return {"units": "bytes", "rules": list(self.config.splits)}
+    def split_rules(self) -> list[str]:
+        return list(self.config.splits)
 
     def inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
         """The shifted inputs ``[B, S]`` and, for several stages, their levels ``[B, S]``."""
@@ -268,21 +380,34 @@ class AUNetFamily(Family):
             out["levels"] = (torch.rand(shape, generator=generator) < 0.2).long() * (self.config.n_stages - 1)
         return out
 
-    def bos_id(self, tokenizer: Any) -> int:
-        return BOS_BYTE
+    def step_metrics(self, batch: dict[str, Tensor], stats: Any) -> dict[str, Tensor | float]:
+        """Per transition: boundaries entering the next stage and the share of sequences the cap truncated (P5)."""
+        if stats is None:
+            return {}
+        out: dict[str, Tensor | float] = {}
+        for i, (selected, kept) in enumerate(zip(stats.selected, stats.kept)):
+            out[f"boundaries_{i + 1}"] = kept.float().mean()
+            out[f"cap_truncated_{i + 1}"] = (selected > self.config.caps[i + 1]).float().mean()
+        return out
 
-    def special_ids(self, tokenizer: Any) -> tuple[int, ...]:
-        return (BOS_BYTE, EOS_BYTE)
-
-    def units(self, data: bytes, tokenizer: Any) -> list[int]:
-        return list(data)
-
-    def pair_units(self, context: str, continuation: str, tokenizer: Any) -> tuple[list[int], int]:
-        ctx = context.encode("utf-8")
-        return list(ctx + continuation.encode("utf-8")), len(ctx)
-
-    def sequence_start(self, units: Sequence[int], index: int, limit: int | None = None) -> int:
-        return char_start_at_or_after(units, index, limit)
+    def stage_records(self, mean: ColumnMean, units_seen: float) -> list[dict[str, float]]:
+        """Per stage: mean realized boundaries per sequence entering it, share of sequences whose boundaries the
+        cap truncated, share of its cap left as padding, and units it saw per parameter of its blocks (stage 0:
+        every byte; a deeper stage: its realized entries)."""
+        report = flops_report(self.config)
+        if len(report.stages) < 2:
+            return []
+        out = []
+        for s in report.stages:
+            params = s.layers_counted * layer_params(s.dim, s.ffn_dim)
+            if s.stage == 0:
+                out.append({"stage": 0, "units_per_param": units_seen / params})
+                continue
+            kept = mean(f"train/boundaries_{s.stage}")
+            out.append({"stage": s.stage, "boundaries": kept, "truncated": mean(f"train/cap_truncated_{s.stage}"),
+                        "padding": 1 - kept / s.seq_len,
+                        "units_per_param": units_seen * kept / report.seq_len / params})
+        return out
 
     def _levels(self, data: bytes) -> np.ndarray:
         """``[len(data) + 1]`` levels of ``[BOS] + data`` (BOS at the top level)."""
@@ -304,21 +429,18 @@ class AUNetFamily(Family):
     def full_logits(self, model: nn.Module, tokens: Tensor, levels: Tensor | None) -> Tensor:
         return model(tokens, levels, use_caps=False)
 
-    def prompt_units(self, data: bytes, limit: int, tokenizer: Any) -> list[int]:
-        if len(data) > limit:
-            data = data[char_start_at_or_after(data, len(data) - limit):]
-        return list(data)
-
     def decoder(self, model: nn.Module, prompt: list[int], tokenizer: Any, cached: bool = True) -> Decoder:
         return _ByteDecoder(self, model, prompt, cached)
 
-    def unit_bytes(self, unit: int, tokenizer: Any) -> bytes:
-        return bytes([unit])
-
-    def tokenizer_label(self) -> str:
-        return "aunet-bytes"
+    def chunk_starts(self, model: nn.Module, data: bytes, tokenizer: Any) -> list[list[int]]:
+        """The split rules' boundaries: a pooled segment starts at its boundary byte (P2), level ``> i`` at
+        transition ``i``."""
+        levels = self._levels(data)[1:]
+        return [np.flatnonzero(levels > i).tolist() for i in range(self.config.n_stages - 1)]
 
     template_keys = ("widths", "head_dims", "caps", "layers")
+    template_fields = COMMON_FIELDS | {"widths", "head_dims", "caps", "splits", "windows", "layers", "upsampling",
+                                       "n_offsets"}
 
     @classmethod
     def check_template(cls, template: dict, key: str) -> None:
@@ -336,12 +458,7 @@ class AUNetFamily(Family):
     def from_template(cls, template: dict, width: int, layers: int, bytes_per_token: float, key: str,
                       ffn: int | None = None, min_heads: int = 2) -> ModelConfig:
         t = template
-        dims: list[int] = []
-        for r, h in zip(t["widths"], t["head_dims"]):
-            d = max(_round_to(r * width, h), min_heads * h)
-            if dims:  # a deeper stage is never narrower than the one it pools from
-                d = max(d, -(-dims[-1] // h) * h)
-            dims.append(d)
+        dims = stage_dims(t, width, min_heads)
         stage_layers = [layers if fixed is None else int(fixed) for fixed in t["layers"]]
         extra = {k: t[k] for k in ("splits", "windows", "upsampling", "n_offsets") if k in t}
         if ffn is not None:
@@ -349,18 +466,11 @@ class AUNetFamily(Family):
             extra["ffn_dims"] = [swiglu_hidden_dim(d, multiple) for d in dims[:-1]] + [ffn]
         return model_config_from_dict(
             {"family": "aunet", "dims": dims, "layers": stage_layers, "head_dims": t["head_dims"], "caps": t["caps"],
-             **extra, **_common(t)}, prefix=f"{key}.")
+             **extra, **common_settings(t)}, prefix=f"{key}.")
 
     def floor_violations(self, min_heads: int) -> list[str]:
-        c, out = self.config, []
-        for i, (d, h, n) in enumerate(zip(c.dims, c.head_dims, c.layers)):
-            if d < min_heads * h:
-                out.append(f"stage {i + 1} is {d} wide, under {min_heads} heads of {h}")
-            if i and d < c.dims[i - 1]:
-                out.append(f"stage {i + 1} ({d} wide) is narrower than stage {i} ({c.dims[i - 1]})")
-            if n < 1:
-                out.append(f"stage {i + 1} has no layers")
-        return out
+        c = self.config
+        return stage_floor_violations(c.dims, c.head_dims, c.layers, min_heads)
 
 
 class BPEFamily(Family):
@@ -413,7 +523,16 @@ class BPEFamily(Family):
     def tokenizer_label(self) -> str:
         return f"aunet-bpe-{self.config.vocab_size}"
 
+    def chunk_starts(self, model: nn.Module, data: bytes, tokenizer: Any) -> list[list[int]]:
+        """Where each BPE token starts: the tokenizer's chunks."""
+        starts, offset = [], 0
+        for unit in self.units(data, tokenizer):
+            starts.append(offset)
+            offset += len(self.unit_bytes(unit, tokenizer))
+        return [starts]
+
     template_keys = ("head_dim", "vocab_size")
+    template_fields = COMMON_FIELDS | {"head_dim", "vocab_size", "seq_bytes", "window"}
 
     @classmethod
     def from_template(cls, template: dict, width: int, layers: int, bytes_per_token: float, key: str,
@@ -423,7 +542,7 @@ class BPEFamily(Family):
         return model_config_from_dict(
             {"family": "bpe", "dim": width, "layers": layers, "head_dim": int(t.get("head_dim", 64)),
              "vocab_size": int(t["vocab_size"]), "seq_len": max(8, round(seq_bytes / bytes_per_token)),
-             "window": t.get("window"), "ffn_dim": ffn, **_common(t)}, prefix=f"{key}.")
+             "window": t.get("window"), "ffn_dim": ffn, **common_settings(t)}, prefix=f"{key}.")
 
     def floor_violations(self, min_heads: int) -> list[str]:
         c, out = self.config, []
@@ -432,14 +551,6 @@ class BPEFamily(Family):
         if c.layers < 1:
             out.append("no layers")
         return out
-
-
-FAMILY_CLASSES: dict[str, type[Family]] = {"aunet": AUNetFamily, "bpe": BPEFamily}
-
-
-def family_of(config: ModelConfig) -> Family:
-    """The family of ``config``."""
-    return FAMILY_CLASSES[config.family](config)
 
 
 class _ByteDecoder(Decoder):

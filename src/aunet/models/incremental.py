@@ -35,6 +35,8 @@ from torch import Tensor
 
 from aunet.models.aunet import AUNet
 from aunet.models.bpe import BPETransformer
+from aunet.models.hnet import HNet
+from aunet.models.hnet_cascade import HNetCascade
 from aunet.models.layers import KVCache, TransformerStack
 
 
@@ -292,10 +294,12 @@ class BPEIncremental:
         return m.head(m.norm(m.trunk.forward_cached(m.embed(tokens)[None], self.cache)))[0]
 
 
-def incremental_state(model: AUNet | BPETransformer) -> AUNetCascade | BPEIncremental:
+def incremental_state(model: AUNet | HNet | BPETransformer) -> AUNetCascade | HNetCascade | BPEIncremental:
     """The incremental decoder for ``model``."""
     if isinstance(model, AUNet):
         return AUNetCascade(model)
+    if isinstance(model, HNet):
+        return HNetCascade(model)
     if isinstance(model, BPETransformer):
         return BPEIncremental(model)
     raise TypeError(f"no incremental decoding for {type(model).__name__}")

@@ -30,7 +30,7 @@ def load_model_config(spec: str | Path) -> ModelConfig:
     path = resolve_config_path(spec)
     data = read_yaml(path)
     if "model" not in data:
-        raise ConfigError("model", "missing section; the file needs 'model:' with 'family: aunet' or 'family: bpe'",
+        raise ConfigError("model", "missing section; the file needs 'model:' with 'family: aunet', 'bpe' or 'hnet'",
                           str(path))
     try:
         return model_config_from_dict(data["model"])

@@ -120,7 +120,7 @@ def fairness_rows(plan: Any, cap_table: dict[str, CapStats]) -> list[dict[str, A
                "multiplier": run.multiplier, "grid_shift": run.grid_shift, "epochs": run.epochs, "lr": run.lr,
                "lr_source": run.hparams_source, "batch_bytes": run.batch_bytes,
                "stages": [s.__dict__ for s in shapes], "head_share": run.head_share}
-        stats = cap_table.get(_caps_key(model)) if family_of(model).n_stages > 1 else None
+        stats = cap_table.get(_caps_key(model)) if family_of(model).split_rules() else None
         if stats is not None:
             row["truncated"] = list(stats.truncated)
             row["padding"] = list(stats.padding)
@@ -132,17 +132,19 @@ def fairness_rows(plan: Any, cap_table: dict[str, CapStats]) -> list[dict[str, A
 
 
 def _caps_key(model: ModelConfig) -> str:
-    """Splits and caps of a model with several stages: what its boundary counts against the caps depend on."""
-    return f"{','.join(model.splits)}|{','.join(map(str, model.caps))}"
+    """Split rules and caps of a model whose deeper stages follow split rules: what its boundary counts against
+    the caps depend on."""
+    return f"{','.join(family_of(model).split_rules())}|{','.join(map(str, model.caps))}"
 
 
 def _multi_stage_aunets(plan: Any) -> Iterator[tuple[Any, ModelConfig, str]]:
-    """``(run, model, caps key)`` for the first run of each distinct (splits, caps) among the plan's AU-Nets with
-    several stages."""
+    """``(run, model, caps key)`` for the first run of each distinct (splits, caps) among the plan's models whose
+    deeper stages follow split rules (AU-Nets of several stages; learned boundaries cannot be measured before
+    training, their record says what they did)."""
     seen: set[str] = set()
     for run in plan.runs:
         model = run.config.model
-        if family_of(model).n_stages > 1 and _caps_key(model) not in seen:
+        if family_of(model).split_rules() and _caps_key(model) not in seen:
             seen.add(_caps_key(model))
             yield run, model, _caps_key(model)
 
@@ -153,9 +155,10 @@ def measure_caps(plan: Any, documents: list[bytes]) -> dict[str, CapStats]:
     table: dict[str, CapStats] = {}
     counts_by_splits: dict[tuple[str, int], np.ndarray] = {}
     for _, model, key in _multi_stage_aunets(plan):
-        splits_key = (",".join(model.splits), model.caps[0])
+        rules = family_of(model).split_rules()
+        splits_key = (",".join(rules), model.caps[0])
         if splits_key not in counts_by_splits:
-            counts_by_splits[splits_key] = boundary_counts(documents, list(model.splits), model.caps[0])
+            counts_by_splits[splits_key] = boundary_counts(documents, rules, model.caps[0])
         table[key] = cap_stats(counts_by_splits[splits_key], model.caps)
     return table
 

@@ -16,7 +16,7 @@ PAPER_LAWS = {
 
 
 def paper_law(name: str) -> dict[str, tuple]:
-    """The paper's laws for a family or group (``bpe*``: BPE's, anything else: AU-Net's)."""
+    """The paper's laws for a family or group (``bpe*``: BPE's, anything else, a byte model: AU-Net's)."""
     return PAPER_LAWS["bpe" if name.startswith("bpe") else "aunet"]
 
 
@@ -64,7 +64,7 @@ def hyperparameters(spec, group: str, budget: float, bytes_per_token: float, key
     if spec.law is None:
         lr, batch, source = spec.lr, spec.batch_bytes, "fixed"
     elif spec.law == "paper":
-        (bk, be, unit), (lk, le) = PAPER_LAWS[group]["batch"], PAPER_LAWS[group]["lr"]
+        (bk, be, unit), (lk, le) = paper_law(group)["batch"], paper_law(group)["lr"]
         batch = bk * budget**be * (bytes_per_token if unit == "tokens" else 1.0)
         lr, source = lk * budget**le, "paper"
     else:

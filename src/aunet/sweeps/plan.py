@@ -195,7 +195,7 @@ def _measure_caps(plan: Plan) -> None:
     """Boundary counts of the training text against every AU-Net's caps: refuse caps that truncate too much, warn
     where padding is heavy (on the runs of that family)."""
 
-    if not any(getattr(r.config.model, "n_stages", 1) > 1 for r in plan.runs):
+    if not any(family_of(r.config.model).split_rules() for r in plan.runs):
         return
     plan.cap_stats = measure_caps(plan, training_sample(plan.spec))
     for warning in check_caps(plan, plan.cap_stats, plan.spec.size.max_truncation):
@@ -251,14 +251,20 @@ def _planned(spec, family, variant, budget, seed, multiplier, sized, target, ste
     trainer = dict(spec.trainer)
     if trainer.get("loggers"):  # a tracker groups the sweep's runs under its name (the run id names each run)
         trainer.setdefault("project", spec.name)
-    raw = {"name": family, "model": sized.config.to_dict(), "data": dict(spec.data),
-           "train": {**spec.train, "max_steps": steps, "batch_size": batch, "lr": hp.lr, "seed": seed,
-                     "results_dir": str(Path(spec.results_dir) / "runs")},
-           "trainer": trainer}
-    raw["train"].pop("budget_flops", None)
-    config = run_config_from_dict(raw)
     report = flops_report(sized.config)
     flops_per_step = report.flops_per_unit * report.seq_len * batch
+    stop: dict[str, float | int] = {"max_steps": steps}
+    if family_of(sized.config).data_dependent_cost:
+        # A learned cost: the run stops when the realized FLOPs reach the budget (its steps are planned at the
+        # target ratios, exactly as train() plans them from the budget).
+        steps = max(1, int(budget // flops_per_step))
+        stop = {"budget_flops": budget}
+    raw = {"name": family, "model": sized.config.to_dict(), "data": dict(spec.data),
+           "train": {**{k: v for k, v in spec.train.items() if k not in ("budget_flops", "max_steps")}, **stop,
+                     "batch_size": batch, "lr": hp.lr, "seed": seed,
+                     "results_dir": str(Path(spec.results_dir) / "runs")},
+           "trainer": trainer}
+    config = run_config_from_dict(raw)
     n_bytes = steps * batch * seq_bytes
     warnings = []
     if not sized.in_range:

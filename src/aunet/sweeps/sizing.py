@@ -75,9 +75,9 @@ def _template_config(t: dict, width: int, layers: int, bytes_per_token: float, k
                                                      int(t.get("min_heads", DEFAULT_MIN_HEADS)))
 
 
-TEMPLATE_KEYS = {"family", "widths", "head_dims", "caps", "splits", "windows", "layers", "upsampling", "n_offsets",
-                 "ffn_multiple_of", "rope_theta", "norm_eps", "head_dim", "vocab_size", "seq_bytes", "window",
-                 "aspect", "width_step", "max_width", "max_layers", "ffn_range", "min_heads"}
+# The size search's own keys, and every model key some family's template may give (each family lists its own).
+SEARCH_KEYS = {"aspect", "width_step", "max_width", "max_layers", "ffn_range", "min_heads"}
+TEMPLATE_KEYS = SEARCH_KEYS.union(*(f.template_fields for f in FAMILY_CLASSES.values()))
 DEFAULT_MIN_HEADS = 2  # a one-head stage cannot attend to two things at once; the floor every template gets
 
 
@@ -89,10 +89,16 @@ def check_template(template: dict, key: str) -> dict:
         raise ConfigError(f"{key}.{name}", f"unknown template key; valid keys: {', '.join(sorted(TEMPLATE_KEYS))}")
     family = FAMILY_CLASSES.get(template.get("family"))  # type: ignore[arg-type]
     if family is None:
-        raise ConfigError(f"{key}.family", f"expected aunet or bpe, got {excerpt(template.get('family'))}")
+        raise ConfigError(f"{key}.family", f"expected one of {', '.join(FAMILY_CLASSES)}, got "
+                                           f"{excerpt(template.get('family'))}")
     for name in family.template_keys:
         if name not in template:
             raise ConfigError(f"{key}.{name}", f"required for a {family.name} template")
+    foreign = set(template) - SEARCH_KEYS - family.template_fields
+    if foreign:  # another family's key: the sizing would drop it without a word
+        valid = sorted(SEARCH_KEYS | family.template_fields)
+        raise ConfigError(f"{key}.{sorted(foreign)[0]}", f"not a key of a {family.name} template; valid keys: "
+                                                         f"{', '.join(valid)}")
     if int(template.get("min_heads", DEFAULT_MIN_HEADS)) < 1:
         raise ConfigError(f"{key}.min_heads", "must be at least 1")
     family.check_template(template, key)

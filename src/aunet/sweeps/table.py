@@ -71,10 +71,9 @@ def row_for(planned: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
     if summary is not None:
         recorded = summary.to_dict()
         row.update({key: recorded[key] for key in SUMMARY_COLUMNS if recorded.get(key) is not None})
-        for stage in summary.stages:  # per-stage records of AU-Net runs (realized, from the log)
-            for key in ("boundaries", "truncated", "padding", "units_per_param"):
-                if key in stage:
-                    row[f"{key}_{stage['stage']}"] = stage[key]
+        for stage in summary.stages:  # per-stage records of multi-stage runs (realized, from the log)
+            row.update({f"{key}_{stage['stage']}": value for key, value in stage.items() if key != "stage"})
+        row.update(summary.cost)  # a learned cost against its plan (flops_drift, ...)
         throughput = summary.throughput
         row.update(bytes_per_s=throughput.get("bytes_per_s"), flops_per_s=throughput.get("flops_per_s"),
                    mfu=throughput.get("mfu"), train_time_s=throughput.get("train_time_s"))

@@ -18,6 +18,7 @@ import optuna
 
 from aunet.flops import flops_report
 from aunet.io import atomic_write_json
+from aunet.models import FAMILY_CLASSES
 from aunet.sweeps.plan import plan_sweep
 from aunet.sweeps.runner import default_storage_url, open_storage
 from aunet.sweeps.spec import HParams, SweepSpec
@@ -78,7 +79,7 @@ def tune_sweep(spec: SweepSpec, train_fn: TrainFn | None = None, storage_url: st
     train_fn = train_fn or training_run.train
     tune = spec.tune
     # The size rule fixes each family's model and bytes per budget; LR and batch are placeholders to be sampled.
-    base = dataclasses.replace(spec, hparams={g: HParams(lr=1.0, batch_bytes=1.0) for g in ("aunet", "bpe")})
+    base = dataclasses.replace(spec, hparams={g: HParams(lr=1.0, batch_bytes=1.0) for g in FAMILY_CLASSES})
     plan = plan_sweep(base)
     sweep_dir = plan.results_dir
     storage = open_storage(storage_url or default_storage_url(sweep_dir))
@@ -114,7 +115,9 @@ def _objective(run, runs_dir: Path, tune, train_fn: TrainFn, rows: list) -> Call
         steps = max(1, round(run.bytes / (batch * seq_bytes)))
         raw = run.config.to_dict()
         raw["name"] = f"{run.family}-tune"
-        raw["train"].update(max_steps=steps, batch_size=batch, lr=lr)
+        raw["train"].update(batch_size=batch, lr=lr)
+        if raw["train"].get("budget_flops") is None:  # a learned cost keeps its budget: the run stops on it
+            raw["train"]["max_steps"] = steps
         config = run_config_from_dict(raw)
         run_dir = runs_dir / config.run_id()
         trial.set_user_attr("run_id", config.run_id())

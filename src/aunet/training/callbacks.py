@@ -1,5 +1,5 @@
-"""Lightning callbacks of a training run: timing, throughput with a user-set peak, records kept current, atomic
-checkpoints and a clean stop on SIGTERM."""
+"""Lightning callbacks of a training run: timing, throughput with a user-set peak, the budget stop of a learned cost,
+records kept current, atomic checkpoints and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
@@ -147,6 +147,36 @@ class ThroughputLogger(L.Callback):
         if self.peak_flops:
             pl_module.log("train/mfu", flops_per_s / (self.peak_flops * trainer.world_size), on_step=True,
                           on_epoch=False)
+
+
+class BudgetStop(L.Callback):
+    """Stops a run whose FLOPs per step are learned (realized chunk counts) once its budget is spent.
+
+    The run's steps (and its LR schedule) are planned at the formula's cost per step (the target ratios); what each
+    step really costs is charged as it happens (``pl_module.flops_spent()``). After every optimizer step, the run stops
+    when one more step at the cost of the last one would pass ``budget``: for a fixed cost per step this is the step
+    count the plan gives (``floor(budget / cost)``), so the two stops agree. It passes the budget only when a step
+    costs more than the one before it, and then by at most that difference. A run whose steps cost less than planned
+    ends with its schedule, under budget; its record says by how much (``RunSummary.cost``).
+    """
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self._spent = 0.0
+        self.stopped_at: int | None = None  # the optimizer step at which the budget stopped the run
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._spent = pl_module.flops_spent()  # a resumed run starts from what its earlier segments spent
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            return
+        spent = pl_module.flops_spent()  # the same on every rank (summed), so the ranks agree to stop
+        last, self._spent = spent - self._spent, spent
+        if spent + last > self.budget:
+            trainer.should_stop = True
+            self.stopped_at = trainer.global_step
 
 
 class RecordsOnCheckpoint(L.Callback):

@@ -1,4 +1,5 @@
-"""One LightningModule for both families: next-unit cross-entropy, AdamW with warmup + cosine, and metrics.
+"""One LightningModule for every family: next-unit cross-entropy (plus the family's auxiliary term, if any), AdamW
+with warmup + cosine, and metrics.
 
 Validation bits per byte are computed identically for bytes and BPE tokens: the summed negative log-likelihood of
 every text target (BOS/EOS targets excluded) over the validation text, divided by its UTF-8 byte count and ln 2.
@@ -23,7 +24,7 @@ from aunet.training.schedule import warmup_cosine
 
 
 class LanguageModelModule(L.LightningModule):
-    """Wraps :class:`~aunet.models.AUNet` or :class:`~aunet.models.BPETransformer` for training.
+    """Wraps the model of any family (:func:`~aunet.models.build_model`) for training.
 
     Args:
         model: the model section as a plain dict (``RunConfig.model.to_dict()``), so checkpoints stay loadable with
@@ -37,7 +38,11 @@ class LanguageModelModule(L.LightningModule):
             hyperparameters in every checkpoint, so that a resume can refuse a checkpoint of another run.
 
     Batches are dicts with ``tokens`` ``[B, S+1]`` (inputs are the first S, targets the last S; PAD < 0 is never
-    scored) and, for AU-Net with several stages, ``levels`` ``[B, S+1]``.
+    scored) and, for AU-Net with several stages (and learned chunking, which observes them), ``levels`` ``[B, S+1]``.
+
+    FLOPs spent: the formula's FLOPs per step times the steps taken, except for a family whose cost is learned
+    (``family.data_dependent_cost``), which is charged the realized FLOPs of every micro-batch
+    (``family.realized_flops``), summed over ranks and over the segments of a resumed run.
     """
 
     def __init__(self, model: dict[str, Any], optim: dict[str, Any], micro_batch: int, token_bytes: list[int],
@@ -53,6 +58,8 @@ class LanguageModelModule(L.LightningModule):
         self.register_buffer("token_bytes", torch.tensor(token_bytes, dtype=torch.long), persistent=False)
         self.register_buffer("bytes_seen_local", torch.zeros((), dtype=torch.float64), persistent=False)
         self.bytes_seen_before = 0.0  # from earlier segments of a resumed run
+        self.register_buffer("flops_spent_local", torch.zeros((), dtype=torch.float64), persistent=False)
+        self.flops_spent_before = 0.0  # realized FLOPs of earlier segments (data-dependent cost only)
         self.micro_batches_trained = 0  # the data position, saved in checkpoints
         # Sums in float64: bits per byte over a large validation text must not drift with float32 rounding.
         self.val_loss = MeanMetric().set_dtype(torch.float64)
@@ -67,26 +74,31 @@ class LanguageModelModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits, targets, stats = self.family.forward_batch(self.model, batch, return_stats=True)
         loss = self.loss_fn(logits, targets)
+        auxiliary = self.family.auxiliary_loss(stats)
+        total = loss if auxiliary is None else loss + auxiliary
         # One host sync per step: a NaN must stop the run before it reaches a checkpoint.
-        if not torch.isfinite(loss):
-            raise RunError(f"training loss became {loss.item()} at step {self.global_step}; lower train.lr or check "
+        if not torch.isfinite(total):
+            raise RunError(f"training loss became {total.item()} at step {self.global_step}; lower train.lr or check "
                            "the data (the last good checkpoint and the records are kept)")
+        cost = self.family.realized_flops(stats)
+        if cost is not None:
+            self.flops_spent_local += cost
         self.micro_batches_trained += 1
         inputs = batch["tokens"][:, :-1].clamp(min=0)
         self.bytes_seen_local += self.token_bytes[inputs].sum()
         log = dict(on_step=True, on_epoch=False, batch_size=inputs.shape[0])
         self.log("train/loss", loss, prog_bar=True, **log)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], **log)
-        if stats is not None:
-            caps = self.model_config.caps
-            for i, (selected, kept) in enumerate(zip(stats.selected, stats.kept)):
-                self.log(f"train/boundaries_{i + 1}", kept.float().mean(), **log)
-                self.log(f"train/cap_truncated_{i + 1}", (selected > caps[i + 1]).float().mean(), **log)
-        return loss
+        if auxiliary is not None:
+            self.log("train/aux_loss", auxiliary, **log)
+        for key, value in self.family.step_metrics(batch, stats).items():
+            self.log(f"train/{key}", value, **log)
+        return total
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # FLOPs and units spent are deterministic functions of the optimizer step: logged without a device sync.
-        self.log("train/flops_spent", float(self.global_step * self.flops_per_step), on_step=True, on_epoch=False)
+        # Units spent are a deterministic function of the optimizer step, and so are FLOPs where the formula fixes
+        # them: logged without a device sync.
+        self.log("train/flops_spent", self.flops_spent(), on_step=True, on_epoch=False)
         self.log("train/units_seen", float(self.global_step * self.units_per_step), on_step=True, on_epoch=False)
 
     @property
@@ -98,7 +110,16 @@ class LanguageModelModule(L.LightningModule):
 
     @property
     def flops_per_step(self) -> float:
+        """FLOPs of one optimizer step by the formula (for a learned cost: at the target ratios, as planned)."""
         return self.flops_per_unit * self.units_per_step
+
+    def flops_spent(self) -> float:
+        """FLOPs charged so far over all ranks and segments (a collective under DDP where the cost is realized)."""
+        if not self.family.data_dependent_cost:
+            return float(self.global_step * self.flops_per_step)
+        local = self.flops_spent_local.clone()
+        total = self.trainer.strategy.reduce(local, reduce_op="sum") if self._trainer is not None else local
+        return self.flops_spent_before + float(total)
 
     def bytes_seen(self) -> float:
         """Text bytes seen as inputs over all ranks and all segments of the run (a collective under DDP)."""
@@ -147,9 +168,13 @@ class LanguageModelModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["aunet"] = {"micro_batches_trained": self.micro_batches_trained, "bytes_seen": self.bytes_seen()}
+        if self.family.data_dependent_cost:
+            checkpoint["aunet"]["flops_spent"] = self.flops_spent()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("aunet", {})
         self.micro_batches_trained = int(state.get("micro_batches_trained", 0))
         self.bytes_seen_before = float(state.get("bytes_seen", 0.0))
         self.bytes_seen_local.zero_()
+        self.flops_spent_before = float(state.get("flops_spent", 0.0))
+        self.flops_spent_local.zero_()

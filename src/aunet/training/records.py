@@ -33,8 +33,8 @@ from typing import Any
 import torch
 
 from aunet.errors import StateError
-from aunet.flops import flops_report, layer_params
 from aunet.io import atomic_write_json, atomic_write_text, read_json
+from aunet.models import family_of
 
 
 def _under(*parts: str) -> property:
@@ -186,31 +186,21 @@ def merge_metrics(paths: RunPaths) -> Path | None:
 
 
 def stage_records(metrics_file: Path, config: Any, units_seen: float) -> list[dict[str, float]]:
-    """Per stage of an AU-Net run, from its training log: mean realized boundaries per sequence entering the stage,
-    share of sequences whose boundaries the cap truncated, share of the stage's cap left as padding, and units the
-    stage saw per parameter of its blocks (stage 0: every byte; a deeper stage: its realized entries).
+    """Per stage of a multi-stage run, from its training log: what its family records
+    (:meth:`aunet.models.family.Family.stage_records`; AU-Net: realized boundaries against the caps, truncation,
+    padding, units per parameter; learned chunking adds chunks, bytes per chunk and word-start shares).
 
-    ``metrics_file``: the run's merged ``metrics.csv`` (``train/boundaries_i`` and ``train/cap_truncated_i`` are
-    logged every logged step); ``units_seen``: bytes the run read. Empty for BPE and one-stage models.
+    ``metrics_file``: the run's merged ``metrics.csv`` (the family's ``train/...`` columns are logged every logged
+    step); ``units_seen``: units the run read. Empty for BPE and one-stage models.
     """
-    report = flops_report(config)
-    if len(report.stages) < 2 or not metrics_file.is_file():
+    if not metrics_file.is_file():
         return []
     with metrics_file.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
 
-    def mean(column: str) -> float:
+    def mean(column: str, tail: float = 1.0) -> float:
         values = [float(r[column]) for r in rows if r.get(column) not in (None, "")]
+        values = values[len(values) - max(1, round(tail * len(values))):] if values else values
         return sum(values) / len(values) if values else float("nan")
 
-    out = []
-    for s in report.stages:
-        params = s.layers_counted * layer_params(s.dim, s.ffn_dim)
-        if s.stage == 0:
-            out.append({"stage": 0, "units_per_param": units_seen / params})
-            continue
-        kept = mean(f"train/boundaries_{s.stage}")
-        out.append({"stage": s.stage, "boundaries": kept, "truncated": mean(f"train/cap_truncated_{s.stage}"),
-                    "padding": 1 - kept / s.seq_len,
-                    "units_per_param": units_seen * kept / report.seq_len / params})
-    return out
+    return family_of(config).stage_records(mean, units_seen)

@@ -24,8 +24,10 @@ from aunet.config import read_yaml
 from aunet.errors import ConfigError, RunError, RunStopped
 from aunet.flops import flops_report
 from aunet.io import atomic_write_yaml
+from aunet.models import family_of
 from aunet.training.callbacks import (
     SIGTERM,
+    BudgetStop,
     LastCheckpoint,
     RecordsOnCheckpoint,
     ThroughputLogger,
@@ -97,7 +99,8 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def plan_steps(run: RunConfig, world_size: int = 1) -> Plan:
-    """Optimizer steps from the compute budget: FLOPs per step = FLOPs per unit x units per step (one formula)."""
+    """Optimizer steps from the compute budget: FLOPs per step = FLOPs per unit x units per step (one formula; a
+    learned cost is planned at its target ratios, and :class:`BudgetStop` charges what the steps really cost)."""
     t = run.train
     report = flops_report(run.model)
     units_per_step = report.seq_len * t.batch_size
@@ -254,6 +257,8 @@ def _train(run: RunConfig, run_dir: Path | None, resume: bool, callbacks: list[L
                           after_save=lambda trainer: _record_checkpoint(paths, trainer))
     all_callbacks: list[L.Callback] = [timer, last, ThroughputLogger(timer, peak_flops=run.train.peak_flops),
                                        RecordsOnCheckpoint(lambda trainer: merge_metrics(paths))]
+    if run.train.budget_flops is not None and family_of(run.model).data_dependent_cost:
+        all_callbacks.append(BudgetStop(run.train.budget_flops))
     all_callbacks += list(callbacks or [])
     if tr.progress_bar:
         all_callbacks.append(TQDMProgressBar(refresh_rate=1))
@@ -340,11 +345,12 @@ def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module
     save_checkpoint(trainer, paths.last_checkpoint)
     _record_checkpoint(paths, trainer)
     bytes_seen = module.bytes_seen()
+    flops_spent = module.flops_spent()  # collectives: every rank takes part
     if not trainer.is_global_zero:
         return None
     logger.save()
     merge_metrics(paths)
-    summary = _summary(run, paths, plan, trainer, module, datamodule, timer, bytes_seen)
+    summary = _summary(run, paths, plan, trainer, module, datamodule, timer, bytes_seen, flops_spent)
     write_summary(paths.summary, summary)
     return summary
 
@@ -363,11 +369,18 @@ def _record_checkpoint(paths: RunPaths, trainer: L.Trainer) -> None:
 
 
 def _summary(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module: LanguageModelModule,
-             datamodule: CorpusDataModule, timer: TrainTimer, bytes_seen: float) -> RunSummary:
+             datamodule: CorpusDataModule, timer: TrainTimer, bytes_seen: float, realized: float) -> RunSummary:
     report = flops_report(run.model)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if hasattr(v, "item") or isinstance(v, float)}
     steps = trainer.global_step
     flops_spent = steps * plan.flops_per_step
+    cost = {}
+    if family_of(run.model).data_dependent_cost:
+        # Charged at the lengths every step ran at; the plan's figure for the same steps is the comparison.
+        planned, flops_spent = flops_spent, realized
+        cost = {"planned_steps": plan.total_steps, "flops_planned": planned,
+                "flops_drift": flops_spent / planned - 1 if planned else 0.0,
+                "stopped_by": "budget" if steps < plan.total_steps else "steps"}
     units_seen = steps * plan.units_per_step
     train_s = max(timer.train_seconds, 1e-9)
     peak = run.train.peak_flops * trainer.world_size if run.train.peak_flops else None
@@ -388,5 +401,5 @@ def _summary(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, mo
         data_fingerprint=data.fingerprint()["sha256"], data=data.fingerprint(),
         weights_sha256=weights_sha256(module.model.state_dict()),
         stages=stage_records(paths.metrics, run.model, units_seen), config_fingerprint=run.fingerprint(),
-        host=os.uname().nodename if hasattr(os, "uname") else "unknown",
+        host=os.uname().nodename if hasattr(os, "uname") else "unknown", cost=cost,
     )

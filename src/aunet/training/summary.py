@@ -17,6 +17,7 @@ from typing import Any, Union
 from aunet.errors import StateError
 from aunet.io import atomic_write_json, read_json
 
+OMITTED_WHEN_EMPTY = ("cost",)  # fields only some runs have (learned-cost families)
 # What a finished run's record must hold (the writer checks them; readers may meet older records without some).
 REQUIRED = (
     "run_id", "family", "val_bpb", "val_loss", "params", "flops_per_unit", "steps", "flops_spent", "bytes_seen",
@@ -39,7 +40,12 @@ class RunSummary:
             ``flops_per_s``, ``mfu``, ``train_time_s``, ``devices``.
         git_commit, git_dirty, host, versions: provenance.
         seed, config_fingerprint, data_fingerprint, data, weights_sha256: what the run is (config, data, weights).
-        stages: per AU-Net stage, realized boundaries, truncated and padding shares, units per parameter.
+        stages: per stage of a multi-stage model, realized boundaries (chunks), truncated and padding shares, units
+            per parameter; for learned chunking also bytes per chunk and the share of chunk starts at word starts.
+        cost: for a family whose cost is learned, how the FLOPs charged compare with the plan: ``planned_steps``
+            (the schedule's length), ``flops_planned`` (the steps taken at the planned FLOPs per step),
+            ``flops_drift`` (``flops_spent / flops_planned - 1``) and ``stopped_by`` (``budget`` or ``steps``).
+            Empty (and not written) for the families the formula charges exactly.
         extra: keys of the file this version does not know, kept as they were.
     """
 
@@ -74,6 +80,7 @@ class RunSummary:
     stages: list[dict[str, float]] = field(default_factory=list)
     config_fingerprint: Union[str, None] = None
     host: Union[str, None] = None
+    cost: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -84,8 +91,10 @@ class RunSummary:
                    extra={k: v for k, v in record.items() if k not in known})
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of ``summary.json`` (field order as written since the first version; ``extra`` last)."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        """The JSON object of ``summary.json`` (field order as written since the first version; ``extra`` last; an
+        empty ``cost`` is left out, so the records of fixed-cost runs are what they always were)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name != "extra" and not (f.name in OMITTED_WHEN_EMPTY and not getattr(self, f.name))}
         return {**out, **self.extra}
 
     @property
