@@ -121,3 +121,23 @@ def test_time_split_attributes_a_real_step(data_dir):
     split = time_split(model, adamw(model.parameters(), "32-true", lr=1e-3), batches, nullcontext)
     assert set(split) == {"matmul", "attention", "other"}
     assert all(v > 0 for v in split.values())  # every kind of work of a transformer step shows up
+
+
+def test_the_data_bench_measures_every_rate_and_reads_them_against_a_recorded_gpu(data_dir, tmp_path, monkeypatch):
+    """`aunet bench --data` on tiny presets and Tiny Shakespeare: every rate measured and positive, the targets read
+    from them, feed over consumption from a GPU check file (the numbers themselves are benchmarks)."""
+    from aunet.bench import data
+
+    monkeypatch.setenv("AUNET_CACHE_DIR", str(tmp_path / "cache"))
+    result = data.run(corpus="tinyshakespeare", presets={"bpe": "tiny-bpe", "aunet2": "tiny-aunet2"}, batches=3)
+    for row in result["families"].values():
+        assert set(row["feed_units_per_s"]) == {f"{w}x{k}" for w in data.WORLDS for k in data.WORKERS}
+        assert all(v > 0 for v in row["feed_units_per_s"].values())
+        assert set(row["resume_first_batch_s"]) == {str(s) for s in data.RESUMES}
+        assert row["pack_mb_per_s_1"] > 0 and row["streamed_units_per_s"]["8x0"] > 0
+    assert "| packed | 64 | 4 |" in data.summary(result) and len(data.targets(result)) == 4
+    check = tmp_path / "gpu.json"
+    check.write_text(json.dumps({"bpe_bytes_per_token": 2.0, "device_name": "GPU", "train": {
+        "bpe": {"bytes_per_s": 1000.0}, "aunet2": {"bytes_per_s": 1000.0}}}))
+    consumption = data.gpu_consumption(check)
+    assert consumption["bpe"]["units_per_s"] == 500.0 and consumption["aunet2"]["units_per_s"] == 1000.0

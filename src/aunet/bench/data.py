@@ -31,7 +31,7 @@ from aunet.data.config import DataConfig
 from aunet.data.packed import PackedBatches
 from aunet.data.packer import build_pack, default_processes
 from aunet.data.pipeline import DataPipeline
-from aunet.models import load_model_config
+from aunet.models import family_of, load_model_config
 
 PRESETS = {"bpe": "ladder/bpe-1e19", "aunet2": "ladder/aunet2-1e19"}
 GPU_CHECK = Path(__file__).resolve().parents[3] / "benchmarks" / "bench-gpu-check-cuda.json"
@@ -48,9 +48,10 @@ def gpu_consumption(path: Path = GPU_CHECK) -> dict[str, Any]:
     check = json.loads(path.read_text())
     train = check.get("train", {})
     out = {}
-    for family in PRESETS:
+    for family, preset in PRESETS.items():
         if family in train:
-            per_unit = check.get("bpe_bytes_per_token", 1.0) if family == "bpe" else 1.0
+            # the GPU check's bytes/s of BPE assume its bytes per token: back to the tokens it trained on
+            per_unit = family_of(load_model_config(preset)).bytes_per_unit(check.get("bpe_bytes_per_token", 1.0))
             out[family] = {"bytes_per_s": train[family]["bytes_per_s"],
                            "units_per_s": train[family]["bytes_per_s"] / per_unit,
                            "device": check.get("device_name"), "measured_at": check.get("measured_at")}
@@ -95,8 +96,8 @@ def _pipeline(preset: str, corpus: str, stream: str, cache: Path | None = None) 
 
 def _family(preset: str, corpus: str, cores: int, batches: int) -> dict[str, Any]:
     """Packing, feed and resume of one preset's data (see the module docstring)."""
-    row: dict[str, Any] = {"pack_processes": cores}
     pipeline = _pipeline(preset, corpus, "packed")
+    row: dict[str, Any] = {"pack_processes": cores, "unit": pipeline.family.unit}
     encoder, seq = pipeline.encoder, pipeline.seq_len
 
     def documents():
@@ -128,13 +129,16 @@ def _family(preset: str, corpus: str, cores: int, batches: int) -> dict[str, Any
     return row
 
 
-def run(corpus: str = "gutenberg_en", quick: bool = False) -> dict[str, Any]:
-    """Every measurement of the module docstring, as one JSON-ready dict."""
-    batches = 20 if quick else 100
-    out: dict[str, Any] = {"corpus": corpus, "micro_batch": MICRO_BATCH, "presets": PRESETS,
-                           "consumption": gpu_consumption(), "families": {}}
+def run(corpus: str = "gutenberg_en", quick: bool = False, presets: dict[str, str] | None = None,
+        batches: int | None = None) -> dict[str, Any]:
+    """Every measurement of the module docstring, as one JSON-ready dict (``presets`` and ``batches`` replace the
+    1e19 rung and the batches timed per rate, for tests)."""
+    batches = batches or (20 if quick else 100)
+    presets = presets or PRESETS
+    out: dict[str, Any] = {"corpus": corpus, "micro_batch": MICRO_BATCH, "presets": presets,
+                           "consumption": gpu_consumption() if presets == PRESETS else {}, "families": {}}
     cores = default_processes()
-    for family, preset in PRESETS.items():
+    for family, preset in presets.items():
         row = _family(preset, corpus, cores, batches)
         consumption = out["consumption"].get(family)
         if consumption:
@@ -160,7 +164,7 @@ def summary(r: dict[str, Any]) -> str:
                      f"{row[f'pack_mb_per_s_{n}']:.1f} |")
     for family, row in r["families"].items():
         cons = r["consumption"].get(family)
-        unit = "tokens" if family == "bpe" else "bytes"
+        unit = row["unit"] + "s"
         lines += ["", f"{family}: {unit}/s delivered to one rank (rank 3 of W; 0 of 1)" + (
             f", and over one GPU's consumption ({cons['units_per_s']:,.0f} {unit}/s, {cons['device']})"
             if cons else "") + ":", "",

@@ -20,6 +20,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -33,7 +34,9 @@ import torch.nn.functional as F
 from aunet.bench.generation import measure as generation_measure
 from aunet.bench.levels import measure as levels_measure
 from aunet.data.bpe import BPETokenizer
-from aunet.data.packing import ByteEncoder, TrainBatches, pack, training_windows
+from aunet.data.packed import PackedBatches
+from aunet.data.packer import build_pack
+from aunet.data.packing import ByteEncoder, pack
 from aunet.evaluation.checkpoint import LoadedModel
 from aunet.evaluation.scoring import Scorer
 from aunet.flops import flops_report
@@ -388,9 +391,11 @@ def run(quick: bool = False, device_name: str = "cpu", compile: bool = False,
     batches = _batches(aunet3, None, documents, batch, 2, device)
 
     encoder = ByteEncoder(aunet3.splits)
-    stream = iter(TrainBatches(lambda: training_windows(lambda e: iter(documents), encoder, aunet3.seq_len, 0, 64),
-                               batch))
-    breakdown = step_breakdown(aunet3, batches[0], 3 if quick else 8, device, lambda: next(stream))
+    with tempfile.TemporaryDirectory() as tmp:  # the default training stream: a pack, read by window index
+        pack, _ = build_pack(Path(tmp), {"bench": "aunet3"}, lambda: iter(documents), encoder, processes=1,
+                             progress=False)
+        stream = iter(PackedBatches(pack, aunet3.seq_len, batch, seed=0, top_level=encoder.top_level))
+        breakdown = step_breakdown(aunet3, batches[0], 3 if quick else 8, device, lambda: next(stream))
     out["aunet3_step_seconds"] = breakdown
     out["pool_upsample_share"] = (breakdown["pooling"] + breakdown["upsampling"]) / breakdown["step"]
     out["data_loader_share"] = breakdown["data loader"] / breakdown["step"]

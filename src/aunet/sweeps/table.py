@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from aunet.data.config import LEGACY_STREAM
 from aunet.io import atomic_write_json, atomic_write_text
 from aunet.training.records import RunPaths
 from aunet.training.summary import load_summary
@@ -28,7 +29,8 @@ COLUMNS = [
     "params", "non_embedding_params", "flops_per_unit", "unit", "flops_per_byte", "target_flops_per_byte",
     "head_share", "bytes_planned", "epochs", "steps", "batch_size", "batch_bytes", "lr", "hparams_source",
     "planned_flops", "est_time_s", "flops_spent", "bytes_seen", "tokens_seen", "bytes_per_token", "val_bpb",
-    "val_loss", "wall_time_s", "train_time_s", "bytes_per_s", "flops_per_s", "mfu", "dims", "layers", "run_dir",
+    "val_loss", "wall_time_s", "train_time_s", "bytes_per_s", "flops_per_s", "mfu", "dims", "layers", "stream",
+    "run_dir",
 ]
 
 
@@ -66,7 +68,9 @@ def row_for(planned: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
     row = {k: planned.get(k) for k in COLUMNS if k in planned}
     row.update(status=status, error=error, run_dir=str(run_dir), bytes_planned=planned.get("bytes"),
                dims=json.dumps(model.get("dims", [model.get("dim")])),
-               layers=json.dumps(model["layers"] if isinstance(model.get("layers"), list) else [model.get("layers")]))
+               layers=json.dumps(model["layers"] if isinstance(model.get("layers"), list) else [model.get("layers")]),
+               # which training stream: a plan from before data.stream existed planned the streamed one
+               stream=planned["run_config"].get("data", {}).get("stream", LEGACY_STREAM))
     summary = load_summary(paths.summary) if status == "finished" else None
     if summary is not None:
         recorded = summary.to_dict()
