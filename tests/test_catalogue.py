@@ -175,6 +175,8 @@ def _changed_corpus(tmp: Path, runs: Runs) -> list[str]:
     changed.parent.mkdir(parents=True)
     changed.write_bytes(source.read_bytes().replace(b"First Citizen", b"Second Citizen"))
     os.environ["AUNET_DATA_DIR"] = str(tmp / "data")  # restored by the test (monkeypatch)
+    # An empty cache: the changed corpus has no pack yet, so a resume that packed before checking would say so.
+    os.environ["AUNET_CACHE_DIR"] = str(tmp.parent / "empty-cache")
     return resume(tmp, runs, lambda d: None)
 
 
@@ -347,6 +349,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, monk
     work.mkdir()
     monkeypatch.chdir(work)  # default results folders would land here
     monkeypatch.setenv("AUNET_DATA_DIR", os.environ.get("AUNET_DATA_DIR", ""))  # a case may point it elsewhere
+    monkeypatch.setenv("AUNET_CACHE_DIR", os.environ.get("AUNET_CACHE_DIR", "cache"))  # so may it this one
     argv = spec.build(work, request.getfixturevalue("runs")) if spec.runs else spec.build(work)
     before = snapshot(work)
     capsys.readouterr()

@@ -282,7 +282,9 @@ class DataPipeline:
 
     def fingerprint(self) -> dict[str, Any]:
         """What the data of this run is: corpus content, split, tokenizer, and the stream's format (absent for the
-        streamed data, so runs from before packing keep their fingerprints)."""
+        streamed data, so runs from before packing keep their fingerprints). Loads (or trains) the tokenizer, not
+        the pack."""
+        self._encoder()
         parts = {"corpus": self.source.fingerprint(), "split": dict(self.spec.__dict__),
                  "tokenizer": self.tokenizer.fingerprint() if self.tokenizer is not None else "bytes"}
         if self.packed:

@@ -280,12 +280,16 @@ def _train(run: RunConfig, run_dir: Path | None, resume: bool, callbacks: list[L
     optim = dict(lr=run.train.lr, betas=list(run.train.betas), eps=run.train.eps, weight_decay=run.train.weight_decay,
                  warmup_steps=plan.warmup_steps, min_lr_ratio=run.train.min_lr_ratio, total_steps=plan.total_steps)
     # Set the data up before the trainer runs: the module needs the token byte lengths and the validation size.
+    # Which data this is (corpus, split, tokenizer) is known before the pack is built: a resume on other data is
+    # refused first, with nothing packed for it.
     if is_rank_zero:
-        datamodule.prepare_data()
-    datamodule.setup("fit")
+        datamodule.data.prepare_tokenizer()
     data_fingerprint = datamodule.data.fingerprint()["sha256"]
     if checkpoint is not None:
         _check_data(checkpoint, data_fingerprint)
+    if is_rank_zero:
+        datamodule.prepare_data()
+    datamodule.setup("fit")
     # Every checkpoint says which run it continues: a checkpoint of another config or other data is refused on resume.
     identity = {"config": run.fingerprint(), "data": data_fingerprint}
     module = LanguageModelModule(model=run.model.to_dict(), optim=optim, micro_batch=plan.micro_batch,
