@@ -688,9 +688,9 @@ def feed_summary(feed: dict[str, Any] | None) -> list[str]:
                      f"{row['units_per_s']:,.0f} | {row['processes']} |")
     runs = feed.get("runs", {})
     if runs:
-        lines += ["", "Training steps fed by a DataLoader over the pack (pinned memory, copies to the device "
-                  "`non_blocking`; every step synchronised, so a wait is GPU time lost; the first batch, the workers' "
-                  "start-up, not counted):", "",
+        lines += ["", "Training steps fed by a DataLoader over the pack (on a GPU pinned memory and `non_blocking` "
+                  "copies, as Lightning moves batches; every step synchronised, so a wait is time the device sat idle; "
+                  "the first batch, the workers' start-up, not counted):", "",
                   "| preset | workers | first batch | step (median) | data wait (median) | wait share (median) | "
                   "wait share (all steps) | steps waiting > 5% | units/s | step vs preloaded |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
