@@ -13,6 +13,7 @@ from pathlib import Path
 from aunet.errors import UserError
 
 DATA_DIR_ENV = "AUNET_DATA_DIR"
+CACHE_DIR_ENV = "AUNET_CACHE_DIR"
 
 
 def data_dir(required: bool = True) -> Path | None:
@@ -33,4 +34,4 @@ def data_dir(required: bool = True) -> Path | None:
 def cache_dir() -> Path:
     """Where trained tokenizers and other derived files are cached: ``AUNET_CACHE_DIR``, else ``./cache`` (never
     the read-only data directory)."""
-    return Path(os.environ.get("AUNET_CACHE_DIR", "cache")).expanduser()
+    return Path(os.environ.get(CACHE_DIR_ENV, "cache")).expanduser()
