@@ -204,6 +204,20 @@ def _older_checkpoint(tmp: Path, runs: Runs) -> list[str]:
     return resume(tmp, runs, lambda d: (d / "logs" / "checkpoint.json").write_text('{"step": 4}'))
 
 
+def _nan_checkpoint(tmp: Path, runs: Runs) -> list[str]:
+    """A bare checkpoint whose weights hold a NaN, scored on a text: `nan` was printed, exit 0, and written into
+    scores.json."""
+    import torch
+
+    ckpt = torch.load(runs.done[0] / "checkpoints" / "final.ckpt", weights_only=True)
+    name = next(k for k in ckpt["state_dict"] if k.startswith("model.") and k.endswith("weight"))
+    ckpt["state_dict"][name] = torch.full_like(ckpt["state_dict"][name], float("nan"))
+    (tmp / "bare").mkdir()
+    torch.save(ckpt, tmp / "bare" / "nan.ckpt")
+    (tmp / "text.txt").write_text("Some text to score. " * 20)
+    return ["eval", str(tmp / "bare" / "nan.ckpt"), "--bpb", str(tmp / "text.txt")]
+
+
 def _replaced_weights(tmp: Path, runs: Runs, command: str) -> list[str]:
     import torch
 
@@ -243,6 +257,9 @@ RUN_FOLDER_CASES = {
     "generate from a checkpoint whose weights are not the run's": Case(
         lambda t, r: _replaced_weights(t, r, "generate"), ("final.ckpt: weights differ from the run's record",),
         runs=True),
+    # A NaN is never a result.
+    "eval of weights holding a NaN": Case(
+        _nan_checkpoint, ("nan.ckpt: weights are not finite (NaN or infinity in", "no score is written"), runs=True),
 }
 
 
@@ -279,6 +296,9 @@ NUMBER_AND_FLAG_CASES = {
     "absurd max_steps": Case(
         lambda t: ["train", str(run_config(t, train="{max_steps: 1.0e+15}"))],
         ("train.max_steps: 1e+15 optimizer steps",)),
+    # Optimizer settings that cannot work: AdamW divides 0 by 0 (before: NaN weights, then val_bpb 0.0000).
+    "eps 0": Case(lambda t: ["train", "tiny-aunet2", "--set", "train.budget_flops=null", "--set", "train.max_steps=2",
+                             "--set", "train.eps=0"], ("train.eps: must be positive",)),
     "caps that cannot fit in memory": Case(
         lambda t: ["train", "tiny-aunet1", "--set", "model.caps=[10000000000]", "--set", "train.max_steps=2",
                    "--set", "train.budget_flops=null"],
@@ -589,3 +609,24 @@ def test_a_bad_config_is_refused_before_torch_is_imported(where, tmp_path):
                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert "aliases expand to" in out.stderr, out.stderr[-2000:]
     assert out.stderr.strip().splitlines()[-1] == "False 2", out.stderr[-2000:]
+
+
+def test_a_crash_of_an_evaluation_is_one_line_with_its_traceback_kept(tmp_path, capsys, monkeypatch, runs):
+    """Whatever escapes an evaluation (an I/O or CUDA error, a bug) ends it with one line naming the error and the
+    file that keeps the traceback, exit 1; nothing is written into the run folder."""
+    from aunet.evaluation import evaluate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered (test double)\nsecond line")
+
+    monkeypatch.setattr(evaluate, "evaluate_loaded", broken)
+    run_dir, _ = copy_run(runs.done, tmp_path)
+    before = snapshot(run_dir)
+    assert main(["eval", str(run_dir), "--bpb", str(tmp_path / "run.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: evaluation of {run_dir} failed: RuntimeError: CUDA "
+                                                    "error: an illegal memory access"), err
+    traceback_file = Path(err.rsplit("the traceback is in ", 1)[1].strip())
+    assert "Traceback" in traceback_file.read_text() and "second line" in traceback_file.read_text()
+    traceback_file.unlink()
+    assert snapshot(run_dir) == before

@@ -161,3 +161,17 @@ def test_bits_per_byte_matches_hand_formula(tmp_path):
     expected = -sum(loaded.model.logprob(b) for b in data) / (len(data) * math.log(2))
     assert got == pytest.approx(expected, rel=1e-9)
     assert np.isfinite(got)
+
+
+def test_outputs_that_are_not_finite_stop_the_scoring_with_no_score(tmp_path):
+    """An infinity among the logits (a bf16 overflow) makes every log-probability of its row NaN: the scoring stops
+    with one line instead of returning NaN (printed as a score and written into scores.json before)."""
+    from aunet.evaluation.errors import EvalError
+    from aunet.evaluation.evaluate import bits_per_byte_of
+
+    loaded = unigram_loaded(max_len=64)
+    loaded.model.table[7] = float("inf")
+    path = tmp_path / "doc.txt"
+    path.write_text("Some text to score. " * 5, encoding="utf-8")
+    with pytest.raises(EvalError, match="the model's outputs are not finite"):
+        bits_per_byte_of(loaded, {"doc": path})

@@ -160,7 +160,7 @@ def test_oom_and_nan_runs_are_recorded_the_sweep_goes_on_and_retry_failed_retrie
     out = capsys.readouterr().out
     rows = {r["family"]: r for r in table(tmp_path / "results" / "micro" / "runs.csv")}
     assert rows["bpe"]["status"] == "failed" and rows["bpe"]["error"].startswith("OutOfMemoryError: CUDA out of")
-    assert rows["aunet2"]["status"] == "failed" and "RunError: training loss became nan" in rows["aunet2"]["error"]
+    assert rows["aunet2"]["status"] == "failed" and "DivergedError: training loss became nan" in rows["aunet2"]["error"]
     assert "failed bpe-" in out and "failed aunet2-" in out
     failure = json.loads((Path(rows["bpe"]["run_dir"]) / "failure.json").read_text())
     assert "Traceback" in failure["traceback"] and failure["host"]

@@ -96,12 +96,24 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    loaded = load_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype)
-    result = evaluate_loaded(loaded, tasks, limit=args.limit, num_fewshot=args.num_fewshot,
-                             batch_size=args.batch_size, max_length=args.max_length, task_data=task_data,
-                             online=args.online, bpb=bpb, bpb_text_field=args.text_field,
-                             bpb_max_bytes=args.bpb_bytes, suites=suites, output_dir=args.output_dir,
-                             log_samples=args.log_samples, seed=args.seed, progress=True)
+    try:
+        loaded = load_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype)
+        result = evaluate_loaded(loaded, tasks, limit=args.limit, num_fewshot=args.num_fewshot,
+                                 batch_size=args.batch_size, max_length=args.max_length, task_data=task_data,
+                                 online=args.online, bpb=bpb, bpb_text_field=args.text_field,
+                                 bpb_max_bytes=args.bpb_bytes, suites=suites, output_dir=args.output_dir,
+                                 log_samples=args.log_samples, seed=args.seed, progress=True)
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a crash (I/O, CUDA, out of memory, a bug): one line, traceback kept
+        import sys
+
+        from aunet.errors import save_traceback
+
+        message = " ".join(str(exc).split())[:300]
+        print(f"error: evaluation of {args.checkpoint} failed: {type(exc).__name__}: {message}; the traceback is "
+              f"in {save_traceback(exc, 'eval')}", file=sys.stderr)
+        return 1
     width = max((len(k) for k in result["scores"]), default=0)
     for key, value in sorted(result["scores"].items()):
         if not key.endswith("_stderr"):

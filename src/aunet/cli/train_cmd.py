@@ -65,17 +65,34 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     import sys
+    import time
 
-    from aunet.errors import RunStopped
+    from aunet.errors import RunStopped, UserError
     from aunet.training.config import load_run_config
 
+    run_dir = args.run_dir
     config = load_run_config(args.config, overrides_from_args(args))
     from aunet.training.run import train  # Lightning's import takes seconds: only once the config is known good
+    name = (run_dir or Path(config.run_id())).name
+    started = time.time()
     try:
-        summary = train(config, run_dir=args.run_dir, resume=args.resume)
+        summary = train(config, run_dir=run_dir, resume=args.resume)
     except RunStopped as stop:  # SIGTERM (SLURM pre-emption): the checkpoint is saved, a clean exit
-        print(f"run {(args.run_dir or Path(config.run_id())).name}: {stop}", file=sys.stderr)
+        print(f"run {name}: {stop}", file=sys.stderr)
         return 0
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a crash of the run (I/O, CUDA, a bug): one line, the traceback kept
+        # train() has ended the DataLoader workers and recorded the run as failed (failure.json, with the traceback),
+        # so the process ends now instead of printing a traceback and then waiting on its workers forever.
+        from aunet.training.records import RunPaths
+
+        failure = RunPaths(run_dir or Path(config.train.results_dir) / config.run_id()).failure
+        recorded = failure.is_file() and failure.stat().st_mtime >= started - 1  # this attempt's, not an earlier one
+        where = f"the traceback is in {failure}" if recorded else "no failure record could be written"
+        message = " ".join(str(exc).split())[:300]
+        print(f"error: run {name} failed: {type(exc).__name__}: {message}; {where}", file=sys.stderr)
+        return 1
     if summary:
         print(f"run {summary.run_id}: val_bpb {summary.val_bpb:.4f}, {summary.steps} steps, "
               f"{summary.flops_spent:.3g} FLOPs, {summary.throughput['bytes_per_s']:.0f} bytes/s")

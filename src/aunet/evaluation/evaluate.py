@@ -99,8 +99,8 @@ def flatten_results(results: dict[str, Any], names: Iterable[str]) -> dict[str, 
                 number = float(value)
             except (TypeError, ValueError):
                 continue
-            if math.isnan(number):
-                continue
+            if math.isnan(number) and metric.endswith("_stderr"):
+                continue  # lm-eval reports no standard error for some metrics (NaN); a NaN score is checked later
             out[f"{name}.{metric}" if filt in ("", "none") else f"{name}.{metric}.{filt}"] = number
     return out
 
@@ -264,19 +264,20 @@ def evaluate_loaded(loaded: LoadedModel, tasks: list[str] | None = None, *, limi
                             seed=seed, progress=progress)
         from lm_eval.utils import handle_non_serializable
 
+        # A CUTE group is reported with each of its tasks (an MMLU group without its 57 subjects).
+        scores.update(flatten_results(results, [n for t in tasks for n in (t, *members(t))]))
+        _check_finite(scores, loaded, out_dir)  # before lm-eval's own file is written: no NaN result on disk
         out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         results_file = out_dir / f"lm_eval-{stamp}.json"
         atomic_write_text(results_file, json.dumps(results, indent=2, default=handle_non_serializable,
                                                    ensure_ascii=False) + "\n")
-
-        # A CUTE group is reported with each of its tasks (an MMLU group without its 57 subjects).
-        scores.update(flatten_results(results, [n for t in tasks for n in (t, *members(t))]))
     if bpb:
         scores.update(bits_per_byte_of(loaded, bpb, batch_size=batch_size, max_length=max_length,
                                        text_field=bpb_text_field, max_bytes=bpb_max_bytes, progress=progress))
     for suite in suites:
         scores.update(run_suite(loaded, suite, limit=limit, batch_size=batch_size, max_length=max_length,
                                 progress=progress))
+    _check_finite(scores, loaded, out_dir)
     provenance = {"checkpoint": str(loaded.checkpoint) if loaded.checkpoint else None, "limit": limit,
                   "num_fewshot": num_fewshot, "online": online,
                   "task_data": {k: str(v) for k, v in (task_data or {}).items()},
@@ -286,6 +287,14 @@ def evaluate_loaded(loaded: LoadedModel, tasks: list[str] | None = None, *, limi
     merged = write_scores(out_dir, scores, provenance)
     return {"scores": scores, "all_scores": merged, "results_file": results_file, "eval_dir": out_dir,
             "seconds": time.time() - started}
+
+
+def _check_finite(scores: dict[str, float], loaded: LoadedModel, out_dir: Path) -> None:
+    """An EvalError naming the first score that is not a finite number: nothing of the evaluation is written."""
+    bad = sorted(key for key, value in scores.items() if not math.isfinite(value))
+    if bad:
+        raise EvalError(f"{loaded.checkpoint or out_dir}: score {bad[0]} is {scores[bad[0]]} (not a finite number); "
+                        "nothing is written: a NaN is never a result (diverged weights?)")
 
 
 def evaluate_run(run_dir: str | Path, tasks: list[str] | tuple[str, ...] = DEFAULT_TASKS, limit: int | None = None,

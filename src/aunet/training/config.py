@@ -79,6 +79,10 @@ class TrainConfig:
             raise ConfigError("train.warmup_fraction", "must lie in [0, 1)")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError("train.betas", f"expected two numbers in [0, 1), got {excerpt(self.betas)}")
+        if not self.eps > 0:
+            # AdamW divides by sqrt(v) + eps: with eps 0 a parameter whose gradient is zero gets 0 / 0 = NaN.
+            raise ConfigError("train.eps", f"must be positive (AdamW divides by sqrt(v) + eps), got {self.eps}; the "
+                                           "default is 1e-8")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError("train.grad_clip", "must be positive or null")
         if self.batch_size % self.accumulate:

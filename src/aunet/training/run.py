@@ -30,6 +30,7 @@ from aunet.training.callbacks import (
     RecordsOnCheckpoint,
     ThroughputLogger,
     TrainTimer,
+    end_loader_workers,
     save_checkpoint,
 )
 from aunet.training.config import RunConfig, run_config_from_dict
@@ -49,6 +50,7 @@ from aunet.training.records import (
     recorded_checkpoint_step,
     stage_records,
     weights_sha256,
+    write_failure,
 )
 from aunet.training.summary import RunSummary, read_summary, write_summary
 from aunet.training.trackers import check_trackers, close_trackers, open_tracker_folders, tracker_loggers
@@ -317,6 +319,38 @@ def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module
             open_tracker_folders(trackers, paths)
 
     ckpt_path = str(paths.last_checkpoint) if state == "resume" else None
+    try:
+        summary = _fit_and_record(run, paths, plan, trainer, module, datamodule, timer, last, logger, trackers,
+                                  ckpt_path, resume_step)
+    except RunStopped:
+        raise
+    except BaseException as exc:
+        # Whatever escapes (a NaN, an I/O error, CUDA out of memory, a bug): no DataLoader worker may outlive it
+        # (the process would hang at its exit, see end_loader_workers), and the run is recorded as failed or
+        # diverged, never left looking merely unfinished. Ctrl-C (which Lightning turns into SystemExit) is the
+        # user's stop, not a failure: the run stays unfinished, to be resumed.
+        end_loader_workers()
+        if is_rank_zero and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            _record_failure(paths, exc)
+        raise
+    if summary is not None:
+        paths.failure.unlink(missing_ok=True)  # an earlier attempt's failure is not this finished run's
+    return summary
+
+
+def _record_failure(paths: RunPaths, exc: BaseException) -> None:
+    """``failure.json`` for ``exc``, if the folder can still take it (it may be the very thing that went: a folder
+    removed while the run trained, a full disk); the exception in flight is what the user must see."""
+    with contextlib.suppress(Exception):
+        if paths.root.is_dir():
+            write_failure(paths, exc)
+
+
+def _fit_and_record(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module: LanguageModelModule,
+                    datamodule: CorpusDataModule, timer: TrainTimer, last: LastCheckpoint, logger: CSVLogger,
+                    trackers: list, ckpt_path: str | None, resume_step: int) -> RunSummary | None:
+    """Train (from ``ckpt_path`` when resuming), then save the final checkpoint and write the summary."""
+    is_rank_zero = trainer.is_global_zero
     failed = True
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
