@@ -204,6 +204,43 @@ def _older_checkpoint(tmp: Path, runs: Runs) -> list[str]:
     return resume(tmp, runs, lambda d: (d / "logs" / "checkpoint.json").write_text('{"step": 4}'))
 
 
+def _copied_over(tmp: Path, runs: Runs) -> list[str]:
+    """A finished run's folder copied over another run's (the same model and data, another seed): reported as that
+    run's result before (its parameters, bits per byte and FLOPs)."""
+    run_dir, config = copy_run(runs.done, tmp)
+    other = json.loads(config.read_text())
+    other["train"]["seed"] += 1
+    config.write_text(json.dumps(other))
+    return ["train", str(config), "--run-dir", str(run_dir)]
+
+
+def _summary_replaced(tmp: Path, runs: Runs) -> list[str]:
+    """This run's folder, its summary replaced by another run's (its config fingerprint is the other run's)."""
+    run_dir, config = copy_run(runs.done, tmp)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "config_fingerprint": "0" * 64}))
+    return ["train", str(config), "--run-dir", str(run_dir)]
+
+
+def _final_weights_replaced(tmp: Path, runs: Runs) -> list[str]:
+    import torch
+
+    run_dir, config = copy_run(runs.done, tmp)
+    final = run_dir / "checkpoints" / "final.ckpt"
+    ckpt = torch.load(final, weights_only=True)
+    name = next(k for k in ckpt["state_dict"] if k.startswith("model."))
+    ckpt["state_dict"][name] = ckpt["state_dict"][name] + 1e-3
+    torch.save(ckpt, final)
+    return ["train", str(config), "--run-dir", str(run_dir)]
+
+
+def _foreign_folder(tmp: Path) -> list[str]:
+    mine = tmp / "mine"
+    mine.mkdir()
+    (mine / "metrics.csv").write_text("my,own,numbers\n1,2,3\n")  # trained into, and overwritten, before
+    return ["train", str(run_config(tmp)), "--run-dir", str(mine)]
+
+
 def _nan_checkpoint(tmp: Path, runs: Runs) -> list[str]:
     """A bare checkpoint whose weights hold a NaN, scored on a text: `nan` was printed, exit 0, and written into
     scores.json."""
@@ -257,6 +294,26 @@ RUN_FOLDER_CASES = {
     "generate from a checkpoint whose weights are not the run's": Case(
         lambda t, r: _replaced_weights(t, r, "generate"), ("final.ckpt: weights differ from the run's record",),
         runs=True),
+    # A finished run is reported only once shown to be this run's (before: by its folder's name alone).
+    "a finished run's folder copied over another run's": Case(
+        _copied_over, ("holds a run with a different config",), runs=True),
+    "a finished run whose summary is another run's": Case(
+        _summary_replaced, ("summary.json: the record of another run (config 0000000000",), runs=True),
+    "a finished run whose final weights are not its record's": Case(
+        _final_weights_replaced, ("final.ckpt: does not match the run's record (weights",), runs=True),
+    # --run-dir takes only an empty or missing folder, or this run's own.
+    "--run-dir a folder of the user's own files": Case(
+        _foreign_folder, ("mine: holds metrics.csv, which are not this run's records", "nothing there was touched")),
+    "--run-dir ''": Case(lambda t: ["train", str(run_config(t)), "--run-dir", ""],
+                         ("--run-dir '': an empty path (it would be the current folder)",)),
+    "--run-dir a file": Case(
+        lambda t: (t / "taken").write_text("x") and ["train", str(run_config(t)), "--run-dir", str(t / "taken")],
+        ("taken: not a folder (a file of that name is there)",)),
+    "--run-dir under /proc": Case(lambda t: ["train", str(run_config(t)), "--run-dir", "/proc/aunet-run"],
+                                  ("/proc/aunet-run: cannot be created",)),
+    "--run-dir with a name over 255 bytes": Case(
+        lambda t: ["train", str(run_config(t)), "--run-dir", str(t / ("r" * 300))],
+        ("a folder name of 300 bytes (at most 255",)),
     # A NaN is never a result.
     "eval of weights holding a NaN": Case(
         _nan_checkpoint, ("nan.ckpt: weights are not finite (NaN or infinity in", "no score is written"), runs=True),
@@ -432,6 +489,10 @@ def test_a_second_process_cannot_train_into_a_run_folder_in_use(tmp_path, capsys
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1, err
         assert f"error: {run_dir}: another process is training this run" in err, err
+        # Without --resume too: the advice was "pass --resume", which would then have been refused as above.
+        assert main(["train", str(config), "--run-dir", str(run_dir)]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {run_dir}: another process is training this run" in err and "pass --resume" not in err, err
         assert snapshot(tmp_path) == before
     finally:
         holder.kill()  # SIGKILL: the kernel drops the lock with the process

@@ -152,6 +152,22 @@ def family_summary(runs: Any, fits: dict[str, Any]) -> tuple[list[list[str]], li
     return rows, ["family", "finished/runs", "alpha [95%]", "largest budget (FLOPs)", "val bpb there"]
 
 
+def excluded_rows(runs: Any, shown: int = 5) -> str:
+    """A line naming the rows of ``runs.csv`` that claim a result but cannot be one (a NaN or negative
+    ``val_bpb``, no compute: :func:`aunet.analysis.tables.invalid_results`); the notebooks leave them out, and this
+    says so instead of dropping them without a word. Empty when there are none."""
+    from aunet.analysis import tables
+
+    reasons = tables.invalid_results(runs)
+    bad = reasons[reasons != ""]
+    if bad.empty:
+        return ""
+    listed = "; ".join(f"{runs.loc[i, 'run_id'] or f'row {i + 2}'} ({reason})" for i, reason in bad.head(shown).items())
+    more = f"; and {len(bad) - shown} more" if len(bad) > shown else ""
+    return (f"excluded {len(bad)} row(s) marked finished whose numbers cannot be results: {listed}{more}; rebuild "
+            "runs.csv with aunet sweep run (or aunet sweep eval)")
+
+
 def reference_levels(results_dir: Path, runs: Any, max_order: int) -> str:
     """Compute (or take from the cache) the sweep's reference levels into ``fits.json``; returns the one line to
     print. Without the data (no AUNET_DATA_DIR, no run configs) the line says why they were skipped; levels stored
@@ -194,6 +210,9 @@ def run(args: argparse.Namespace) -> int:
     runs = tables.read_runs(results_dir)  # a missing folder or runs.csv fails here, before any kernel starts
     tables.check_columns(results_dir)
     print(f"analyzing {results_dir}: {len(runs)} runs, notebooks {', '.join(names)}")
+    excluded = excluded_rows(runs)
+    if excluded:
+        print(excluded)
     if not args.no_reference:
         print(reference_levels(results_dir, runs, args.reference_order))
     failed = []
@@ -204,9 +223,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:<16} {outcome.seconds:6.1f} s  {status}")
         if outcome.error is not None:
             failed.append(name)
-    rows, header = family_summary(runs, read_fits(results_dir))
+    # The fits shown are this analysis's only: a fits.json left by an earlier one, printed after the scaling notebook
+    # failed (or did not run), read as if current.
+    fresh = "scaling" in names and "scaling" not in failed
+    rows, header = family_summary(runs, read_fits(results_dir) if fresh else {})
     print()
     print(table(rows, header))
+    if not fresh:
+        print("alpha: not fitted by this analysis (the scaling notebook " + ("failed" if "scaling" in names else
+                                                                              "was not run") + "); fits.json is not "
+              "current")
     plots_dir = results_dir / "plots"
     n_plots = len(list(plots_dir.glob("*.png"))) if plots_dir.is_dir() else 0
     print()

@@ -243,8 +243,8 @@ def _print_status(table_path: Path | None) -> None:
     counts = Counter(r["status"] for r in rows)
     print(f"{table_path}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     for r in rows:
-        if r["status"] == "failed":
-            print(f"  failed {r['run_id']}: {r['error']}")
+        if r["status"] in ("failed", "diverged"):
+            print(f"  {r['status']} {r['run_id']}: {r['error']}")
 
 
 def run_worker_cmd(args: argparse.Namespace) -> int:

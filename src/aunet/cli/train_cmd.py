@@ -31,7 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", metavar="CONFIG", help="run config YAML or preset name")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a dotted config key, e.g. train.lr=1e-3 (repeatable; values are YAML)")
-    p.add_argument("--run-dir", type=Path, help="run folder (default: <train.results_dir>/<run-id>)")
+    # A string, not a Path: argparse would make '' the path '.', the current folder.
+    p.add_argument("--run-dir", help="run folder: empty, missing, or this run's own (default: "
+                                     "<train.results_dir>/<run-id>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--data", nargs="+", metavar="PATH", help="corpus: a named corpus, files, folders or globs")
     hw = p.add_argument_group("hardware (passed to Lightning)")
@@ -70,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
     from aunet.errors import RunStopped, UserError
     from aunet.training.config import load_run_config
 
-    run_dir = args.run_dir
+    if args.run_dir is not None and not args.run_dir.strip():
+        # An unset shell variable: Path('') is the current folder, which would have become the run folder.
+        raise UserError("--run-dir '': an empty path (it would be the current folder); give the run folder's path")
+    run_dir = Path(args.run_dir) if args.run_dir is not None else None
     config = load_run_config(args.config, overrides_from_args(args))
     from aunet.training.run import train  # Lightning's import takes seconds: only once the config is known good
     name = (run_dir or Path(config.run_id())).name
