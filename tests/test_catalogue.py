@@ -119,6 +119,11 @@ CONFIG_CASES = {
     "a long wrong value is not printed whole": Case(
         lambda t: ["train", "tiny-aunet1", "--set", "train.lr=[" + ", ".join(["1"] * 20000) + "]"],
         ("train.lr: expected a number, got [1, 1, 1, 1, ...]",)),
+    # Two merge keys in one mapping: PyYAML keeps the last, dropping the first's keys without a word.
+    "two merge keys in one mapping": Case(
+        lambda t: ["train", str(run_config(t, "base: &a {lr: 1.0e-3}\nmore: &b {seed: 1}\n"
+                                              "x:\n  <<: *a\n  <<: *b\n"))],
+        ("run.yaml: line 7: a second merge key '<<' in one mapping (first at line 6)", "<<: [*first, *second]")),
 }
 
 
@@ -255,6 +260,12 @@ def _nan_checkpoint(tmp: Path, runs: Runs) -> list[str]:
     return ["eval", str(tmp / "bare" / "nan.ckpt"), "--bpb", str(tmp / "text.txt")]
 
 
+def _pipe_to_score(tmp: Path, runs: Runs) -> list[str]:
+    run_dir, _ = copy_run(runs.done, tmp)
+    os.mkfifo(tmp / "pipe.txt")
+    return ["eval", str(run_dir), "--bpb", str(tmp / "pipe.txt")]
+
+
 def _replaced_weights(tmp: Path, runs: Runs, command: str) -> list[str]:
     import torch
 
@@ -317,6 +328,11 @@ RUN_FOLDER_CASES = {
     # A NaN is never a result.
     "eval of weights holding a NaN": Case(
         _nan_checkpoint, ("nan.ckpt: weights are not finite (NaN or infinity in", "no score is written"), runs=True),
+    "eval --bpb of a named pipe": Case(
+        _pipe_to_score, ("--bpb", "pipe.txt: not a regular file (a folder, pipe or device)"), runs=True),
+    "eval with a batch size of 1e8": Case(
+        lambda t, r: ["eval", str(copy_run(r.done, t)[0]), "--bpb", "x.txt", "--batch-size", "1000000000"],
+        ("--batch-size 1000000000: needs about", "GiB for the logits of one batch", "at most"), runs=True),
 }
 
 
@@ -330,6 +346,23 @@ def _short_corpus(tmp: Path) -> list[str]:
 def _pipe_corpus(tmp: Path) -> list[str]:
     os.mkfifo(tmp / "pipe.txt")  # nothing ever writes to it: reading it would block the run forever
     return ["train", str(run_config(tmp, "data: {corpus: pipe.txt, split: tail}\n"))]
+
+
+def _cache_is_a_file(tmp: Path) -> Path:
+    """A BPE run (its tokenizer is trained into the cache) with AUNET_CACHE_DIR naming a file: the save failed with a
+    traceback after the tokenizer was trained."""
+    (tmp / "cache-file").write_text("not a folder")
+    os.environ["AUNET_CACHE_DIR"] = str(tmp / "cache-file")  # restored by the test (monkeypatch)
+    path = tmp / "bpe.yaml"
+    path.write_text("model: {preset: tiny-bpe}\ntrain: {max_steps: 2}\n")
+    return path
+
+
+def _wandb(tmp: Path, mode: str) -> list[str]:
+    os.environ["WANDB_MODE"] = mode  # restored by the test (monkeypatch), as the two below
+    os.environ.pop("WANDB_API_KEY", None)
+    os.environ["NETRC"] = str(tmp / "no-netrc")
+    return ["train", str(run_config(tmp, "trainer: {loggers: [wandb]}\n"))]
 
 
 def _runs_table(tmp: Path, text: str) -> Path:
@@ -356,6 +389,20 @@ NUMBER_AND_FLAG_CASES = {
     # Optimizer settings that cannot work: AdamW divides 0 by 0 (before: NaN weights, then val_bpb 0.0000).
     "eps 0": Case(lambda t: ["train", "tiny-aunet2", "--set", "train.budget_flops=null", "--set", "train.max_steps=2",
                              "--set", "train.eps=0"], ("train.eps: must be positive",)),
+    "a batch size of 1e8 (a loader worker died of memory, the run hung)": Case(
+        lambda t: ["train", "tiny-aunet1", "--set", "train.budget_flops=null", "--set", "train.max_steps=2",
+                   "--set", "train.batch_size=100000000"],
+        ("train.batch_size: 100000000 sequences per device", "for their logits alone", "at most")),
+    "a run name over 255 bytes": Case(
+        lambda t: ["train", str(run_config(t, f"name: {'n' * 300}\n"))], ("name: 300 bytes, more than 244",)),
+    "--num-nodes 0 (it became 1)": Case(lambda t: ["train", "tiny-aunet1", "--num-nodes", "0"],
+                                        ("trainer.num_nodes (--num-nodes): must be at least 1, got 0",)),
+    "a cache folder that is a file": Case(
+        lambda t: ["train", str(_cache_is_a_file(t)), "--data", "tinyshakespeare", "--set", "data.val_bytes=2048"],
+        ("AUNET_CACHE_DIR=", "cache-file: is a file, not a folder")),
+    "W&B online without an API key (a half-made run folder was left)": Case(
+        lambda t: _wandb(t, "online"), ("WANDB_MODE: online: W&B would log to its server, but no API key",)),
+    "an unknown W&B mode": Case(lambda t: _wandb(t, "onlin"), ("WANDB_MODE: 'onlin' is not a W&B mode",)),
     "caps that cannot fit in memory": Case(
         lambda t: ["train", "tiny-aunet1", "--set", "model.caps=[10000000000]", "--set", "train.max_steps=2",
                    "--set", "train.budget_flops=null"],
@@ -390,6 +437,22 @@ NUMBER_AND_FLAG_CASES = {
                                                                  "aunet2b": {"model": "tiny-aunet2",
                                                                              "family": "aunet2"}})), "--no-probe"],
         ("families.aunet2b: same family 'aunet2' and variant ''",)),
+    "sweep run --workers 0 (it became 1)": Case(
+        lambda t: ["sweep", "run", str(sweep_file(t)), "--workers", "0"], ("--workers 0: must lie in 1..",)),
+    "sweep run --workers 1e6": Case(
+        lambda t: ["sweep", "run", str(sweep_file(t)), "--workers", "1000000"],
+        ("--workers 1000000: must lie in 1..",)),
+    "sweep slurm --partition with a newline (it injected lines into the script)": Case(
+        lambda t: ["sweep", "slurm", str(sweep_file(t)), "--partition", "gpu\n#SBATCH --uid=0"],
+        ("--partition 'gpu\\n#SBATCH --uid=0': not a partition name",)),
+    "sweep slurm --array 1e6": Case(lambda t: ["sweep", "slurm", str(sweep_file(t)), "--array", "1000000"],
+                                    ("--array 1000000", "expected 1..1000 tasks",)),
+    "a tuning grid of 1e8 trials (memory grew without bound)": Case(
+        lambda t: ["sweep", "tune", str(sweep_file(t, tune={"trials": 100000000, "lr": [1.0e-3, 1.0e-2],
+                                                            "batch_bytes": 512, "sampler": "grid"}))],
+        ("tune.trials: 100000000: must lie in 1..10000",)),
+    "eval --tasks '' (it ran every task)": Case(lambda t: ["eval", str(t), "--tasks", ""],
+                                                ("--tasks '': no task names",)),
     # generate, eval, analyze flags.
     "generate with a prompt of invalid UTF-8": Case(
         lambda t: ["generate", str(t), "--prompt", "abc\udcff"], ("--prompt: not valid UTF-8 (byte 3)",)),
@@ -401,6 +464,14 @@ NUMBER_AND_FLAG_CASES = {
         lambda t: ["analyze", str(t), "--param", "n_boot=-5"], ("--param n_boot=-5: must be at least 1",)),
     "analyze with a parameter no notebook has": Case(
         lambda t: ["analyze", str(t), "--param", "n_bot=50"], ("--param n_bot: no parameter", "did you mean n_boot?")),
+    "analyze with 1e8 bootstrap resamples": Case(
+        lambda t: ["analyze", str(t), "--param", "n_boot=100000000"], ("--param n_boot=100000000: must be at most",)),
+    "analyze with curves drawn 1e9 decades out": Case(
+        lambda t: ["analyze", str(t), "--param", "extrapolate_decades=1.0e+9"],
+        ("--param extrapolate_decades=1000000000.0: must be at most 6",)),
+    "analyze with a gain at a negative compute": Case(
+        lambda t: ["analyze", str(t), "--param", "gain_at=[1.0e+12, -5]"],
+        ("--param gain_at: -5 is not a positive finite number",)),
     "analyze with a parameter of the wrong type": Case(
         lambda t: ["analyze", str(t), "--param", "n_boot=lots"], ("--param n_boot='lots': expected int",)),
     "analyze of a table without the loss column (it exited 0 with no plots)": Case(
@@ -410,6 +481,8 @@ NUMBER_AND_FLAG_CASES = {
 
 
 CATALOGUE = {**CONFIG_CASES, **RUN_FOLDER_CASES, **NUMBER_AND_FLAG_CASES}
+# Environment variables a case may set for its command.
+CASE_ENVIRONMENT = ("AUNET_DATA_DIR", "AUNET_CACHE_DIR", "WANDB_MODE", "WANDB_API_KEY", "NETRC")
 
 
 @pytest.fixture(scope="module")
@@ -423,7 +496,11 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, monk
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)  # default results folders would land here
-    monkeypatch.setenv("AUNET_DATA_DIR", os.environ.get("AUNET_DATA_DIR", ""))  # a case may point it elsewhere
+    for name in CASE_ENVIRONMENT:  # a case may change these; each is restored after it
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
     argv = spec.build(work, request.getfixturevalue("runs")) if spec.runs else spec.build(work)
     before = snapshot(work)
     capsys.readouterr()

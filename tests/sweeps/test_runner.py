@@ -199,3 +199,19 @@ def test_a_trial_popped_twice_does_not_stop_the_worker(tmp_path, monkeypatch):
     monkeypatch.setattr("aunet.sweeps.runner.requeue_stale_trials", lambda s, g: [])
     assert run_worker(study, fake_train(tmp_path / "log.txt")) == 2 and len(calls) == 2
 
+
+def test_no_more_worker_processes_are_started_than_runs_wait(tmp_path, data_dir, monkeypatch):
+    """`sweep run --workers N` started N processes (each importing torch) even with nothing to run."""
+    from aunet.sweeps import driver
+
+    spawned = []
+    monkeypatch.setattr(driver, "spawn_workers", lambda url, name, workers: spawned.append(workers))
+    plan = plan_sweep(load_sweep(write_sweep(tmp_path)))
+    log = tmp_path / "log.txt"
+    run_sweep(plan, workers=3, train_fn=fake_train(log))
+    assert spawned == [3]  # four runs wait: three workers
+    rows = table(run_sweep(plan, workers=1, train_fn=fake_train(log))["table"])  # the stand-in spawns nothing
+    assert {r["status"] for r in rows} == {"finished"}
+    spawned.clear()
+    run_sweep(plan, workers=3, train_fn=fake_train(log))  # nothing waits: no process
+    assert spawned == []

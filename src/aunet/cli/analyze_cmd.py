@@ -63,8 +63,12 @@ def parse_notebooks(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-# Lower bounds of parameters beyond their type (a negative bootstrap count would still write a fits.json).
+# Bounds of parameters beyond their type, checked before any notebook runs: a negative bootstrap count still wrote a
+# fits.json; 1e8 bootstrap resamples or curves drawn 1e9 decades out ran until memory gave out inside a notebook.
 PARAM_MINIMUMS = {"n_boot": 1, "tolerance": 0.0, "extrapolate_decades": 0.0}
+PARAM_MAXIMUMS = {"n_boot": 100_000, "tolerance": 1.0, "extrapolate_decades": 6.0}
+# List parameters: their items' kind and the most items (compute values at which to report a gain).
+PARAM_LISTS = {"gain_at": 1000}
 
 
 def parse_params(items: list[str], notebooks: list[str] | None = None) -> dict[str, Any]:
@@ -115,9 +119,21 @@ def _check_param(name: str, value: Any, declared: dict[str, Any], notebooks: lis
     if not ok:
         raise UserError(f"--param {name}={excerpt(value)}: expected {type(default).__name__} like its default "
                         f"{default!r}" + (" (finite)" if isinstance(default, float) else ""))
-    minimum = PARAM_MINIMUMS.get(name)
+    minimum, maximum = PARAM_MINIMUMS.get(name), PARAM_MAXIMUMS.get(name)
     if minimum is not None and value < minimum:
         raise UserError(f"--param {name}={value}: must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise UserError(f"--param {name}={value}: must be at most {maximum:g}")
+    if name in PARAM_LISTS:
+        if not isinstance(value, list):
+            raise UserError(f"--param {name}={excerpt(value)}: expected a list like its default {default!r}, e.g. "
+                            "[9.0e+12]")
+        if len(value) > PARAM_LISTS[name]:
+            raise UserError(f"--param {name}: {len(value)} values, at most {PARAM_LISTS[name]}")
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item) or item <= 0:
+                raise UserError(f"--param {name}: {excerpt(item)} is not a positive finite number (FLOPs); give a "
+                                "list such as [9.0e+12]")
 
 
 def _fmt(value: Any, spec: str = ".3g") -> str:

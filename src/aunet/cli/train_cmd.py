@@ -56,7 +56,7 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
             out.append(f"trainer.{key}={getattr(args, key)}")
     if args.devices:
         out.append(f"trainer.devices={args.devices}")
-    if args.num_nodes:
+    if args.num_nodes is not None:  # 0 is refused by the config, not taken for "not given"
         out.append(f"trainer.num_nodes={args.num_nodes}")
     if args.compile:
         out.append("trainer.compile=true")

@@ -38,6 +38,8 @@ from aunet.evaluation.scoring import bits_per_byte_of_texts
 from aunet.evaluation.suites import SUITES, run_suite
 from aunet.evaluation.tasks import DEFAULT_TASKS, build_local_tasks
 from aunet.io import atomic_write_json, atomic_write_text, read_json
+from aunet.memory import logits_bytes
+from aunet.training.hardware import device_memory
 from aunet.training.records import RunPaths
 
 log = logging.getLogger(__name__)
@@ -108,8 +110,9 @@ def flatten_results(results: dict[str, Any], names: Iterable[str]) -> dict[str, 
 def read_documents(path: Path, text_field: str = "text", max_bytes: int | None = None) -> list[str]:
     """Documents of a text file (the whole file is one document) or of a jsonl file (``text_field`` per line)."""
     path = Path(path)
-    if not path.is_file():
-        raise EvalError(f"--bpb {path}: no such file")
+    if not path.is_file():  # a pipe is not "no such file": it exists, and reading it would wait for a writer
+        what = "not a regular file (a folder, pipe or device)" if path.exists() else "no such file"
+        raise EvalError(f"--bpb {path}: {what}; give a .txt or .jsonl file")
     docs: list[str] = []
     if path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as handle:
@@ -287,6 +290,22 @@ def evaluate_loaded(loaded: LoadedModel, tasks: list[str] | None = None, *, limi
     merged = write_scores(out_dir, scores, provenance)
     return {"scores": scores, "all_scores": merged, "results_file": results_file, "eval_dir": out_dir,
             "seconds": time.time() - started}
+
+
+def check_eval_memory(loaded: LoadedModel, batch_size: int, max_length: int | None = None) -> None:
+    """Refuse a ``--batch-size`` (with ``--max-length``) whose logits alone exceed the memory of the model's device
+    (:func:`aunet.memory.logits_bytes`, a floor: activations come on top), before any text is read: a batch size
+    with a few zeros too many would allocate until the machine gives up. The message gives the most that fit."""
+    available = device_memory(loaded.device)
+    if available is None:
+        return
+    weights = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
+    needed = logits_bytes(loaded.config, batch_size, max_length)
+    if weights + needed > available:
+        fits = max(0, (available - weights) // logits_bytes(loaded.config, 1, max_length))
+        raise EvalError(f"--batch-size {batch_size}: needs about {needed / 2**30:.3g} GiB for the logits of one batch "
+                        f"alone, more than the {available / 2**30:.3g} GiB of this {loaded.device.type}; at most "
+                        f"{fits} fit (give --batch-size {max(1, min(fits, 16))}, or a smaller --max-length)")
 
 
 def _check_finite(scores: dict[str, float], loaded: LoadedModel, out_dir: Path) -> None:

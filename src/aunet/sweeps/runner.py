@@ -58,7 +58,8 @@ class StorageError(UserError):
 
 
 def default_storage_url(sweep_dir: Path) -> str:
-    return f"journal:{Path(sweep_dir) / 'optuna.journal'}"
+    """The sweep's journal in its results folder, by absolute path: SLURM workers start in other folders."""
+    return f"journal:{Path(sweep_dir).resolve() / 'optuna.journal'}"
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:

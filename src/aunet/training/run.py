@@ -348,7 +348,8 @@ def _train(run: RunConfig, run_dir: Path | None, resume: bool, callbacks: list[L
     # that cannot fit would allocate until the machine gives up.
     _filter_chatter(banner=False)  # the real trainer prints the banner, once
     hardware = check_trainer(tr, precision)
-    check_memory(run.model, hardware)
+    plan = plan_steps(run, hardware.world_size)
+    check_memory(run.model, hardware, plan.micro_batch)
     check_trackers(tr)
     # Every rank reads the folder (nothing is written before the fit, so they agree): assuming "resume" on the other
     # ranks made the first job of a SLURM script that always passes --resume fail there, with no checkpoint yet.
@@ -364,7 +365,6 @@ def _train(run: RunConfig, run_dir: Path | None, resume: bool, callbacks: list[L
     L.seed_everything(run.train.seed, workers=True, verbose=False)
     timer = TrainTimer()
     logger = CSVLogger(save_dir=str(paths.root), name="logs")  # a new version per segment (never overwritten)
-    plan = plan_steps(run, hardware.world_size)
     last = LastCheckpoint(paths.last_checkpoint, val_every=plan.val_every,
                           after_save=lambda trainer: _record_checkpoint(paths, trainer))
     all_callbacks: list[L.Callback] = [timer, last, ThroughputLogger(timer, peak_flops=run.train.peak_flops),
