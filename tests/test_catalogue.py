@@ -119,6 +119,11 @@ CONFIG_CASES = {
     "a long wrong value is not printed whole": Case(
         lambda t: ["train", "tiny-aunet1", "--set", "train.lr=[" + ", ".join(["1"] * 20000) + "]"],
         ("train.lr: expected a number, got [1, 1, 1, 1, ...]",)),
+    # Two merge keys in one mapping: PyYAML keeps the last, dropping the first's keys without a word.
+    "two merge keys in one mapping": Case(
+        lambda t: ["train", str(run_config(t, "base: &a {lr: 1.0e-3}\nmore: &b {seed: 1}\n"
+                                              "x:\n  <<: *a\n  <<: *b\n"))],
+        ("run.yaml: line 7: a second merge key '<<' in one mapping (first at line 6)", "<<: [*first, *second]")),
 }
 
 
@@ -206,6 +211,63 @@ def _older_checkpoint(tmp: Path, runs: Runs) -> list[str]:
     return resume(tmp, runs, lambda d: (d / "logs" / "checkpoint.json").write_text('{"step": 4}'))
 
 
+def _copied_over(tmp: Path, runs: Runs) -> list[str]:
+    """A finished run's folder copied over another run's (the same model and data, another seed): reported as that
+    run's result before (its parameters, bits per byte and FLOPs)."""
+    run_dir, config = copy_run(runs.done, tmp)
+    other = json.loads(config.read_text())
+    other["train"]["seed"] += 1
+    config.write_text(json.dumps(other))
+    return ["train", str(config), "--run-dir", str(run_dir)]
+
+
+def _summary_replaced(tmp: Path, runs: Runs) -> list[str]:
+    """This run's folder, its summary replaced by another run's (its config fingerprint is the other run's)."""
+    run_dir, config = copy_run(runs.done, tmp)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "config_fingerprint": "0" * 64}))
+    return ["train", str(config), "--run-dir", str(run_dir)]
+
+
+def _final_weights_replaced(tmp: Path, runs: Runs) -> list[str]:
+    import torch
+
+    run_dir, config = copy_run(runs.done, tmp)
+    final = run_dir / "checkpoints" / "final.ckpt"
+    ckpt = torch.load(final, weights_only=True)
+    name = next(k for k in ckpt["state_dict"] if k.startswith("model."))
+    ckpt["state_dict"][name] = ckpt["state_dict"][name] + 1e-3
+    torch.save(ckpt, final)
+    return ["train", str(config), "--run-dir", str(run_dir)]
+
+
+def _foreign_folder(tmp: Path) -> list[str]:
+    mine = tmp / "mine"
+    mine.mkdir()
+    (mine / "metrics.csv").write_text("my,own,numbers\n1,2,3\n")  # trained into, and overwritten, before
+    return ["train", str(run_config(tmp)), "--run-dir", str(mine)]
+
+
+def _nan_checkpoint(tmp: Path, runs: Runs) -> list[str]:
+    """A bare checkpoint whose weights hold a NaN, scored on a text: `nan` was printed, exit 0, and written into
+    scores.json."""
+    import torch
+
+    ckpt = torch.load(runs.done[0] / "checkpoints" / "final.ckpt", weights_only=True)
+    name = next(k for k in ckpt["state_dict"] if k.startswith("model.") and k.endswith("weight"))
+    ckpt["state_dict"][name] = torch.full_like(ckpt["state_dict"][name], float("nan"))
+    (tmp / "bare").mkdir()
+    torch.save(ckpt, tmp / "bare" / "nan.ckpt")
+    (tmp / "text.txt").write_text("Some text to score. " * 20)
+    return ["eval", str(tmp / "bare" / "nan.ckpt"), "--bpb", str(tmp / "text.txt")]
+
+
+def _pipe_to_score(tmp: Path, runs: Runs) -> list[str]:
+    run_dir, _ = copy_run(runs.done, tmp)
+    os.mkfifo(tmp / "pipe.txt")
+    return ["eval", str(run_dir), "--bpb", str(tmp / "pipe.txt")]
+
+
 def _replaced_weights(tmp: Path, runs: Runs, command: str) -> list[str]:
     import torch
 
@@ -245,6 +307,34 @@ RUN_FOLDER_CASES = {
     "generate from a checkpoint whose weights are not the run's": Case(
         lambda t, r: _replaced_weights(t, r, "generate"), ("final.ckpt: weights differ from the run's record",),
         runs=True),
+    # A finished run is reported only once shown to be this run's (before: by its folder's name alone).
+    "a finished run's folder copied over another run's": Case(
+        _copied_over, ("holds a run with a different config",), runs=True),
+    "a finished run whose summary is another run's": Case(
+        _summary_replaced, ("summary.json: the record of another run (config 0000000000",), runs=True),
+    "a finished run whose final weights are not its record's": Case(
+        _final_weights_replaced, ("final.ckpt: does not match the run's record (weights",), runs=True),
+    # --run-dir takes only an empty or missing folder, or this run's own.
+    "--run-dir a folder of the user's own files": Case(
+        _foreign_folder, ("mine: holds metrics.csv, which are not this run's records", "nothing there was touched")),
+    "--run-dir ''": Case(lambda t: ["train", str(run_config(t)), "--run-dir", ""],
+                         ("--run-dir '': an empty path (it would be the current folder)",)),
+    "--run-dir a file": Case(
+        lambda t: (t / "taken").write_text("x") and ["train", str(run_config(t)), "--run-dir", str(t / "taken")],
+        ("taken: not a folder (a file of that name is there)",)),
+    "--run-dir under /proc": Case(lambda t: ["train", str(run_config(t)), "--run-dir", "/proc/aunet-run"],
+                                  ("/proc/aunet-run: cannot be created",)),
+    "--run-dir with a name over 255 bytes": Case(
+        lambda t: ["train", str(run_config(t)), "--run-dir", str(t / ("r" * 300))],
+        ("a folder name of 300 bytes (at most 255",)),
+    # A NaN is never a result.
+    "eval of weights holding a NaN": Case(
+        _nan_checkpoint, ("nan.ckpt: weights are not finite (NaN or infinity in", "no score is written"), runs=True),
+    "eval --bpb of a named pipe": Case(
+        _pipe_to_score, ("--bpb", "pipe.txt: not a regular file (a folder, pipe or device)"), runs=True),
+    "eval with a batch size of 1e8": Case(
+        lambda t, r: ["eval", str(copy_run(r.done, t)[0]), "--bpb", "x.txt", "--batch-size", "1000000000"],
+        ("--batch-size 1000000000: needs about", "GiB for the logits of one batch", "at most"), runs=True),
 }
 
 
@@ -258,6 +348,23 @@ def _short_corpus(tmp: Path) -> list[str]:
 def _pipe_corpus(tmp: Path) -> list[str]:
     os.mkfifo(tmp / "pipe.txt")  # nothing ever writes to it: reading it would block the run forever
     return ["train", str(run_config(tmp, "data: {corpus: pipe.txt, split: tail}\n"))]
+
+
+def _cache_is_a_file(tmp: Path) -> Path:
+    """A BPE run (its tokenizer is trained into the cache) with AUNET_CACHE_DIR naming a file: the save failed with a
+    traceback after the tokenizer was trained."""
+    (tmp / "cache-file").write_text("not a folder")
+    os.environ["AUNET_CACHE_DIR"] = str(tmp / "cache-file")  # restored by the test (monkeypatch)
+    path = tmp / "bpe.yaml"
+    path.write_text("model: {preset: tiny-bpe}\ntrain: {max_steps: 2}\n")
+    return path
+
+
+def _wandb(tmp: Path, mode: str) -> list[str]:
+    os.environ["WANDB_MODE"] = mode  # restored by the test (monkeypatch), as the two below
+    os.environ.pop("WANDB_API_KEY", None)
+    os.environ["NETRC"] = str(tmp / "no-netrc")
+    return ["train", str(run_config(tmp, "trainer: {loggers: [wandb]}\n"))]
 
 
 def _runs_table(tmp: Path, text: str) -> Path:
@@ -281,6 +388,23 @@ NUMBER_AND_FLAG_CASES = {
     "absurd max_steps": Case(
         lambda t: ["train", str(run_config(t, train="{max_steps: 1.0e+15}"))],
         ("train.max_steps: 1e+15 optimizer steps",)),
+    # Optimizer settings that cannot work: AdamW divides 0 by 0 (before: NaN weights, then val_bpb 0.0000).
+    "eps 0": Case(lambda t: ["train", "tiny-aunet2", "--set", "train.budget_flops=null", "--set", "train.max_steps=2",
+                             "--set", "train.eps=0"], ("train.eps: must be positive",)),
+    "a batch size of 1e8 (a loader worker died of memory, the run hung)": Case(
+        lambda t: ["train", "tiny-aunet1", "--set", "train.budget_flops=null", "--set", "train.max_steps=2",
+                   "--set", "train.batch_size=100000000"],
+        ("train.batch_size: 100000000 sequences per device", "for their logits alone", "at most")),
+    "a run name over 255 bytes": Case(
+        lambda t: ["train", str(run_config(t, f"name: {'n' * 300}\n"))], ("name: 300 bytes, more than 244",)),
+    "--num-nodes 0 (it became 1)": Case(lambda t: ["train", "tiny-aunet1", "--num-nodes", "0"],
+                                        ("trainer.num_nodes (--num-nodes): must be at least 1, got 0",)),
+    "a cache folder that is a file": Case(
+        lambda t: ["train", str(_cache_is_a_file(t)), "--data", "tinyshakespeare", "--set", "data.val_bytes=2048"],
+        ("AUNET_CACHE_DIR=", "cache-file: is a file, not a folder")),
+    "W&B online without an API key (a half-made run folder was left)": Case(
+        lambda t: _wandb(t, "online"), ("WANDB_MODE: online: W&B would log to its server, but no API key",)),
+    "an unknown W&B mode": Case(lambda t: _wandb(t, "onlin"), ("WANDB_MODE: 'onlin' is not a W&B mode",)),
     "caps that cannot fit in memory": Case(
         lambda t: ["train", "tiny-aunet1", "--set", "model.caps=[10000000000]", "--set", "train.max_steps=2",
                    "--set", "train.budget_flops=null"],
@@ -315,6 +439,22 @@ NUMBER_AND_FLAG_CASES = {
                                                                  "aunet2b": {"model": "tiny-aunet2",
                                                                              "family": "aunet2"}})), "--no-probe"],
         ("families.aunet2b: same family 'aunet2' and variant ''",)),
+    "sweep run --workers 0 (it became 1)": Case(
+        lambda t: ["sweep", "run", str(sweep_file(t)), "--workers", "0"], ("--workers 0: must lie in 1..",)),
+    "sweep run --workers 1e6": Case(
+        lambda t: ["sweep", "run", str(sweep_file(t)), "--workers", "1000000"],
+        ("--workers 1000000: must lie in 1..",)),
+    "sweep slurm --partition with a newline (it injected lines into the script)": Case(
+        lambda t: ["sweep", "slurm", str(sweep_file(t)), "--partition", "gpu\n#SBATCH --uid=0"],
+        ("--partition 'gpu\\n#SBATCH --uid=0': not a partition name",)),
+    "sweep slurm --array 1e6": Case(lambda t: ["sweep", "slurm", str(sweep_file(t)), "--array", "1000000"],
+                                    ("--array 1000000", "expected 1..1000 tasks",)),
+    "a tuning grid of 1e8 trials (memory grew without bound)": Case(
+        lambda t: ["sweep", "tune", str(sweep_file(t, tune={"trials": 100000000, "lr": [1.0e-3, 1.0e-2],
+                                                            "batch_bytes": 512, "sampler": "grid"}))],
+        ("tune.trials: 100000000: must lie in 1..10000",)),
+    "eval --tasks '' (it ran every task)": Case(lambda t: ["eval", str(t), "--tasks", ""],
+                                                ("--tasks '': no task names",)),
     # generate, eval, analyze flags.
     "generate with a prompt of invalid UTF-8": Case(
         lambda t: ["generate", str(t), "--prompt", "abc\udcff"], ("--prompt: not valid UTF-8 (byte 3)",)),
@@ -326,6 +466,14 @@ NUMBER_AND_FLAG_CASES = {
         lambda t: ["analyze", str(t), "--param", "n_boot=-5"], ("--param n_boot=-5: must be at least 1",)),
     "analyze with a parameter no notebook has": Case(
         lambda t: ["analyze", str(t), "--param", "n_bot=50"], ("--param n_bot: no parameter", "did you mean n_boot?")),
+    "analyze with 1e8 bootstrap resamples": Case(
+        lambda t: ["analyze", str(t), "--param", "n_boot=100000000"], ("--param n_boot=100000000: must be at most",)),
+    "analyze with curves drawn 1e9 decades out": Case(
+        lambda t: ["analyze", str(t), "--param", "extrapolate_decades=1.0e+9"],
+        ("--param extrapolate_decades=1000000000.0: must be at most 6",)),
+    "analyze with a gain at a negative compute": Case(
+        lambda t: ["analyze", str(t), "--param", "gain_at=[1.0e+12, -5]"],
+        ("--param gain_at: -5 is not a positive finite number",)),
     "analyze with a parameter of the wrong type": Case(
         lambda t: ["analyze", str(t), "--param", "n_boot=lots"], ("--param n_boot='lots': expected int",)),
     "analyze of a table without the loss column (it exited 0 with no plots)": Case(
@@ -335,6 +483,8 @@ NUMBER_AND_FLAG_CASES = {
 
 
 CATALOGUE = {**CONFIG_CASES, **RUN_FOLDER_CASES, **NUMBER_AND_FLAG_CASES}
+# Environment variables a case may set for its command.
+CASE_ENVIRONMENT = ("AUNET_DATA_DIR", "AUNET_CACHE_DIR", "WANDB_MODE", "WANDB_API_KEY", "NETRC")
 
 
 @pytest.fixture(scope="module")
@@ -348,8 +498,11 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, monk
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)  # default results folders would land here
-    monkeypatch.setenv("AUNET_DATA_DIR", os.environ.get("AUNET_DATA_DIR", ""))  # a case may point it elsewhere
-    monkeypatch.setenv("AUNET_CACHE_DIR", os.environ.get("AUNET_CACHE_DIR", "cache"))  # so may it this one
+    for name in CASE_ENVIRONMENT:  # a case may change these; each is restored after it
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
     argv = spec.build(work, request.getfixturevalue("runs")) if spec.runs else spec.build(work)
     before = snapshot(work)
     capsys.readouterr()
@@ -415,6 +568,10 @@ def test_a_second_process_cannot_train_into_a_run_folder_in_use(tmp_path, capsys
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1, err
         assert f"error: {run_dir}: another process is training this run" in err, err
+        # Without --resume too: the advice was "pass --resume", which would then have been refused as above.
+        assert main(["train", str(config), "--run-dir", str(run_dir)]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {run_dir}: another process is training this run" in err and "pass --resume" not in err, err
         assert snapshot(tmp_path) == before
     finally:
         holder.kill()  # SIGKILL: the kernel drops the lock with the process
@@ -592,3 +749,24 @@ def test_a_bad_config_is_refused_before_torch_is_imported(where, tmp_path):
                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert "aliases expand to" in out.stderr, out.stderr[-2000:]
     assert out.stderr.strip().splitlines()[-1] == "False 2", out.stderr[-2000:]
+
+
+def test_a_crash_of_an_evaluation_is_one_line_with_its_traceback_kept(tmp_path, capsys, monkeypatch, runs):
+    """Whatever escapes an evaluation (an I/O or CUDA error, a bug) ends it with one line naming the error and the
+    file that keeps the traceback, exit 1; nothing is written into the run folder."""
+    from aunet.evaluation import evaluate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered (test double)\nsecond line")
+
+    monkeypatch.setattr(evaluate, "evaluate_loaded", broken)
+    run_dir, _ = copy_run(runs.done, tmp_path)
+    before = snapshot(run_dir)
+    assert main(["eval", str(run_dir), "--bpb", str(tmp_path / "run.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: evaluation of {run_dir} failed: RuntimeError: CUDA "
+                                                    "error: an illegal memory access"), err
+    traceback_file = Path(err.rsplit("the traceback is in ", 1)[1].strip())
+    assert "Traceback" in traceback_file.read_text() and "second line" in traceback_file.read_text()
+    traceback_file.unlink()
+    assert snapshot(run_dir) == before

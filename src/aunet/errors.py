@@ -58,6 +58,12 @@ class RunError(UserError):
     """A training run that cannot start or continue (mismatched checkpoint, finished run, non-finite loss)."""
 
 
+class DivergedError(RunError):
+    """A NaN or infinity in a training loss, a validation metric or the weights at a checkpoint: the run stops there,
+    is recorded as diverged (``failure.json``), and no summary is written, so no number of it can pass for a
+    result. The message names where the value appeared and the step."""
+
+
 class StateError(UserError):
     """A file the suite wrote earlier (checkpoint, summary, plan, sweep table, queue) that is truncated or garbled;
     the message names the file and what to delete or rerun. Never repaired silently: a run is never restarted
@@ -93,3 +99,16 @@ class RunStopped(Exception):
     def __init__(self, message: str, step: int | None = None) -> None:
         super().__init__(message)
         self.step = step
+
+
+def save_traceback(exc: BaseException, command: str) -> str:
+    """Write the traceback of ``exc`` to a new file in the system's temporary folder and return its path: a crash is
+    reported in one line, and the traceback (for a bug report) is kept there rather than flooding the terminal."""
+    import os
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix=f"aunet-{command}-", suffix=".traceback.txt")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    return path

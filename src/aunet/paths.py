@@ -33,5 +33,15 @@ def data_dir(required: bool = True) -> Path | None:
 
 def cache_dir() -> Path:
     """Where trained tokenizers and other derived files are cached: ``AUNET_CACHE_DIR``, else ``./cache`` (never
-    the read-only data directory)."""
-    return Path(os.environ.get(CACHE_DIR_ENV, "cache")).expanduser()
+    the read-only data directory). A UserError when it is a file, or lies below one (it could never be created: the
+    tokenizer's save failed with a traceback after minutes of training it)."""
+    value = os.environ.get(CACHE_DIR_ENV, "cache")
+    path = Path(value).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent and str(existing) not in ("", "."):
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == path else f"lies below {existing}, a file"
+        raise UserError(f"{CACHE_DIR_ENV}={value}: {where}, not a folder; point it at a folder (created when "
+                        "missing)")
+    return path

@@ -4,7 +4,7 @@ It is PyYAML's ``SafeLoader`` (no tag builds a Python object) with three refusal
 each a one-line :class:`~aunet.errors.ConfigError`:
 
 - **duplicate keys** in a mapping, naming both lines: PyYAML keeps the last one silently, so a second ``train:``
-  block would replace the first without a word;
+  block would replace the first without a word; two merge keys ``<<:`` in one mapping likewise;
 - **alias bombs**: anchors and aliases are shared in memory, but anything that walks the value (validation, an
   error message, a fingerprint) walks every reference. The composed node graph is measured before anything is
   constructed, and a document whose aliases expand to more than :data:`MAX_VALUES` values, or that refers to
@@ -35,8 +35,14 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, MappingNode):
             seen: dict[Any, int] = {}
+            merge_line: int | None = None
             for key_node, _ in node.value:
                 if key_node.tag == _MERGE_TAG:
+                    line = key_node.start_mark.line + 1
+                    if merge_line is not None:  # PyYAML keeps the last merge silently, dropping the first's keys
+                        raise ConfigError("", f"line {line}: a second merge key '<<' in one mapping (first at line "
+                                              f"{merge_line}); merge both in one: <<: [*first, *second]")
+                    merge_line = line
                     continue
                 key = self.construct_object(key_node, deep=True)
                 line = key_node.start_mark.line + 1

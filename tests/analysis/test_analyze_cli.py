@@ -40,10 +40,42 @@ def test_analyze_reports_a_failing_notebook_and_exits_1(scaling_results, tmp_pat
     monkeypatch.setenv("AUNET_ANALYSIS_DIR", str(broken))
     results = tmp_path / "results"
     shutil.copytree(scaling_results, results)
-    code = main(["analyze", str(results), "--notebooks", "scaling"])
+    # The fits of an earlier analysis: printed after this one failed, as if current, before.
+    (results / "fits.json").write_text(json.dumps({"scaling": {"families": {"bpe": {"alpha": 0.123456}}}}))
+    code = main(["analyze", str(results), "--notebooks", "scaling", "--no-reference"])
     out = capsys.readouterr().out
     assert code == 1 and "FAILED: ValueError: no luck" in out
     assert (results / "notebooks" / "scaling.ipynb").is_file()  # kept, with the error, for reading
+    assert "0.123" not in out and "alpha: not fitted by this analysis (the scaling notebook failed)" in out, out
+
+
+def test_rows_marked_finished_without_a_usable_result_are_listed_never_dropped_silently(scaling_results, tmp_path,
+                                                                                       monkeypatch, capsys):
+    """Ten NaN rows of a hand-edited table changed BPE's fitted exponent from 0.12 to 0.047 without a note: rows
+    marked finished whose val_bpb is not a positive finite number are named by `aunet analyze`, left out of every
+    notebook (tables.finished) and of the finished counts."""
+    import pandas as pd
+
+    from aunet.analysis import notebooks, tables
+
+    results = tmp_path / "results"
+    shutil.copytree(scaling_results, results)
+    runs = pd.read_csv(results / "runs.csv")
+    bpe = runs.index[(runs["family"] == "bpe") & (runs["status"] == "finished")]
+    runs["val_bpb"] = runs["val_bpb"].astype(object)
+    runs.loc[bpe[0], "val_bpb"], runs.loc[bpe[1], "val_bpb"] = "NaN", -1.0
+    runs.to_csv(results / "runs.csv", index=False)
+    monkeypatch.setattr(notebooks, "execute_notebook",
+                        lambda name, *a, **k: notebooks.NotebookRun(name, None, 0.0, None))
+    assert main(["analyze", str(results), "--notebooks", "scaling", "--no-reference"]) == 0
+    out = capsys.readouterr().out
+    first, second = runs.loc[bpe[0], "run_id"], runs.loc[bpe[1], "run_id"]
+    assert f"excluded 2 row(s) marked finished whose numbers cannot be results: {first} (val_bpb nan); {second} " \
+           "(val_bpb -1.0)" in out, out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.split()}
+    assert lines["bpe"].split()[1] == "2/5", out  # 4 finished in the table, 2 of them usable
+    done = tables.finished(tables.read_runs(results))
+    assert first not in set(done["run_id"]) and second not in set(done["run_id"])
 
 
 @pytest.mark.parametrize("args, message", [

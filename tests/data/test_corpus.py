@@ -189,3 +189,60 @@ def test_large_file_hashes_are_remembered_in_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(corpus_module, "_FILE_HASHES", {})
     records[0].write_text("f" * 10)
     assert CorpusSource(str(big)).fingerprint() == first
+
+
+def test_a_recursive_glob_over_a_link_loop_ends(tmp_path):
+    """Links back to a parent folder (two of them: the walk of glob.glob grew exponentially and never ended, without a
+    word): each real folder is walked once, and the listing ends with the one file there is."""
+    import threading
+
+    (tmp_path / "corpus" / "a").mkdir(parents=True)
+    (tmp_path / "corpus" / "a" / "doc.txt").write_text("one document")
+    (tmp_path / "corpus" / "a" / "up").symlink_to(tmp_path / "corpus")
+    (tmp_path / "corpus" / "a" / "top").symlink_to(tmp_path)
+    found: list = []
+    worker = threading.Thread(target=lambda: found.append(CorpusSource(str(tmp_path / "corpus" / "**" / "*.txt"))
+                                                          .files()), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "the glob did not end"
+    assert found == [[tmp_path / "corpus" / "a" / "doc.txt"]]
+
+
+def test_a_glob_matches_what_glob_matches_without_loops(tmp_path, monkeypatch):
+    import glob as stdlib
+
+    from aunet.data.corpus import _glob
+
+    for rel in ("a/x.txt", "a/b/y.txt", "a/.hidden/z.txt", "c/w.jsonl", ".top/v.txt", "u.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("text")
+    monkeypatch.chdir(tmp_path)
+    patterns = ("**/*.txt", "a/**/*.txt", "*/*.jsonl", "*.txt", "a/*", "[ac]/*.*", "**", str(tmp_path / "**/*.txt"))
+    for pattern in patterns:
+        expected = sorted({os.path.normpath(m) for m in stdlib.glob(pattern, recursive=True)})
+        assert sorted({os.path.normpath(m) for m in _glob(pattern)}) == expected, pattern
+
+
+def test_a_document_too_large_to_encode_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """A document is encoded whole (about 48 bytes of memory per byte): one larger than this machine can take is
+    refused naming the file (and line, or row), instead of the training process dying of memory."""
+    from aunet.data import corpus
+
+    monkeypatch.setattr(corpus, "_machine_memory", lambda: 48 * 1000)  # a machine that encodes 1000 bytes at most
+    (tmp_path / "big.txt").write_bytes(b"x" * 5000)
+    reads = []
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or b"")
+    with pytest.raises(DataError, match=r"big.txt: a document of .* MiB or more; encoding it whole .* split it"):
+        list(CorpusSource(tmp_path / "big.txt").documents())
+    assert reads == []  # refused from its size
+    monkeypatch.undo()
+    monkeypatch.setattr(corpus, "_machine_memory", lambda: 48 * 1000)
+    write_jsonl(tmp_path / "rows.jsonl", [{"text": "small"}, {"text": "y" * 5000}])
+    with pytest.raises(DataError, match=r"rows.jsonl:2: a document of"):
+        list(CorpusSource(tmp_path / "rows.jsonl").documents())
+    write_parquet(tmp_path / "rows.parquet", ["small", "z" * 5000])
+    with pytest.raises(DataError, match=r"rows.parquet: row 1: a document of"):
+        list(CorpusSource(tmp_path / "rows.parquet").documents())
+    (tmp_path / "ok.txt").write_bytes(b"x" * 900)
+    assert [len(d.data) for d in CorpusSource(tmp_path / "ok.txt").documents()] == [900]

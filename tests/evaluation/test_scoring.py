@@ -182,3 +182,17 @@ def test_learned_chunking_scores_equal_a_direct_forward_per_pair():
             logp = loaded.model(torch.tensor([[256, *body[:-1]]]), use_caps=False)[0].double().log_softmax(-1)
         expected = float(logp[torch.arange(start, len(body)), torch.tensor(list(body))[start:]].sum())
         assert ll == pytest.approx(expected, abs=2e-4)
+
+
+def test_outputs_that_are_not_finite_stop_the_scoring_with_no_score(tmp_path):
+    """An infinity among the logits (a bf16 overflow) makes every log-probability of its row NaN: the scoring stops
+    with one line instead of returning NaN (printed as a score and written into scores.json before)."""
+    from aunet.evaluation.errors import EvalError
+    from aunet.evaluation.evaluate import bits_per_byte_of
+
+    loaded = unigram_loaded(max_len=64)
+    loaded.model.table[7] = float("inf")
+    path = tmp_path / "doc.txt"
+    path.write_text("Some text to score. " * 5, encoding="utf-8")
+    with pytest.raises(EvalError, match="the model's outputs are not finite"):
+        bits_per_byte_of(loaded, {"doc": path})

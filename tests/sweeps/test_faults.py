@@ -17,14 +17,13 @@ import torch
 import aunet.io
 from aunet.cli import main
 from aunet.errors import RunStopped
-from aunet.io import atomic_write_json
 from aunet.sweeps.driver import enqueue, run_sweep
 from aunet.sweeps.plan import plan_sweep
 from aunet.sweeps.runner import open_storage, open_study, run_worker, waiting_count
 from aunet.sweeps.spec import load_sweep
 from aunet.sweeps.table import COLUMNS, refresh_table
 from aunet.training.run import train as REAL_TRAIN
-from tests.sweeps.helpers import write_sweep
+from tests.sweeps.helpers import stand_in_summary, write_sweep
 
 
 def table(path: Path) -> list[dict[str, str]]:
@@ -39,8 +38,7 @@ def logged_train(log_dir: Path, pause: float = 0.0):
         with open(log_dir / "started", "a") as handle:
             handle.write(f"{os.getpid()} {run_dir.name}\n")
         time.sleep(pause)
-        summary = {"run_id": run_dir.name, "val_bpb": 1.0, "params": 1, "flops_spent": 1.0}
-        atomic_write_json(run_dir / "summary.json", summary)
+        summary = stand_in_summary(run_dir, config)
         with open(log_dir / "finished", "a") as handle:
             handle.write(f"{os.getpid()} {run_dir.name}\n")
         return summary
@@ -160,15 +158,17 @@ def test_oom_and_nan_runs_are_recorded_the_sweep_goes_on_and_retry_failed_retrie
     out = capsys.readouterr().out
     rows = {r["family"]: r for r in table(tmp_path / "results" / "micro" / "runs.csv")}
     assert rows["bpe"]["status"] == "failed" and rows["bpe"]["error"].startswith("OutOfMemoryError: CUDA out of")
-    assert rows["aunet2"]["status"] == "failed" and "RunError: training loss became nan" in rows["aunet2"]["error"]
-    assert "failed bpe-" in out and "failed aunet2-" in out
+    # A NaN is recorded as a divergence (failure.json and the table), never as a finished run.
+    assert rows["aunet2"]["status"] == "diverged"
+    assert "DivergedError: training loss became nan" in rows["aunet2"]["error"]
+    assert "failed bpe-" in out and "diverged aunet2-" in out
     failure = json.loads((Path(rows["bpe"]["run_dir"]) / "failure.json").read_text())
     assert "Traceback" in failure["traceback"] and failure["host"]
 
     monkeypatch.setattr(aunet.training.run, "train", failing_train({}))  # the memory is there now
     assert main(["sweep", "run", str(path)]) == 0  # without --retry-failed, failed runs stay failed
     failed = [r["status"] for r in table(tmp_path / "results" / "micro" / "runs.csv")]
-    assert set(failed) == {"failed"}
+    assert set(failed) == {"failed", "diverged"}
     capsys.readouterr()
     assert main(["sweep", "slurm", str(path)]) == 0  # nor does a SLURM sweep enqueue them...
     assert "0 run(s) enqueued" in capsys.readouterr().out
@@ -178,7 +178,7 @@ def test_oom_and_nan_runs_are_recorded_the_sweep_goes_on_and_retry_failed_retrie
     rows = {r["family"]: r for r in table(tmp_path / "results" / "micro" / "runs.csv")}
     assert rows["bpe"]["status"] == "finished" and float(rows["bpe"]["val_bpb"]) > 0
     assert not (Path(rows["bpe"]["run_dir"]) / "failure.json").exists()
-    assert rows["aunet2"]["status"] == "failed" and "nan" in rows["aunet2"]["error"]  # still diverges: recorded
+    assert rows["aunet2"]["status"] == "diverged" and "nan" in rows["aunet2"]["error"]  # still diverges: recorded
 
 
 def test_a_pre_empted_worker_requeues_its_run_and_exits_cleanly(tmp_path, data_dir, monkeypatch, capsys):
@@ -291,3 +291,24 @@ def test_a_garbled_run_summary_is_a_failed_row_naming_it_never_a_silent_restart(
     assert broken["status"] == "failed" and f"{summary}: unreadable" in broken["error"], broken
     assert len(summary.read_text()) == 30  # left for the user to look at, never overwritten by a restarted run
     assert sum(r["status"] == "finished" for r in rows.values()) == 1
+
+
+def test_a_run_folder_copied_over_another_runs_is_a_failed_row_never_that_runs_result(tmp_path, data_dir):
+    """One finished run's folder copied over another run id's: the table put the other run's parameters, bits per
+    byte and FLOPs into this run's row. A record is tabled only as the run its config fingerprint names."""
+    import shutil
+
+    path, log, fake = logged_sweep(tmp_path)
+    plan = plan_sweep(load_sweep(path))
+    table_path = run_sweep(plan, train_fn=fake)["table"]
+    source, target = (Path(r["run_dir"]) for r in table(table_path)[:2])
+    shutil.rmtree(target)
+    shutil.copytree(source, target)
+    rows = {r["run_id"]: r for r in table(refresh_table(plan.results_dir))}
+    copied = rows[target.name]
+    assert copied["status"] == "failed" and copied["val_bpb"] == "" and copied["flops_spent"] == ""
+    assert f"{target / 'summary.json'}: the record of another run" in copied["error"], copied
+    assert rows[source.name]["status"] == "finished"
+    (target / "summary.json").write_text(json.dumps({}))  # a record of nothing is no result either
+    copied = {r["run_id"]: r for r in table(refresh_table(plan.results_dir))}[target.name]
+    assert copied["status"] == "failed" and "not a usable run record (no run_id" in copied["error"], copied

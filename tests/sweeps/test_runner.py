@@ -14,12 +14,11 @@ from pathlib import Path
 import optuna
 
 from aunet.cli import main
-from aunet.io import atomic_write_json
 from aunet.sweeps.driver import enqueue, run_sweep
 from aunet.sweeps.plan import plan_sweep
 from aunet.sweeps.runner import open_storage, open_study, run_worker
 from aunet.sweeps.spec import load_sweep
-from tests.sweeps.helpers import write_sweep
+from tests.sweeps.helpers import stand_in_summary, write_sweep
 
 
 def table(path: Path) -> list[dict[str, str]]:
@@ -36,10 +35,7 @@ def fake_train(log: Path, fail: set[str] = frozenset(), pause: float = 0.0):
         time.sleep(pause)
         if run_dir.name.split("-")[0] in fail:
             raise RuntimeError("loss became nan (test double)")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        summary = {"run_id": run_dir.name, "val_bpb": 1.0, "params": 1, "flops_spent": 1.0}
-        atomic_write_json(run_dir / "summary.json", summary)
-        return summary
+        return stand_in_summary(run_dir, config)
 
     return train
 
@@ -170,7 +166,7 @@ def test_a_run_finished_while_waiting_for_its_lock_is_not_trained_again(tmp_path
 
     run_dir = tmp_path / "runs" / "aunet2-race"
     run_dir.mkdir(parents=True)
-    atomic_write_json(run_dir / "summary.json", {"val_bpb": 1.5})
+    stand_in_summary(run_dir, val_bpb=1.5)
     real, checks = runner._finished, []
 
     def finished_after_first_check(d: Path) -> bool:  # unfinished when first looked at, finished under the lock
@@ -202,3 +198,20 @@ def test_a_trial_popped_twice_does_not_stop_the_worker(tmp_path, monkeypatch):
     monkeypatch.setattr("aunet.sweeps.runner.waiting_count", lambda s: next(waiting))
     monkeypatch.setattr("aunet.sweeps.runner.requeue_stale_trials", lambda s, g: [])
     assert run_worker(study, fake_train(tmp_path / "log.txt")) == 2 and len(calls) == 2
+
+
+def test_no_more_worker_processes_are_started_than_runs_wait(tmp_path, data_dir, monkeypatch):
+    """`sweep run --workers N` started N processes (each importing torch) even with nothing to run."""
+    from aunet.sweeps import driver
+
+    spawned = []
+    monkeypatch.setattr(driver, "spawn_workers", lambda url, name, workers: spawned.append(workers))
+    plan = plan_sweep(load_sweep(write_sweep(tmp_path)))
+    log = tmp_path / "log.txt"
+    run_sweep(plan, workers=3, train_fn=fake_train(log))
+    assert spawned == [3]  # four runs wait: three workers
+    rows = table(run_sweep(plan, workers=1, train_fn=fake_train(log))["table"])  # the stand-in spawns nothing
+    assert {r["status"] for r in rows} == {"finished"}
+    spawned.clear()
+    run_sweep(plan, workers=3, train_fn=fake_train(log))  # nothing waits: no process
+    assert spawned == []

@@ -113,3 +113,20 @@ def test_retry_failed_enqueues_failed_runs_again(tmp_path, data_dir, cluster, ca
     journal.unlink()
     assert main(["sweep", "slurm", str(path), "--retry-failed"]) == 0
     assert "4 run(s) enqueued" in capsys.readouterr().out  # ...unless asked, as with `aunet sweep run`
+
+
+def test_the_script_names_its_queue_by_an_absolute_path(tmp_path, data_dir, cluster, monkeypatch):
+    """A sweep planned from a relative results folder: the worker of the script starts wherever SLURM puts it, and a
+    relative journal there was a new, empty queue (the worker found nothing to train)."""
+    from aunet.sweeps.slurm import absolute_storage_url
+
+    cluster(fail=True)
+    path = write_sweep(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "slurm", str(path), "--results", "rel-results"]) == 0
+    script = (tmp_path / "rel-results" / "micro" / "sweep.sbatch").read_text()
+    journal = tmp_path / "rel-results" / "micro" / "optuna.journal"
+    assert f"--storage journal:{journal.resolve()} " in script and journal.is_file()
+    assert absolute_storage_url("sqlite:///q.db") == f"sqlite:///{tmp_path.resolve() / 'q.db'}"
+    assert absolute_storage_url("sqlite:////abs/q.db") == "sqlite:////abs/q.db"
+    assert absolute_storage_url("postgresql://host/db") == "postgresql://host/db"

@@ -7,8 +7,12 @@ The fixtures were written by ``python -m tests.training.test_legacy --write`` on
 * ``legacy-run/``: the AU-Net run's folder as a crash after the checkpoint of step 4 left it (no summary);
 * ``legacy-summary.json``: the finished AU-Net run's ``summary.json``.
 
-The same seed on the CPU must give bit-identical losses and weights, the old checkpoint must resume to the weights of
-the uninterrupted run, and the old summary must load.
+The same seed must give the recorded losses and bits per byte, the old checkpoint must resume to the recorded result,
+and the old summary must load. Across machines within a tolerance (:data:`RTOL`), never bit for bit: the fixtures
+were recorded on the developers' CPU, and another CPU (an Intel Xeon with AVX-512, one thread) rounds a sum in
+another order, so its fourth loss differed in the 7th digit and its weights hash entirely. Bit identity is a
+same-machine property, tested on the machine that runs the tests (a resumed run against an uninterrupted one,
+``tests/training/test_run.py::test_killed_and_resumed_run_equals_an_uninterrupted_one``).
 """
 
 from __future__ import annotations
@@ -35,18 +39,45 @@ KEPT = ("config.yaml", "metrics.csv", "checkpoints/last.ckpt", "logs/segments.js
         "logs/version_0/metrics.csv", "logs/version_0/hparams.yaml")
 
 
+# Relative tolerance of numbers compared with fixtures recorded on another machine: floating-point sums reordered by
+# another CPU's vector width differ in the 7th digit after a few steps (8.6e-8 relative seen); a change of the code's
+# numerics (another initialisation, loss or schedule) moves them in the 2nd or 3rd.
+RTOL = 1e-5
+
+
 def numerics(run_dir: Path, summary: dict) -> dict:
     with open(run_dir / "metrics.csv", newline="") as handle:
         losses = [float(r["train/loss"]) for r in csv.DictReader(handle) if r.get("train/loss")]
     return {"train_loss": losses, "val_bpb": summary.val_bpb, "weights_sha256": summary.weights_sha256}
 
 
-def test_training_numerics_are_bit_identical(tmp_path, data_dir):
+def same_numerics(measured: dict, recorded: dict) -> bool:
+    """Whether ``measured`` losses and bits per byte are ``recorded``'s within :data:`RTOL` (the weights hash is not
+    compared: it differs with any last bit, and on another CPU it does)."""
+    return (len(measured["train_loss"]) == len(recorded["train_loss"])
+            and measured["train_loss"] == pytest.approx(recorded["train_loss"], rel=RTOL)
+            and measured["val_bpb"] == pytest.approx(recorded["val_bpb"], rel=RTOL))
+
+
+def test_the_comparison_takes_another_cpus_rounding_and_not_another_result():
+    """The rounding of another CPU (each number off in its 7th digit) passes; a change in the 4th digit does not."""
+    recorded = json.loads((FIXTURES / "legacy_numerics.json").read_text())["aunet2"]
+
+    def scaled(factor: float) -> dict:
+        return {"train_loss": [x * factor for x in recorded["train_loss"]], "val_bpb": recorded["val_bpb"] * factor,
+                "weights_sha256": "another CPU's hash"}
+
+    assert same_numerics(scaled(1 + 1e-7), recorded) and same_numerics(scaled(1 - 1e-7), recorded)
+    assert not same_numerics(scaled(1 + 1e-4), recorded)
+    assert not same_numerics({**recorded, "train_loss": recorded["train_loss"][:-1]}, recorded)
+
+
+def test_training_numerics_match_the_record(tmp_path, data_dir):
     recorded = json.loads((FIXTURES / "legacy_numerics.json").read_text())
     for name, model in MODELS.items():
         summary = train(tiny_run(tmp_path / name, model=model, train={"log_every_steps": 1}, data=STREAMED))
         run_dir = tmp_path / name / "runs" / summary.run_id
-        assert numerics(run_dir, summary) == recorded[name], name
+        assert same_numerics(numerics(run_dir, summary), recorded[name]), (name, numerics(run_dir, summary))
 
 
 def test_a_checkpoint_of_the_old_code_resumes(tmp_path, data_dir):
@@ -54,8 +85,8 @@ def test_a_checkpoint_of_the_old_code_resumes(tmp_path, data_dir):
     run = tiny_run(tmp_path, model=LEGACY_AUNET, train={"log_every_steps": 1}, data=STREAMED)
     shutil.copytree(FIXTURES / "legacy-run", tmp_path / "runs" / run.run_id())
     resumed = train(run, resume=True)
-    assert resumed.weights_sha256 == recorded["aunet2"]["weights_sha256"]
-    assert resumed.val_bpb == recorded["aunet2"]["val_bpb"]
+    run_dir = tmp_path / "runs" / run.run_id()
+    assert same_numerics(numerics(run_dir, resumed), recorded["aunet2"]), numerics(run_dir, resumed)
 
 
 class _Crash(Exception):

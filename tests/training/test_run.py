@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -103,10 +104,102 @@ def test_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path, data_dir
     cfg.write_text(json.dumps(run.to_dict()))
     code = main(["train", str(cfg)])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "loss became nan" in err
+    # The validation after the step that broke the weights sees it first (its NaN losses are counted, not dropped),
+    # else the next step's training loss.
+    assert code == 2 and err.count("\n") == 1 and ("loss became nan" in err or "non-finite" in err), err
     run_dir = tmp_path / "runs" / run.run_id()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "summary.json").exists()
     torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert json.loads((run_dir / "failure.json").read_text())["status"] == "diverged"
+
+
+def test_weights_that_go_nan_after_the_last_loss_are_caught_by_validation_and_never_a_result(tmp_path, data_dir,
+                                                                                             capsys):
+    """One step with an LR at the edge of float32: the step's loss is finite (computed before the update), the update
+    makes the weights infinite. Validation's NaN losses were dropped (torchmetrics' default), so the run finished with
+    val_bpb 0.0000: the best result of any sweep. Now: one line, exit 2, the run recorded as diverged, no summary."""
+    run = tiny_run(tmp_path, train={"lr": 3e38, "max_steps": 1, "val_every_steps": 1, "warmup_steps": 0},
+                   data={"val_bytes": 512})
+    cfg = tmp_path / "edge.yaml"
+    cfg.write_text(json.dumps(run.to_dict()))
+    code = main(["train", str(cfg)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "error: validation at step 1:" in err and "non-finite next-unit loss(es), val/loss nan" in err, err
+    run_dir = tmp_path / "runs" / run.run_id()
+    assert not (run_dir / "summary.json").exists()
+    failure = json.loads((run_dir / "failure.json").read_text())
+    assert failure["status"] == "diverged" and failure["error"].startswith("DivergedError: validation at step 1")
+    logged = rows(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else []
+    assert not any(r["val/bpb"] for r in logged)  # no validation value reached the records
+
+
+def test_a_checkpoint_of_weights_that_are_not_finite_is_never_saved(tmp_path):
+    """The last line of defence (a stop on SIGTERM saves without a validation first): save_checkpoint refuses
+    non-finite weights, naming the parameter and the step, and writes nothing."""
+    from types import SimpleNamespace
+
+    from aunet.errors import DivergedError
+    from aunet.training.callbacks import save_checkpoint
+
+    module = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        module.bias[1] = float("inf")
+    saved = []
+    trainer = SimpleNamespace(lightning_module=module, global_step=7, is_global_zero=True,
+                              save_checkpoint=lambda path, weights_only: saved.append(path))
+    with pytest.raises(DivergedError, match=r"weights became non-finite at step 7 \(bias\)"):
+        save_checkpoint(trainer, tmp_path / "last.ckpt")
+    assert saved == [] and list(tmp_path.iterdir()) == []
+
+
+# A training command whose checkpoint save of step 4 raises (an I/O error, as when the run folder is removed while the
+# run trains), with one DataLoader worker. Before, the traceback was printed and the process never ended: its exit
+# waited on the worker (alive, referenced by the traceback), which ignores SIGTERM, while the worker waited for it.
+INJECT = """
+import sys, time
+from pathlib import Path
+from aunet.training.callbacks import LastCheckpoint
+
+save = LastCheckpoint._save
+
+def failing_save(self, trainer):
+    if trainer.global_step >= 4:
+        Path(sys.argv[1]).write_text(repr(time.time()))
+        raise OSError(5, "injected fault (an I/O error at a checkpoint)")
+    return save(self, trainer)
+
+LastCheckpoint._save = failing_save
+from aunet.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_an_exception_escaping_training_with_a_worker_ends_the_process_at_once(tmp_path, data_dir):
+    run = tiny_run(tmp_path, train={"max_steps": 50, "val_every_steps": 2}, data={"num_workers": 1,
+                                                                                "val_bytes": 512})
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(json.dumps(run.to_dict()))
+    raised = tmp_path / "raised"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", INJECT, str(raised), "train", str(cfg)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)  # the main process and its worker
+        proc.communicate()
+        pytest.fail("the process did not end after the exception (it waits on its DataLoader worker)")
+    ended = time.time()
+    assert raised.is_file(), err[-2000:]
+    assert ended - float(raised.read_text()) < 30, "the process took too long to end after the exception"
+    assert proc.returncode == 1 and err.count("\n") == 1, err[-2000:]
+    run_dir = tmp_path / "runs" / run.run_id()
+    assert err.startswith(f"error: run {run.run_id()} failed: OSError: [Errno 5] injected fault"), err
+    assert f"the traceback is in {run_dir / 'failure.json'}" in err
+    failure = json.loads((run_dir / "failure.json").read_text())
+    assert failure["status"] == "failed" and "injected fault" in failure["traceback"]
+    assert not (run_dir / "summary.json").exists()
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, data_dir):

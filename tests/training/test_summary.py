@@ -60,3 +60,34 @@ def test_the_writer_refuses_an_incomplete_record_and_the_readers_name_a_garbled_
     (tmp_path / "list.json").write_text("[1, 2]")
     with pytest.raises(StateError, match="not a run summary"):
         read_summary(tmp_path / "list.json")
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda raw: {}, "no run_id"),
+    (lambda raw: {**raw, "val_bpb": "1.2"}, "val_bpb is '1.2', expected a number"),
+    (lambda raw: {**raw, "val_bpb": float("nan")}, "val_bpb is nan, expected a finite number"),
+    (lambda raw: {**raw, "val_bpb": -0.5}, "val_bpb is -0.5, expected a number above 0"),
+    (lambda raw: {**raw, "steps": 2.5}, "steps is 2.5, expected an integer"),
+    (lambda raw: {**raw, "params": True}, "params is True, expected an integer"),
+    (lambda raw: {k: v for k, v in raw.items() if k != "val_loss"}, "no val_loss"),
+    (lambda raw: {**raw, "config_fingerprint": "abc"}, "config_fingerprint is 'abc', expected a sha256 digest"),
+    (lambda raw: {**raw, "status": "diverged"}, "status is 'diverged', expected 'finished'"),
+])
+def test_a_record_that_cannot_be_a_finished_runs_is_refused_naming_the_file(tmp_path, change, problem):
+    """A summary.json of {}, or with val_bpb a string, NaN or negative, was read as a finished run (and tabled):
+    now every reader gets a StateError naming the file and the field; the table shows the run as failed."""
+    raw = json.loads(FIXTURE.read_text())
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(change(raw)))  # json writes NaN as the bare token NaN, which Python reads back
+    with pytest.raises(StateError, match="summary.json: not a usable run record") as err:
+        read_summary(path)
+    assert problem in str(err.value)
+    assert load_summary(path) is None
+    read_summary(path, check=False)  # what a reader that needs no result may still take (analysis/reference)
+
+
+def test_the_writer_refuses_a_value_no_finished_run_has(tmp_path):
+    raw = json.loads(FIXTURE.read_text())
+    with pytest.raises(ValueError, match="val_bpb is nan"):
+        write_summary(tmp_path / "s.json", RunSummary.from_dict({**raw, "val_bpb": float("nan")}))
+    assert not (tmp_path / "s.json").exists()

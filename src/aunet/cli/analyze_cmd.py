@@ -63,8 +63,12 @@ def parse_notebooks(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-# Lower bounds of parameters beyond their type (a negative bootstrap count would still write a fits.json).
+# Bounds of parameters beyond their type, checked before any notebook runs: a negative bootstrap count still wrote a
+# fits.json; 1e8 bootstrap resamples or curves drawn 1e9 decades out ran until memory gave out inside a notebook.
 PARAM_MINIMUMS = {"n_boot": 1, "tolerance": 0.0, "extrapolate_decades": 0.0}
+PARAM_MAXIMUMS = {"n_boot": 100_000, "tolerance": 1.0, "extrapolate_decades": 6.0}
+# List parameters: their items' kind and the most items (compute values at which to report a gain).
+PARAM_LISTS = {"gain_at": 1000}
 
 
 def parse_params(items: list[str], notebooks: list[str] | None = None) -> dict[str, Any]:
@@ -115,9 +119,21 @@ def _check_param(name: str, value: Any, declared: dict[str, Any], notebooks: lis
     if not ok:
         raise UserError(f"--param {name}={excerpt(value)}: expected {type(default).__name__} like its default "
                         f"{default!r}" + (" (finite)" if isinstance(default, float) else ""))
-    minimum = PARAM_MINIMUMS.get(name)
+    minimum, maximum = PARAM_MINIMUMS.get(name), PARAM_MAXIMUMS.get(name)
     if minimum is not None and value < minimum:
         raise UserError(f"--param {name}={value}: must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise UserError(f"--param {name}={value}: must be at most {maximum:g}")
+    if name in PARAM_LISTS:
+        if not isinstance(value, list):
+            raise UserError(f"--param {name}={excerpt(value)}: expected a list like its default {default!r}, e.g. "
+                            "[9.0e+12]")
+        if len(value) > PARAM_LISTS[name]:
+            raise UserError(f"--param {name}: {len(value)} values, at most {PARAM_LISTS[name]}")
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item) or item <= 0:
+                raise UserError(f"--param {name}: {excerpt(item)} is not a positive finite number (FLOPs); give a "
+                                "list such as [9.0e+12]")
 
 
 def _fmt(value: Any, spec: str = ".3g") -> str:
@@ -150,6 +166,22 @@ def family_summary(runs: Any, fits: dict[str, Any]) -> tuple[list[list[str]], li
             budget, loss = f"{top[budget_col].iloc[0]:.3g}", f"{top['val_bpb'].min():.4f}"
         rows.append([s, f"{len(done[done['series'] == s])}/{len(mine)}", alpha, budget, loss])
     return rows, ["family", "finished/runs", "alpha [95%]", "largest budget (FLOPs)", "val bpb there"]
+
+
+def excluded_rows(runs: Any, shown: int = 5) -> str:
+    """A line naming the rows of ``runs.csv`` that claim a result but cannot be one (a NaN or negative
+    ``val_bpb``, no compute: :func:`aunet.analysis.tables.invalid_results`); the notebooks leave them out, and this
+    says so instead of dropping them without a word. Empty when there are none."""
+    from aunet.analysis import tables
+
+    reasons = tables.invalid_results(runs)
+    bad = reasons[reasons != ""]
+    if bad.empty:
+        return ""
+    listed = "; ".join(f"{runs.loc[i, 'run_id'] or f'row {i + 2}'} ({reason})" for i, reason in bad.head(shown).items())
+    more = f"; and {len(bad) - shown} more" if len(bad) > shown else ""
+    return (f"excluded {len(bad)} row(s) marked finished whose numbers cannot be results: {listed}{more}; rebuild "
+            "runs.csv with aunet sweep run (or aunet sweep eval)")
 
 
 def reference_levels(results_dir: Path, runs: Any, max_order: int) -> str:
@@ -194,6 +226,9 @@ def run(args: argparse.Namespace) -> int:
     runs = tables.read_runs(results_dir)  # a missing folder or runs.csv fails here, before any kernel starts
     tables.check_columns(results_dir)
     print(f"analyzing {results_dir}: {len(runs)} runs, notebooks {', '.join(names)}")
+    excluded = excluded_rows(runs)
+    if excluded:
+        print(excluded)
     if not args.no_reference:
         print(reference_levels(results_dir, runs, args.reference_order))
     failed = []
@@ -204,9 +239,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:<16} {outcome.seconds:6.1f} s  {status}")
         if outcome.error is not None:
             failed.append(name)
-    rows, header = family_summary(runs, read_fits(results_dir))
+    # The fits shown are this analysis's only: a fits.json left by an earlier one, printed after the scaling notebook
+    # failed (or did not run), read as if current.
+    fresh = "scaling" in names and "scaling" not in failed
+    rows, header = family_summary(runs, read_fits(results_dir) if fresh else {})
     print()
     print(table(rows, header))
+    if not fresh:
+        print("alpha: not fitted by this analysis (the scaling notebook " + ("failed" if "scaling" in names else
+                                                                              "was not run") + "); fits.json is not "
+              "current")
     plots_dir = results_dir / "plots"
     n_plots = len(list(plots_dir.glob("*.png"))) if plots_dir.is_dir() else 0
     print()

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     from aunet.errors import UserError
     from aunet.evaluation.checkpoint import load_checkpoint
-    from aunet.evaluation.evaluate import evaluate_loaded, parse_bpb_args, split_suites
+    from aunet.evaluation.evaluate import check_eval_memory, evaluate_loaded, parse_bpb_args, split_suites
     from aunet.evaluation.tasks import DEFAULT_TASKS, parse_task_data
     from aunet.sweeps.table import refresh_tables_for_run
 
@@ -82,8 +82,11 @@ def run(args: argparse.Namespace) -> int:
                                ("--bpb-bytes", args.bpb_bytes, 1), ("--num-fewshot", args.num_fewshot, 0)):
         if value is not None and value < least:
             raise UserError(f"{flag} {value}: must be at least {least}")
-    if args.tasks:
+    if args.tasks is not None:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        if not tasks:  # before: '' was taken for "not given" and every default task ran
+            raise UserError(f"--tasks {args.tasks!r}: no task names; give comma-separated names (e.g. "
+                            f"{','.join(DEFAULT_TASKS)}), or leave --tasks out")
     else:
         tasks = [] if (args.bpb or args.suite) else list(DEFAULT_TASKS)
     suites = [s.strip() for item in args.suite for s in item.split(",") if s.strip()]
@@ -96,12 +99,25 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    loaded = load_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype)
-    result = evaluate_loaded(loaded, tasks, limit=args.limit, num_fewshot=args.num_fewshot,
-                             batch_size=args.batch_size, max_length=args.max_length, task_data=task_data,
-                             online=args.online, bpb=bpb, bpb_text_field=args.text_field,
-                             bpb_max_bytes=args.bpb_bytes, suites=suites, output_dir=args.output_dir,
-                             log_samples=args.log_samples, seed=args.seed, progress=True)
+    try:
+        loaded = load_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype)
+        check_eval_memory(loaded, args.batch_size, args.max_length)
+        result = evaluate_loaded(loaded, tasks, limit=args.limit, num_fewshot=args.num_fewshot,
+                                 batch_size=args.batch_size, max_length=args.max_length, task_data=task_data,
+                                 online=args.online, bpb=bpb, bpb_text_field=args.text_field,
+                                 bpb_max_bytes=args.bpb_bytes, suites=suites, output_dir=args.output_dir,
+                                 log_samples=args.log_samples, seed=args.seed, progress=True)
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a crash (I/O, CUDA, out of memory, a bug): one line, traceback kept
+        import sys
+
+        from aunet.errors import save_traceback
+
+        message = " ".join(str(exc).split())[:300]
+        print(f"error: evaluation of {args.checkpoint} failed: {type(exc).__name__}: {message}; the traceback is "
+              f"in {save_traceback(exc, 'eval')}", file=sys.stderr)
+        return 1
     width = max((len(k) for k in result["scores"]), default=0)
     for key, value in sorted(result["scores"].items()):
         if not key.endswith("_stderr"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -238,7 +239,18 @@ def _corpus_readable(spec) -> bool:
         return False
 
 
+def _check_workers(workers: int) -> None:
+    """``--workers``: at least one, at most one per core (each worker trains with its share of the cores; more only
+    slows them all, and 1e6 of them would exhaust the machine)."""
+    from aunet.errors import UserError
+
+    cores = os.cpu_count() or 1
+    if not 1 <= workers <= cores:
+        raise UserError(f"--workers {workers}: must lie in 1..{cores} (one worker per core of this machine at most)")
+
+
 def run_run(args: argparse.Namespace) -> int:
+    _check_workers(args.workers)  # before the plan: nothing is read or written for a bad flag
     plan = _plan(args)
     from aunet.sweeps.driver import run_sweep
 
@@ -266,8 +278,8 @@ def _print_status(table_path: Path | None) -> None:
     counts = Counter(r["status"] for r in rows)
     print(f"{table_path}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     for r in rows:
-        if r["status"] == "failed":
-            print(f"  failed {r['run_id']}: {r['error']}")
+        if r["status"] in ("failed", "diverged"):
+            print(f"  {r['status']} {r['run_id']}: {r['error']}")
 
 
 def run_worker_cmd(args: argparse.Namespace) -> int:
@@ -290,10 +302,12 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
 def run_slurm(args: argparse.Namespace) -> int:
     from aunet.errors import UserError
     from aunet.io import atomic_write_text
-    from aunet.sweeps.slurm import fit_resources, partition_offer, sbatch_script
+    from aunet.sweeps.slurm import MAX_ARRAY, MAX_HOURS, check_partition, fit_resources, partition_offer, sbatch_script
 
-    if args.array < 1 or not args.hours > 0:
-        raise UserError(f"--array {args.array} --hours {args.hours}: expected at least one task and a positive time")
+    if not 1 <= args.array <= MAX_ARRAY or not 0 < args.hours <= MAX_HOURS:
+        raise UserError(f"--array {args.array} --hours {args.hours}: expected 1..{MAX_ARRAY} tasks (SLURM's default "
+                        f"MaxArraySize) and a time in (0, {MAX_HOURS}] hours")
+    check_partition(args.partition)
     # Checked before anything is enqueued: a script whose tasks could never start is not written.
     cpus, gpus, notes = fit_resources(args.cpus, args.gpus, partition_offer(args.partition))
     for note in notes:
@@ -341,7 +355,10 @@ def run_eval(args: argparse.Namespace) -> int:
     from aunet.sweeps.evaluation import evaluate_sweep, saved_plan
 
     plan = saved_plan(spec, args.sweep)
-    tasks = args.tasks.split(",") if args.tasks else list(spec.eval.tasks)
+    if args.tasks is not None and not [t for t in args.tasks.split(",") if t.strip()]:
+        raise ConfigError("--tasks", f"{args.tasks!r}: no task names; give comma-separated names, or leave --tasks out "
+                                     "for the sweep's eval.tasks")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else list(spec.eval.tasks)
     if not tasks:
         raise ConfigError("eval.tasks", "no tasks: give --tasks or an eval section in the sweep", args.sweep)
     limits = {t: args.limit if args.limit is not None else spec.eval.limit_for(t) for t in tasks}

@@ -31,7 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", metavar="CONFIG", help="run config YAML or preset name")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a dotted config key, e.g. train.lr=1e-3 (repeatable; values are YAML)")
-    p.add_argument("--run-dir", type=Path, help="run folder (default: <train.results_dir>/<run-id>)")
+    # A string, not a Path: argparse would make '' the path '.', the current folder.
+    p.add_argument("--run-dir", help="run folder: empty, missing, or this run's own (default: "
+                                     "<train.results_dir>/<run-id>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--data", nargs="+", metavar="PATH", help="corpus: a named corpus, files, folders or globs")
     hw = p.add_argument_group("hardware (passed to Lightning)")
@@ -54,7 +56,7 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
             out.append(f"trainer.{key}={getattr(args, key)}")
     if args.devices:
         out.append(f"trainer.devices={args.devices}")
-    if args.num_nodes:
+    if args.num_nodes is not None:  # 0 is refused by the config, not taken for "not given"
         out.append(f"trainer.num_nodes={args.num_nodes}")
     if args.compile:
         out.append("trainer.compile=true")
@@ -65,17 +67,37 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     import sys
+    import time
 
-    from aunet.errors import RunStopped
+    from aunet.errors import RunStopped, UserError
     from aunet.training.config import load_run_config
 
+    if args.run_dir is not None and not args.run_dir.strip():
+        # An unset shell variable: Path('') is the current folder, which would have become the run folder.
+        raise UserError("--run-dir '': an empty path (it would be the current folder); give the run folder's path")
+    run_dir = Path(args.run_dir) if args.run_dir is not None else None
     config = load_run_config(args.config, overrides_from_args(args))
     from aunet.training.run import train  # Lightning's import takes seconds: only once the config is known good
+    name = (run_dir or Path(config.run_id())).name
+    started = time.time()
     try:
-        summary = train(config, run_dir=args.run_dir, resume=args.resume)
+        summary = train(config, run_dir=run_dir, resume=args.resume)
     except RunStopped as stop:  # SIGTERM (SLURM pre-emption): the checkpoint is saved, a clean exit
-        print(f"run {(args.run_dir or Path(config.run_id())).name}: {stop}", file=sys.stderr)
+        print(f"run {name}: {stop}", file=sys.stderr)
         return 0
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a crash of the run (I/O, CUDA, a bug): one line, the traceback kept
+        # train() has ended the DataLoader workers and recorded the run as failed (failure.json, with the traceback),
+        # so the process ends now instead of printing a traceback and then waiting on its workers forever.
+        from aunet.training.records import RunPaths
+
+        failure = RunPaths(run_dir or Path(config.train.results_dir) / config.run_id()).failure
+        recorded = failure.is_file() and failure.stat().st_mtime >= started - 1  # this attempt's, not an earlier one
+        where = f"the traceback is in {failure}" if recorded else "no failure record could be written"
+        message = " ".join(str(exc).split())[:300]
+        print(f"error: run {name} failed: {type(exc).__name__}: {message}; {where}", file=sys.stderr)
+        return 1
     if summary:
         print(f"run {summary.run_id}: val_bpb {summary.val_bpb:.4f}, {summary.steps} steps, "
               f"{summary.flops_spent:.3g} FLOPs, {summary.throughput['bytes_per_s']:.0f} bytes/s")

@@ -435,8 +435,9 @@ def _tokenizer_file(path: Path) -> Path:
             raise DataError(f"{path}: no {TOKENIZER_FILE} in this directory; pass a tokenizer.json or a directory "
                             "with one")
         return file
-    if not path.is_file():
-        raise DataError(f"{path}: no such file; pass the path of a tokenizer.json or a directory with one")
+    if not path.is_file():  # a pipe is not "no such file": it exists, and reading it would wait for a writer
+        what = "not a regular file (a pipe or device)" if path.exists() else "no such file"
+        raise DataError(f"{path}: {what}; pass the path of a tokenizer.json or a directory with one")
     return path
 
 

@@ -9,11 +9,12 @@ the file and, for rows, the line.
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import gzip
 import hashlib
 import json
 import os
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,10 @@ from aunet.paths import cache_dir
 SUFFIXES = (".txt", ".jsonl", ".jsonl.gz", ".parquet")
 _GLOB_CHARS = frozenset("*?[")
 _PARQUET_BATCH_ROWS = 1024  # rows per record batch: bounds memory for files of long documents
+# Memory that training takes per byte of one document: a document is encoded whole (so that its pooling levels are
+# those generation computes on its prefixes). The 50 MB single-line corpus of docs/reliability.md brings the
+# training process to about 2.4 GB, 48 bytes per byte.
+ENCODE_BYTES_PER_BYTE = 48
 _HASH_CHUNK = 1 << 20
 _REMEMBER_BYTES = 1 << 24  # files from 16 MB up have their hash remembered on disk (smaller ones hash in ms)
 
@@ -55,6 +60,92 @@ def is_glob(text: str) -> bool:
     return any(c in _GLOB_CHARS for c in text)
 
 
+# Paths a glob may match before the pattern is refused: a pattern over a whole disk is a mistake, and listing it
+# would take as long as the walk (the largest corpus of the suite has a few thousand files).
+MAX_GLOB_MATCHES = 1_000_000
+
+
+def _glob(pattern: str) -> list[str]:
+    """The paths matching ``pattern`` (``*``, ``?``, ``[...]`` within one name, ``**`` for any depth), sorted.
+
+    ``glob.glob(recursive=True)`` follows links to folders without remembering where it has been: a link to a
+    parent folder made it walk the same folders again and again, for ever, without a word. Here each real folder
+    (device and inode) is entered once per ``**``, so a link loop is walked once and the listing ends. As in
+    ``glob``, names starting with a dot match only a pattern part that starts with one."""
+    parts = pattern.split(os.sep)
+    root = os.sep if pattern.startswith(os.sep) else ""
+    found: list[str] = []
+    paths = [root]
+    for i, part in enumerate(p for p in (parts[1:] if root else parts)):
+        last = i == len(parts) - (2 if root else 1)
+        if part == "**":
+            paths = [d for base in paths for d in _folders_below(base)]
+            if last:  # a trailing ** matches every folder and file below (not the current folder itself)
+                found = [d for d in paths if d] + [f for d in paths for f in _matches(d, "*", want_dirs=False)
+                                                   if not os.path.isdir(f)]
+                break
+            continue
+        step: list[str] = []
+        for base in paths:
+            step.extend(_matches(base, part, want_dirs=not last))
+            if len(step) > MAX_GLOB_MATCHES:
+                raise DataError(f"{pattern}: matches more than {MAX_GLOB_MATCHES} paths; name the corpus's own folder "
+                                "or files")
+        paths = step
+        if last:
+            found = paths
+    return sorted(set(found))
+
+
+def _matches(base: str, part: str, want_dirs: bool) -> list[str]:
+    """Names in folder ``base`` ("" for the current folder) matching the pattern ``part`` (one path component)."""
+    if not any(c in _GLOB_CHARS for c in part):
+        path = os.path.join(base, part) if base else part
+        exists = os.path.isdir(path) if want_dirs else os.path.lexists(path)
+        return [path] if exists else []
+    try:
+        entries = list(os.scandir(base or "."))
+    except OSError:  # not a folder, or unreadable: nothing matches there (as glob)
+        return []
+    regex = re.compile(fnmatch.translate(part))
+    out = []
+    for entry in entries:
+        if entry.name.startswith(".") and not part.startswith("."):
+            continue
+        if regex.match(entry.name) and (not want_dirs or entry.is_dir()):
+            out.append(os.path.join(base, entry.name) if base else entry.name)
+    return out
+
+
+def _folders_below(base: str) -> list[str]:
+    """``base`` and every folder below it, links to folders followed, each real folder listed once (a link loop
+    ends), hidden folders skipped (as ``**`` in ``glob``)."""
+    out: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [base]
+    while stack:
+        folder = stack.pop()
+        try:
+            info = os.stat(folder or ".")
+        except OSError:
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        out.append(folder)
+        if len(out) > MAX_GLOB_MATCHES:
+            raise DataError(f"{base or '.'}: more than {MAX_GLOB_MATCHES} folders below it; name the corpus's own "
+                            "folder or files")
+        try:
+            entries = sorted(os.scandir(folder or "."), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in reversed(entries):
+            if not entry.name.startswith(".") and entry.is_dir():
+                stack.append(os.path.join(folder, entry.name) if folder else entry.name)
+    return out
+
+
 def _walk(directory: Path) -> Iterator[Path]:
     """Supported files below ``directory``; hidden files and folders (``.cache``, temp files) are skipped."""
     for root, dirs, names in os.walk(directory):
@@ -63,6 +154,28 @@ def _walk(directory: Path) -> Iterator[Path]:
             path = Path(root) / name
             if not name.startswith(".") and suffix_of(path) is not None:
                 yield _regular(path)
+
+
+def _machine_memory() -> int | None:
+    """Bytes of physical memory of this machine, or None when the system does not say (as ``aunet.memory``, which
+    this layer does not import: it loads torch)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def max_document_bytes() -> int | None:
+    """The largest document this machine can encode (:data:`ENCODE_BYTES_PER_BYTE` per byte), or None if unknown."""
+    memory = _machine_memory()
+    return None if memory is None else memory // ENCODE_BYTES_PER_BYTE
+
+
+def _too_large(where: str, size: int, limit: int) -> DataError:
+    return DataError(f"{where}: a document of {size / 2**20:.3g} MiB or more; encoding it whole takes about "
+                     f"{ENCODE_BYTES_PER_BYTE} bytes of memory per byte, more than this machine's "
+                     f"{limit * ENCODE_BYTES_PER_BYTE / 2**30:.3g} GiB: split it into documents of at most "
+                     f"{limit / 2**20:.3g} MiB (e.g. one per line of a .jsonl file)")
 
 
 def _regular(path: Path) -> Path:
@@ -102,7 +215,7 @@ class CorpusSource:
         text = str(spec)
         # A Path object is always literal; a string with *, ? or [ that names no existing file is a pattern.
         if isinstance(spec, str) and is_glob(text) and not os.path.exists(text):
-            matches = sorted(glob.glob(os.path.expanduser(text), recursive=True))
+            matches = _glob(os.path.expanduser(text))
             if not matches:
                 raise DataError(f"{text}: no file matches this pattern; check the path and the data directory")
             out: list[Path] = []
@@ -167,7 +280,11 @@ class CorpusSource:
     def _read(self, path: Path, rel: str) -> Iterator[Document]:
         suffix = suffix_of(path)
         if suffix == ".txt":
+            limit = max_document_bytes()
             try:
+                size = path.stat().st_size
+                if limit is not None and size > limit:  # checked before reading: the read alone could exhaust memory
+                    raise _too_large(str(path), size, limit)
                 yield Document(rel, path.read_bytes())  # bytes unchanged: invalid UTF-8 is the model's problem
             except OSError as exc:
                 raise DataError(f"{path}: cannot read ({exc.strerror or exc}); check permissions") from None
@@ -189,12 +306,17 @@ class CorpusSource:
     def _read_jsonl(self, path: Path, rel: str, gz: bool) -> Iterator[Document]:
         row = 0
         lineno = 0
+        limit = max_document_bytes()
         try:
             with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
-                for lineno, line in enumerate(fh, start=1):
+                # Lines are read up to the limit: a line beyond it is refused before it is read whole.
+                for lineno, line in enumerate(iter(lambda: fh.readline(-1 if limit is None else limit + 1), b""),
+                                              start=1):
+                    where = f"{path}:{lineno}"
+                    if limit is not None and len(line) > limit:
+                        raise _too_large(where, len(line), limit)
                     if not line.strip():
                         continue
-                    where = f"{path}:{lineno}"
                     try:
                         obj = json.loads(line)
                     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
@@ -224,12 +346,15 @@ class CorpusSource:
                 or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
             raise DataError(f"{path}: column {field!r} is {kind}, not text; set data.text_field to the text column")
         row = 0
+        limit = max_document_bytes()
         try:
             for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[field]):
                 for value in batch.column(0).to_pylist():
                     if value is None:
                         raise DataError(f"{path}: row {row}: {field!r} is null; drop or fill empty rows")
                     data = value if isinstance(value, bytes) else value.encode("utf-8", errors="replace")
+                    if limit is not None and len(data) > limit:
+                        raise _too_large(f"{path}: row {row}", len(data), limit)
                     yield Document(f"{rel}:{row}", data)
                     row += 1
         except (pa.ArrowException, OSError) as exc:

@@ -146,6 +146,7 @@ def load_checkpoint(spec: Union[str, Path], device: Union[str, torch.device, Non
         raise EvalError(f"{ckpt_path}: weights do not fit the model config (missing {list(missing)[:3]}, "
                         f"unexpected {list(unexpected)[:3]})")
     _check_recorded_weights(model, ckpt_path, run_dir)
+    _check_finite_weights(model, ckpt_path)
     target = _dtype(dtype)
     where = resolve_device(device, fallback=device_fallback)
     model = model.to(device=where, dtype=target) if target else model.to(where)
@@ -175,6 +176,16 @@ def _check_recorded_weights(model: nn.Module, ckpt_path: Path, run_dir: Path | N
         raise EvalError(f"{ckpt_path}: weights differ from the run's record (sha256 {actual[:10]}, {summary_path.name}"
                         f" says {expected[:10]}): the file was replaced or belongs to another run; put the run's own "
                         "checkpoint back")
+
+
+def _check_finite_weights(model: nn.Module, ckpt_path: Path) -> None:
+    """Weights holding a NaN or infinity (a run that diverged, a checkpoint saved by another tool) cannot give a
+    score: every score of them would be NaN, or an accuracy computed from NaN logits. Refused before any scoring."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if not bool(torch.isfinite(parameter).all()):
+                raise EvalError(f"{ckpt_path}: weights are not finite (NaN or infinity in {name}: the run diverged); "
+                                "no score is written; evaluate a checkpoint of a run that finished")
 
 
 def _load_tokenizer(run_dir: Path | None, ckpt_path: Path, config: ModelConfig) -> object:

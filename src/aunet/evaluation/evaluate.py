@@ -38,6 +38,8 @@ from aunet.evaluation.scoring import bits_per_byte_of_texts
 from aunet.evaluation.suites import SUITES, run_suite
 from aunet.evaluation.tasks import DEFAULT_TASKS, build_local_tasks
 from aunet.io import atomic_write_json, atomic_write_text, read_json
+from aunet.memory import logits_bytes
+from aunet.training.hardware import device_memory
 from aunet.training.records import RunPaths
 
 log = logging.getLogger(__name__)
@@ -99,8 +101,8 @@ def flatten_results(results: dict[str, Any], names: Iterable[str]) -> dict[str, 
                 number = float(value)
             except (TypeError, ValueError):
                 continue
-            if math.isnan(number):
-                continue
+            if math.isnan(number) and metric.endswith("_stderr"):
+                continue  # lm-eval reports no standard error for some metrics (NaN); a NaN score is checked later
             out[f"{name}.{metric}" if filt in ("", "none") else f"{name}.{metric}.{filt}"] = number
     return out
 
@@ -108,8 +110,9 @@ def flatten_results(results: dict[str, Any], names: Iterable[str]) -> dict[str, 
 def read_documents(path: Path, text_field: str = "text", max_bytes: int | None = None) -> list[str]:
     """Documents of a text file (the whole file is one document) or of a jsonl file (``text_field`` per line)."""
     path = Path(path)
-    if not path.is_file():
-        raise EvalError(f"--bpb {path}: no such file")
+    if not path.is_file():  # a pipe is not "no such file": it exists, and reading it would wait for a writer
+        what = "not a regular file (a folder, pipe or device)" if path.exists() else "no such file"
+        raise EvalError(f"--bpb {path}: {what}; give a .txt or .jsonl file")
     docs: list[str] = []
     if path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as handle:
@@ -264,19 +267,20 @@ def evaluate_loaded(loaded: LoadedModel, tasks: list[str] | None = None, *, limi
                             seed=seed, progress=progress)
         from lm_eval.utils import handle_non_serializable
 
+        # A CUTE group is reported with each of its tasks (an MMLU group without its 57 subjects).
+        scores.update(flatten_results(results, [n for t in tasks for n in (t, *members(t))]))
+        _check_finite(scores, loaded, out_dir)  # before lm-eval's own file is written: no NaN result on disk
         out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         results_file = out_dir / f"lm_eval-{stamp}.json"
         atomic_write_text(results_file, json.dumps(results, indent=2, default=handle_non_serializable,
                                                    ensure_ascii=False) + "\n")
-
-        # A CUTE group is reported with each of its tasks (an MMLU group without its 57 subjects).
-        scores.update(flatten_results(results, [n for t in tasks for n in (t, *members(t))]))
     if bpb:
         scores.update(bits_per_byte_of(loaded, bpb, batch_size=batch_size, max_length=max_length,
                                        text_field=bpb_text_field, max_bytes=bpb_max_bytes, progress=progress))
     for suite in suites:
         scores.update(run_suite(loaded, suite, limit=limit, batch_size=batch_size, max_length=max_length,
                                 progress=progress))
+    _check_finite(scores, loaded, out_dir)
     provenance = {"checkpoint": str(loaded.checkpoint) if loaded.checkpoint else None, "limit": limit,
                   "num_fewshot": num_fewshot, "online": online,
                   "task_data": {k: str(v) for k, v in (task_data or {}).items()},
@@ -286,6 +290,30 @@ def evaluate_loaded(loaded: LoadedModel, tasks: list[str] | None = None, *, limi
     merged = write_scores(out_dir, scores, provenance)
     return {"scores": scores, "all_scores": merged, "results_file": results_file, "eval_dir": out_dir,
             "seconds": time.time() - started}
+
+
+def check_eval_memory(loaded: LoadedModel, batch_size: int, max_length: int | None = None) -> None:
+    """Refuse a ``--batch-size`` (with ``--max-length``) whose logits alone exceed the memory of the model's device
+    (:func:`aunet.memory.logits_bytes`, a floor: activations come on top), before any text is read: a batch size
+    with a few zeros too many would allocate until the machine gives up. The message gives the most that fit."""
+    available = device_memory(loaded.device)
+    if available is None:
+        return
+    weights = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
+    needed = logits_bytes(loaded.config, batch_size, max_length)
+    if weights + needed > available:
+        fits = max(0, (available - weights) // logits_bytes(loaded.config, 1, max_length))
+        raise EvalError(f"--batch-size {batch_size}: needs about {needed / 2**30:.3g} GiB for the logits of one batch "
+                        f"alone, more than the {available / 2**30:.3g} GiB of this {loaded.device.type}; at most "
+                        f"{fits} fit (give --batch-size {max(1, min(fits, 16))}, or a smaller --max-length)")
+
+
+def _check_finite(scores: dict[str, float], loaded: LoadedModel, out_dir: Path) -> None:
+    """An EvalError naming the first score that is not a finite number: nothing of the evaluation is written."""
+    bad = sorted(key for key, value in scores.items() if not math.isfinite(value))
+    if bad:
+        raise EvalError(f"{loaded.checkpoint or out_dir}: score {bad[0]} is {scores[bad[0]]} (not a finite number); "
+                        "nothing is written: a NaN is never a result (diverged weights?)")
 
 
 def evaluate_run(run_dir: str | Path, tasks: list[str] | tuple[str, ...] = DEFAULT_TASKS, limit: int | None = None,

@@ -175,6 +175,12 @@ class Scorer:
     def _score_batch(self, rows: Sequence[Row]) -> list[tuple[float, bool]]:
         tokens, levels = self.inputs(rows)
         logits = self.logits(tokens, levels)
+        if not bool(torch.isfinite(logits).all()):
+            # A NaN would flow into every score (lm-eval's argmax of NaN still picks an answer): stop instead.
+            where = self.loaded.checkpoint or "the model"
+            raise EvalError(f"{where}: the model's outputs are not finite (NaN or infinity: its weights diverged, "
+                            "or the dtype overflows); no score is written; evaluate a checkpoint of a run that "
+                            "finished, or use --dtype float32")
         # At least float32 for the softmax (bf16 logits lose digits); a float64 model keeps float64.
         logprobs = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(dim=-1)  # [B, S, V]
         results = []

@@ -20,6 +20,7 @@ from aunet.sweeps.runner import (
     open_study,
     run_outcome,
     run_worker,
+    waiting_count,
 )
 from aunet.sweeps.table import refresh_table, save_plan
 
@@ -66,8 +67,10 @@ def run_sweep(plan: Plan, storage_url: str | None = None, workers: int = 1, retr
         done[0] += 1
         print(f"[{done[0]}/{len(enqueued)}] {run_outcome(run_dir)}", flush=True)
 
-    if workers <= 1:
-        study = open_study(open_storage(url), plan.spec.name, create=False)
+    study = open_study(open_storage(url), plan.spec.name, create=False)
+    # No more worker processes than runs waiting: N processes started (importing torch each) to find nothing to do.
+    workers = min(workers, waiting_count(study))
+    if workers <= 1:  # one run or none: this process (which also takes over the runs of dead workers)
         run_worker(study, train_fn, grace_s=grace_s, after_run=after_run, stopped=stopped)
     else:
         spawn_workers(url, plan.spec.name, workers)

@@ -41,6 +41,9 @@ class Hyperparameters:
 def read_law_file(path: str | Path, group: str) -> tuple[Law, Law]:
     """Fitted laws written by ``aunet sweep tune``: ``{group: {"lr": {...}, "batch_bytes": {...}}}``."""
     p = Path(path)
+    if p.exists() and not p.is_file():  # a pipe would block the read, a folder fail with another error
+        raise ConfigError("hparams.law", f"{p}: not a regular file (a folder, pipe or device); give the laws.json "
+                                         "that 'aunet sweep tune' wrote, or use law: paper")
     try:
         data = json.loads(p.read_text())
         entry = data[group]

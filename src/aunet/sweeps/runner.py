@@ -6,7 +6,7 @@ storage) pop waiting trials (Optuna moves a trial from waiting to running atomic
 with :func:`aunet.training.run.train`, which resumes a run from its checkpoint. A worker refreshes a heartbeat on its
 trial and a lock file in the run folder; a trial whose heartbeat is older than the grace period belongs to a dead
 worker, and the next driver re-enqueues its run, which then resumes. A failed run is recorded in ``failure.json`` and
-the sweep goes on; ``--retry-failed`` enqueues it again.
+the sweep goes on (``failed``, or ``diverged`` for a NaN); ``--retry-failed`` enqueues it again.
 
 Storage URLs: ``journal:PATH`` (a journal file, also on a shared filesystem; the default), ``sqlite:///PATH`` (a few
 processes on one machine), or any SQLAlchemy URL such as ``postgresql://...`` (many machines).
@@ -19,7 +19,6 @@ import os
 import socket
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,11 +27,10 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from aunet.errors import RunStopped, UserError
-from aunet.io import atomic_write_json
 from aunet.training import run as training_run  # train looked up at call time: a test or plugin may replace it
 from aunet.training.callbacks import SIGTERM
 from aunet.training.config import run_config_from_record
-from aunet.training.records import RunPaths
+from aunet.training.records import RunPaths, write_failure
 from aunet.training.summary import load_summary, read_summary
 
 
@@ -60,7 +58,8 @@ class StorageError(UserError):
 
 
 def default_storage_url(sweep_dir: Path) -> str:
-    return f"journal:{Path(sweep_dir) / 'optuna.journal'}"
+    """The sweep's journal in its results folder, by absolute path: SLURM workers start in other folders."""
+    return f"journal:{Path(sweep_dir).resolve() / 'optuna.journal'}"
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
@@ -296,13 +295,6 @@ class _Beat:
         self._thread.join(timeout=5)
 
 
-def _write_failure(run_dir: Path, exc: BaseException) -> None:
-    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    atomic_write_json(RunPaths(run_dir).failure, {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
-                                                  "traceback": "".join(lines)[-4000:], "time": time.time(),
-                                                  "host": socket.gethostname()})
-
-
 def _val_bpb(run_dir: Path) -> float:
     return read_summary(RunPaths(run_dir).summary).bpb
 
@@ -335,7 +327,7 @@ def _objective(train_fn: TrainFn, grace_s: float, heartbeat_s: float,
                     trial.study.stop()
                     raise optuna.TrialPruned(f"stopped by SIGTERM at step {stop.step}") from None
                 except Exception as exc:
-                    _write_failure(run_dir, exc)
+                    write_failure(RunPaths(run_dir), exc)
                     raise
             RunPaths(run_dir).failure.unlink(missing_ok=True)
             # The record on disk is the run's result (train_fn's return value is the same record, or a stand-in's).
@@ -359,7 +351,9 @@ def run_outcome(run_dir: Path) -> str:
             return f"finished {run_dir.name}: val_bpb {summary.bpb:.4f} in {wall:.0f} s"
         failure = RunPaths(run_dir).failure
         if failure.is_file():
-            return f"failed {run_dir.name}: {json.loads(failure.read_bytes()).get('error', '?')}"
+            record = json.loads(failure.read_bytes())
+            record = record if isinstance(record, dict) else {}
+            return f"{record.get('status', 'failed')} {run_dir.name}: {record.get('error', '?')}"
     except (OSError, ValueError):  # a damaged record is reported by the table refresh, not here
         pass
     return f"not finished {run_dir.name}"

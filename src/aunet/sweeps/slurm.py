@@ -9,8 +9,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from aunet.errors import UserError
+from aunet.errors import UserError, excerpt
 
+# SLURM's default MaxArraySize is 1001 (task ids 0..1000); a larger --array is refused by sbatch, or a typo.
+MAX_ARRAY = 1000
+MAX_HOURS = 365 * 24.0
+# What a partition name (or a comma-separated list of them) may hold: the name is pasted into the script, and a
+# newline in it would add lines of its own (any command) to the job.
+_PARTITION = re.compile(r"[A-Za-z0-9_.\-]+(,[A-Za-z0-9_.\-]+)*")
 DEFAULT_CPUS = 8
 DEFAULT_GPUS = 1
 # Seconds before the time limit at which the worker gets SIGTERM: enough for the current optimizer step and a
@@ -25,6 +31,13 @@ class PartitionOffer:
     name: str
     cpus: int
     gpus: int
+
+
+def check_partition(partition: str | None) -> None:
+    """A UserError unless ``partition`` is None or a SLURM partition name, or a comma-separated list of them."""
+    if partition is not None and not _PARTITION.fullmatch(partition):
+        raise UserError(f"--partition {excerpt(partition)}: not a partition name (letters, digits, '_', '.', '-'; "
+                        "several separated by commas)")
 
 
 def _gpu_count(gres: str) -> int:
@@ -76,6 +89,17 @@ def fit_resources(cpus: int | None, gpus: int | None, offer: PartitionOffer | No
     return resolved[0], resolved[1], notes
 
 
+def absolute_storage_url(url: str) -> str:
+    """``url`` with a relative journal or SQLite path made absolute: a job's worker starts in whatever folder SLURM
+    gives it, and a relative path there named a new, empty journal (the worker found nothing to train)."""
+    if url.startswith("journal:"):
+        return f"journal:{Path(url[len('journal:'):]).expanduser().resolve()}"
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url[len(prefix):].startswith("/"):
+        return f"{prefix}{Path(url[len(prefix):]).resolve()}"
+    return url
+
+
 def sbatch_script(name: str, storage_url: str, *, array: int, gpus: int, cpus: int, hours: float,
                   partition: str | None, log_dir: Path, python: str | None = None) -> str:
     """The script text. Each array task runs one worker (one process; a run that uses several GPUs of the node
@@ -86,6 +110,8 @@ def sbatch_script(name: str, storage_url: str, *, array: int, gpus: int, cpus: i
     limit (``B:``: the batch shell, which ``exec`` makes the worker itself); either way the run saves its step and
     goes back to the queue. A requeued task appends to the log of its first start (``%A_%a``, ``--open-mode``)."""
     py = python or sys.executable
+    check_partition(partition)
+    storage_url = absolute_storage_url(storage_url)
     minutes = int(round(hours * 60))
     lines = [
         "#!/bin/bash",

@@ -145,6 +145,10 @@ class ExtraSizes:
     budgets: list[float] = field(default_factory=list)
 
 
+# Trials per family and budget of a tuning sweep: each is a training run, so more than this is a typo.
+MAX_TRIALS = 10_000
+
+
 @dataclass
 class TuneSpec:
     """``aunet sweep tune``: a search over LR and batch at each budget, then power laws LR(C) and batch(C).
@@ -173,8 +177,9 @@ class TuneSpec:
         return float(self.batch_bytes) if isinstance(self.batch_bytes, (int, float)) else None
 
     def validate(self) -> None:
-        if self.trials < 1:
-            raise ConfigError("tune.trials", "must be at least 1")
+        if not 1 <= self.trials <= MAX_TRIALS:
+            # An upper bound too: a grid of 1e8 learning rates grew memory without bound before anything trained.
+            raise ConfigError("tune.trials", f"{self.trials}: must lie in 1..{MAX_TRIALS} per family and budget")
         ranges = ["lr"] if self.fixed_batch is not None else ["lr", "batch_bytes"]
         for key in ranges:
             lo_hi = getattr(self, key)

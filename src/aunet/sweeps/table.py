@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from aunet.data.config import LEGACY_STREAM
+from aunet.errors import ConfigError, StateError
 from aunet.io import atomic_write_json, atomic_write_text
+from aunet.training.config import run_config_from_record
 from aunet.training.records import RunPaths
-from aunet.training.summary import load_summary
+from aunet.training.summary import RunSummary, read_summary
 
 PLAN_FILE = "plan.json"
 # Columns that come from a finished run's summary (the rest come from the plan, the throughput and evaluations).
@@ -34,20 +36,52 @@ COLUMNS = [
 ]
 
 
-def run_status(run_dir: Path) -> tuple[str, str]:
-    """``finished``, ``failed`` (with the error), ``partial`` (a checkpoint, no summary) or ``planned``."""
+# Statuses of failure.json (aunet.training.records.write_failure); an older record without one is "failed".
+FAILURE_STATUSES = ("failed", "diverged")
+
+
+def run_status(run_dir: Path, fingerprint: str | None = None) -> tuple[str, str]:
+    """``finished``, ``failed`` or ``diverged`` (with the error), ``partial`` (a checkpoint, no summary) or
+    ``planned``.
+
+    A summary counts as finished only when it is a usable record (:func:`~aunet.training.summary.read_summary`
+    checks its fields and numbers) of this run: its ``config_fingerprint`` must be ``fingerprint`` (the planned
+    run's) when given. Otherwise the row is failed with the reason, never a result: a folder copied over another
+    run's put that run's parameters, bits per byte and FLOPs into the table."""
     paths = RunPaths(run_dir)
-    if paths.summary.is_file():
-        if load_summary(paths.summary) is not None:
-            return "finished", ""
-        # A garbled summary is not a finished run (its numbers would be blank): say which file to delete.
-        return "failed", f"{paths.summary}: unreadable; delete it to finish the run again from its checkpoint"
+    if paths.summary.exists():
+        try:
+            _finished_summary(paths, fingerprint)
+        except StateError as exc:
+            return "failed", str(exc)
+        return "finished", ""
     if paths.failure.is_file():
         record = _read_json(paths.failure)
-        return "failed", str(record.get("error", "")) if record else f"{paths.failure}: unreadable"
+        status = record.get("status") if record.get("status") in FAILURE_STATUSES else "failed"
+        return status, str(record.get("error", "")) if record else f"{paths.failure}: unreadable"
     if paths.last_checkpoint.is_file():
         return "partial", ""
     return "planned", ""
+
+
+def _finished_summary(paths: RunPaths, fingerprint: str | None) -> RunSummary:
+    """The run's summary, read and checked, and shown to be the planned run's (a StateError says why not)."""
+    summary = read_summary(paths.summary, "delete it to finish the run again from its checkpoint")
+    if fingerprint is not None and summary.config_fingerprint != fingerprint:
+        recorded = summary.config_fingerprint[:10] if summary.config_fingerprint else "none"
+        raise StateError(f"{paths.summary}: the record of another run (config {recorded}, this run "
+                         f"{fingerprint[:10]}): the folder was copied or replaced; delete the run folder to train "
+                         "this run again")
+    return summary
+
+
+def planned_fingerprint(planned: dict[str, Any]) -> str | None:
+    """The config fingerprint of a planned run (its row in ``plan.json``), or None when its config cannot be built
+    (a plan of an older version): then its record is checked for itself only."""
+    try:
+        return run_config_from_record(planned["run_config"]).fingerprint()  # an older plan: the streamed data
+    except (ConfigError, KeyError, TypeError):
+        return None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -63,7 +97,8 @@ def row_for(planned: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
     """One table row: the plan's fields, the run's summary when finished, and any evaluation scores."""
     run_dir = runs_dir / planned["run_id"]
     paths = RunPaths(run_dir)
-    status, error = run_status(run_dir)
+    fingerprint = planned_fingerprint(planned)
+    status, error = run_status(run_dir, fingerprint)
     model = planned["run_config"]["model"]
     row = {k: planned.get(k) for k in COLUMNS if k in planned}
     row.update(status=status, error=error, run_dir=str(run_dir), bytes_planned=planned.get("bytes"),
@@ -71,7 +106,7 @@ def row_for(planned: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
                layers=json.dumps(model["layers"] if isinstance(model.get("layers"), list) else [model.get("layers")]),
                # which training stream: a plan from before data.stream existed planned the streamed one
                stream=planned["run_config"].get("data", {}).get("stream", LEGACY_STREAM))
-    summary = load_summary(paths.summary) if status == "finished" else None
+    summary = _finished_summary(paths, fingerprint) if status == "finished" else None
     if summary is not None:
         recorded = summary.to_dict()
         row.update({key: recorded[key] for key in SUMMARY_COLUMNS if recorded.get(key) is not None})

@@ -4,6 +4,7 @@ records kept current, atomic checkpoints and a clean stop on SIGTERM."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import signal
@@ -14,10 +15,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import lightning as L
+import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch.trainer.states import TrainerFn
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
-from aunet.errors import write_error
+from aunet.errors import DivergedError, write_error
 
 
 class SigtermFlag:
@@ -64,6 +67,33 @@ def ignore_sigterm_in_worker(worker_id: int, rank: int) -> None:
     adds to a DataLoader without a ``worker_init_fn`` (every run seeds with ``workers=True``)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     pl_worker_init_function(worker_id, rank)
+
+
+def end_loader_workers(timeout_s: float = 5.0) -> int:
+    """Kill (SIGKILL) the worker processes of this process's live DataLoader iterators, reap them and close the
+    iterators; returns how many workers were alive.
+
+    Called when an exception escapes training. The workers ignore SIGTERM (:func:`ignore_sigterm_in_worker`), and
+    the DataLoader ends them only when its iterator is collected: an iterator still referenced by the exception's
+    traceback outlives the command, and at the interpreter's exit ``multiprocessing`` sends them SIGTERM (ignored)
+    and then waits for them forever, while they wait for the main process. Under SLURM such a job held its GPUs
+    until its time limit. A worker holds nothing that must be saved (its batches are recomputed on resume).
+
+    The iterators are found through the garbage collector (only on this failure path): the worker processes cannot
+    be told from other children of the process once started (``multiprocessing`` drops their target), and killing
+    every child would kill processes that are not ours to end (a sweep test's helpers, a caller's pool)."""
+    ended = 0
+    # type(), not isinstance(): isinstance reads __class__, which some lazy module proxies answer with a warning.
+    for iterator in [o for o in gc.get_objects() if issubclass(type(o), _MultiProcessingDataLoaderIter)]:
+        if getattr(iterator, "_shutdown", True):
+            continue
+        for worker in getattr(iterator, "_workers", []):
+            if worker.is_alive():
+                worker.kill()
+                worker.join(timeout_s)
+                ended += 1
+        iterator._shutdown_workers()  # closes its queues and threads; the workers are gone, so it does not wait
+    return ended
 
 
 class TrainTimer(L.Callback):
@@ -193,14 +223,29 @@ class RecordsOnCheckpoint(L.Callback):
             self.on_save(trainer)
 
 
+def check_finite_weights(module: torch.nn.Module, step: int) -> None:
+    """Raise :class:`DivergedError` when a parameter of ``module`` holds a NaN or an infinity (named, with the
+    step): weights gone non-finite must never become a checkpoint that a resume or an evaluation would take up.
+
+    The training loss is checked at every step, but an update can make the weights NaN after the last loss was
+    computed (AdamW with ``eps`` 0 divides 0 by 0 where a gradient is zero)."""
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            if not bool(torch.isfinite(parameter).all()):
+                raise DivergedError(f"weights became non-finite at step {step} ({name}); lower train.lr, check "
+                                    "train.eps and the precision (the last good checkpoint and the records are kept)")
+
+
 def save_checkpoint(trainer: L.Trainer, path: Path) -> None:
     """``trainer.save_checkpoint`` to a temporary file next to ``path``, then renamed over it on global rank 0.
+    Weights that are not finite are refused first (:func:`check_finite_weights`).
 
     Lightning's own "atomic" save stages the bytes in the system temp folder and moves them into place: when that
     folder is on another filesystem than the results (node-local /tmp and a shared results folder, as on most
     clusters), the move is a copy, and a job killed during it leaves a truncated ``last.ckpt``. A rename inside the
     run's own folder is atomic: a reader (or a resumed run) sees the old checkpoint or the new one, never half.
     """
+    check_finite_weights(trainer.lightning_module, trainer.global_step)
     path = Path(path)
     if path.is_symlink() and path.exists():
         # A checkpoint the user moved to another disk and linked back: write there, keeping the link (renaming over

@@ -79,6 +79,10 @@ class TrainConfig:
             raise ConfigError("train.warmup_fraction", "must lie in [0, 1)")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError("train.betas", f"expected two numbers in [0, 1), got {excerpt(self.betas)}")
+        if not self.eps > 0:
+            # AdamW divides by sqrt(v) + eps: with eps 0 a parameter whose gradient is zero gets 0 / 0 = NaN.
+            raise ConfigError("train.eps", f"must be positive (AdamW divides by sqrt(v) + eps), got {self.eps}; the "
+                                           "default is 1e-8")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError("train.grad_clip", "must be positive or null")
         if self.batch_size % self.accumulate:
@@ -112,6 +116,8 @@ class TrainerConfig:
     project: Union[str, None] = None
 
     def validate(self) -> None:
+        if self.num_nodes < 1:
+            raise ConfigError("trainer.num_nodes (--num-nodes)", f"must be at least 1, got {self.num_nodes}")
         for name in self.loggers:
             if name not in TRACKERS:
                 raise ConfigError("trainer.loggers", f"unknown logger {excerpt(name)}; choose from "
@@ -178,7 +184,19 @@ def check_name(name: Any) -> str:
     if safe_name(name) != name or name.startswith("."):
         raise ConfigError("name", f"{excerpt(name)} cannot name a run folder: use letters, digits, '-', '_' and '.' "
                                   "(not first); the run folder is <results_dir>/<name>-<hash>")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise ConfigError("name", f"{len(name.encode())} bytes, more than {MAX_NAME_BYTES}: the run folder "
+                                  "<name>-<hash> would exceed a file name's 255 bytes; give a shorter name")
     return name
+
+
+# A folder name holds at most 255 bytes; the run id adds "-" and 10 characters of its hash.
+MAX_NAME_BYTES = 255 - 11
+
+
+def _default_name(text: str) -> str:
+    """A run name from a file or preset name: folder-safe (:func:`safe_name`) and short enough for a folder."""
+    return safe_name(text).encode()[:MAX_NAME_BYTES].decode(errors="ignore") or "run"
 
 
 SECTIONS = {"name", "model", "data", "train", "trainer"}
@@ -244,7 +262,7 @@ def run_config_from_dict(raw: dict[str, Any], default_name: str = "run") -> RunC
     trainer.validate()
     check_steps(model, train)
     # A given name is checked; a default one (a file or preset name, e.g. "my run.yaml") is made folder-safe.
-    name = check_name(raw["name"]) if raw.get("name") is not None else safe_name(default_name) or "run"
+    name = check_name(raw["name"]) if raw.get("name") is not None else _default_name(default_name)
     return RunConfig(model=model, data=data, train=train, trainer=trainer, name=name)
 
 

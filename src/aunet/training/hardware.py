@@ -18,7 +18,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from aunet.errors import ConfigError, excerpt
-from aunet.memory import static_bytes
+from aunet.memory import logits_bytes, machine_memory, static_bytes
 from aunet.models.config import ModelConfig
 from aunet.training.config import TrainerConfig
 
@@ -87,17 +87,16 @@ def device_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         return int(torch.cuda.get_device_properties(device.index or 0).total_memory)
     if device.type == "cpu":
-        try:
-            return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            return None
+        return machine_memory()
     return None
 
 
-def check_memory(model: ModelConfig, hardware: Hardware) -> None:
+def check_memory(model: ModelConfig, hardware: Hardware, micro_batch: int | None = None) -> None:
     """Refuse a model whose weights, gradients, AdamW state and rotary tables alone exceed the device's memory
     (activations come on top): a cap or width with a few zeros too many would otherwise allocate until the
-    machine swaps or the process is killed."""
+    machine swaps or the process is killed. With ``micro_batch`` (sequences per device per forward pass), the
+    logits of one such batch are counted too (:func:`aunet.memory.logits_bytes`): a batch size of 1e8 made a
+    DataLoader worker die of memory and the run hang. Both are floors: a refused config cannot fit at all."""
     available = device_memory(hardware.device)
     if available is None:
         return
@@ -106,3 +105,10 @@ def check_memory(model: ModelConfig, hardware: Hardware) -> None:
         raise ConfigError("model", f"needs about {needed / 2**30:.3g} GiB before its first step (weights, gradients, "
                                    f"optimizer state, rotary tables), more than the {available / 2**30:.3g} GiB of "
                                    f"this {hardware.device.type}; lower model.caps, dims or layers")
+    if micro_batch is not None and needed + logits_bytes(model, micro_batch) > available:
+        fits = (available - needed) // logits_bytes(model, 1)
+        raise ConfigError("train.batch_size", f"{micro_batch} sequences per device and forward pass need about "
+                                              f"{logits_bytes(model, micro_batch) / 2**30:.3g} GiB for their logits "
+                                              f"alone, more than the {available / 2**30:.3g} GiB of this "
+                                              f"{hardware.device.type} (the model takes {needed / 2**30:.3g}); at "
+                                              f"most {fits} fit: lower train.batch_size, or raise train.accumulate")

@@ -25,7 +25,11 @@ class RunFolderLock:
         self._lock = filelock.FileLock(str(self.path), timeout=0)
 
     def __enter__(self) -> "RunFolderLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # the run folder's first write
+        except OSError as exc:  # checked before the data was prepared, but the filesystem may have changed since
+            raise RunError(f"{self.path.parent}: cannot create the run folder ({exc.strerror or type(exc).__name__}); "
+                           "give --run-dir a folder you can write") from None
         try:
             self._lock.acquire()
         except filelock.Timeout:
@@ -36,3 +40,18 @@ class RunFolderLock:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._lock.release()
+
+
+def held_by_another(path: Path) -> bool:
+    """Whether another process holds the run folder's lock ``path`` now (tried without waiting, released at once).
+
+    A lock file that does not exist is held by nobody (it is not created here: the folder is only read)."""
+    if not Path(path).is_file():
+        return False
+    lock = filelock.FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        return True
+    lock.release()
+    return False

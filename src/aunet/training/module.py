@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric, SumMetric
 
-from aunet.errors import RunError
+from aunet.errors import DivergedError
 from aunet.flops import flops_report
 from aunet.models import build_model, family_of, model_config_from_dict
 from aunet.models.loss import IGNORE, compiled_next_unit_loss, next_unit_loss
@@ -62,9 +62,12 @@ class LanguageModelModule(L.LightningModule):
         self.flops_spent_before = 0.0  # realized FLOPs of earlier segments (data-dependent cost only)
         self.micro_batches_trained = 0  # the data position, saved in checkpoints
         # Sums in float64: bits per byte over a large validation text must not drift with float32 rounding.
-        self.val_loss = MeanMetric().set_dtype(torch.float64)
-        self.val_nats = SumMetric().set_dtype(torch.float64)
-        self.val_token_bytes = SumMetric().set_dtype(torch.float64)
+        # nan_strategy="disable": a NaN is summed like any value. torchmetrics' default drops it with a warning, so
+        # weights gone NaN validated to a bpb of 0.0 (NaN nats dropped, the byte count kept): a record-breaking run.
+        self.val_loss = MeanMetric(nan_strategy="disable").set_dtype(torch.float64)
+        self.val_nats = SumMetric(nan_strategy="disable").set_dtype(torch.float64)
+        self.val_token_bytes = SumMetric(nan_strategy="disable").set_dtype(torch.float64)
+        self.val_nonfinite = SumMetric(nan_strategy="disable").set_dtype(torch.float64)
         self.loss_fn = compiled_next_unit_loss() if compile else next_unit_loss
         if compile:
             self.model.compile()
@@ -78,8 +81,8 @@ class LanguageModelModule(L.LightningModule):
         total = loss if auxiliary is None else loss + auxiliary
         # One host sync per step: a NaN must stop the run before it reaches a checkpoint.
         if not torch.isfinite(total):
-            raise RunError(f"training loss became {total.item()} at step {self.global_step}; lower train.lr or check "
-                           "the data (the last good checkpoint and the records are kept)")
+            raise DivergedError(f"training loss became {total.item()} at step {self.global_step}; lower train.lr "
+                                "or check the data (the last good checkpoint and the records are kept)")
         cost = self.family.realized_flops(stats)
         if cost is not None:
             self.flops_spent_local += cost
@@ -135,6 +138,7 @@ class LanguageModelModule(L.LightningModule):
         nats = F.cross_entropy(logits.float().flatten(0, 1), flat, ignore_index=IGNORE, reduction="none")
         scored = flat != IGNORE
         nats = nats.double()
+        self.val_nonfinite.update((~torch.isfinite(nats[scored])).sum().double())
         self.val_loss.update(nats[scored])
         text_bytes = torch.where(scored, self.token_bytes[flat.clamp(min=0)], torch.zeros_like(flat))
         text = text_bytes > 0
@@ -146,11 +150,19 @@ class LanguageModelModule(L.LightningModule):
         # The values are equal on every rank already; sync_dist (by max: exact, where a mean of n copies may round)
         # only tells Lightning so, which otherwise warns under DDP.
         nats, sync = self.val_nats.compute(), dict(sync_dist=True, reduce_fx="max")
-        self.log("val/loss", self.val_loss.compute(), prog_bar=True, **sync)
-        self.log("val/bpb", nats / (self.hparams.val_text_bytes * math.log(2)), prog_bar=True, **sync)
-        self.log("val/token_bytes", self.val_token_bytes.compute(), **sync)
-        for metric in (self.val_loss, self.val_nats, self.val_token_bytes):
+        loss, bpb = self.val_loss.compute(), nats / (self.hparams.val_text_bytes * math.log(2))
+        token_bytes, nonfinite = self.val_token_bytes.compute(), int(self.val_nonfinite.compute())
+        for metric in (self.val_loss, self.val_nats, self.val_token_bytes, self.val_nonfinite):
             metric.reset()
+        # Checked before anything is logged: a non-finite value must not reach metrics.csv or a checkpoint.
+        if nonfinite or not (torch.isfinite(loss) and torch.isfinite(bpb)):
+            raise DivergedError(f"validation at step {self.global_step}: {nonfinite} non-finite next-unit loss(es), "
+                                f"val/loss {float(loss):.4g}, val/bpb {float(bpb):.4g}; the weights diverged: lower "
+                                "train.lr, check train.eps and the precision (the last good checkpoint and the "
+                                "records are kept)")
+        self.log("val/loss", loss, prog_bar=True, **sync)
+        self.log("val/bpb", bpb, prog_bar=True, **sync)
+        self.log("val/token_bytes", token_bytes, **sync)
 
     # --- optimisation ----------------------------------------------------------------------------------------------
 

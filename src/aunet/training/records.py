@@ -4,7 +4,8 @@
     ``config.yaml``      the fully resolved run config
     ``metrics.csv``      every logged step, whole across resumes (rebuilt from ``logs/version_*/metrics.csv``)
     ``summary.json``     final numbers and provenance (:class:`aunet.training.summary.RunSummary`)
-    ``failure.json``     the error of a failed sweep run (the sweep goes on; ``--retry-failed`` runs it again)
+    ``failure.json``     why the run stopped with an error: ``failed``, or ``diverged`` for a NaN (written by
+                         ``train()``; a sweep goes on, ``--retry-failed`` runs it again; removed once it finishes)
     ``checkpoints/``     ``last.ckpt`` (latest, for resuming) and ``final.ckpt``
     ``logs/``            raw Lightning CSV logs, one version per segment, ``segments.json`` and
                          ``checkpoint.json`` (the step of the last checkpoint saved, so a lost one is noticed);
@@ -24,7 +25,10 @@ import csv
 import hashlib
 import io
 import platform
+import socket
 import subprocess
+import time
+import traceback
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -32,7 +36,7 @@ from typing import Any
 
 import torch
 
-from aunet.errors import StateError
+from aunet.errors import DivergedError, StateError
 from aunet.io import atomic_write_json, atomic_write_text, read_json
 from aunet.models import family_of
 
@@ -105,6 +109,29 @@ def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+def checkpoint_weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """:func:`weights_sha256` of the network in a LightningModule checkpoint's ``state_dict`` (keys ``model.*``; a
+    compiled module adds ``_orig_mod.``): the value ``summary.json`` records for the run's final weights."""
+    return weights_sha256({key[len("model."):].replace("_orig_mod.", ""): value
+                           for key, value in state_dict.items() if key.startswith("model.")})
+
+
+def failure_status(exc: BaseException) -> str:
+    """``diverged`` for a run stopped by a NaN or infinity (:class:`~aunet.errors.DivergedError`), else ``failed``."""
+    return "diverged" if isinstance(exc, DivergedError) else "failed"
+
+
+def write_failure(paths: RunPaths, exc: BaseException) -> None:
+    """Record in ``failure.json`` why the run stopped with an error: its status (:func:`failure_status`), the
+    error's one line, the traceback, when and where. A sweep table shows the run as failed or diverged, never
+    finished; ``aunet sweep run --retry-failed`` (or ``aunet train --resume``) runs it again."""
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    atomic_write_json(paths.failure, {"status": failure_status(exc),
+                                      "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
+                                      "traceback": "".join(lines)[-4000:], "time": time.time(),
+                                      "host": socket.gethostname()})
 
 
 def read_segments(paths: RunPaths) -> list[dict[str, Any]]:

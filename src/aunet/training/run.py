@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import math
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -32,17 +33,19 @@ from aunet.training.callbacks import (
     RecordsOnCheckpoint,
     ThroughputLogger,
     TrainTimer,
+    end_loader_workers,
     save_checkpoint,
 )
 from aunet.training.config import RunConfig, run_config_from_record
 from aunet.training.datamodule import CorpusDataModule
 from aunet.training.hardware import check_memory, check_trainer
-from aunet.training.lock import RunFolderLock
+from aunet.training.lock import RunFolderLock, held_by_another
 from aunet.training.module import LanguageModelModule
 from aunet.training.optim import default_precision
 from aunet.training.records import (
     RunPaths,
     add_segment,
+    checkpoint_weights_sha256,
     git_commit,
     library_versions,
     merge_metrics,
@@ -51,6 +54,7 @@ from aunet.training.records import (
     recorded_checkpoint_step,
     stage_records,
     weights_sha256,
+    write_failure,
 )
 from aunet.training.summary import RunSummary, read_summary, write_summary
 from aunet.training.trackers import check_trackers, close_trackers, open_tracker_folders, tracker_loggers
@@ -121,14 +125,87 @@ def plan_steps(run: RunConfig, world_size: int = 1) -> Plan:
     return Plan(total, min(warmup, total - 1), val_every, per_device // world_size, flops_per_step, units_per_step)
 
 
-def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
+def _before_config(paths: RunPaths) -> set[str]:
+    """What a run writes into its folder before ``config.yaml``: the lock files (this process's and the sweep
+    worker's), the BPE tokenizer, and the failure record of an attempt that failed before. A folder that holds only
+    these (or nothing) can become this run's."""
+    return {p.name for p in (paths.lock, paths.sweep_lock, paths.tokenizer, paths.failure)}
+
+
+# Bytes of the longest file name below a run folder ("logs/version_N/metrics.csv" and the like, with room).
+_LONGEST_RECORD = 64
+
+
+def _check_folder(paths: RunPaths) -> None:
+    """The run folder must be ours or nothing yet: a folder (never a file), empty, missing, or holding this run's
+    records (its ``config.yaml``, checked by the caller). A folder of the user's own files (a ``metrics.csv`` of
+    theirs, the current directory given as ``--run-dir .``) is refused untouched: training into it would overwrite
+    them. A missing folder must be creatable, checked now (a name too long, a folder under /proc) rather than after
+    minutes of data preparation, with a traceback, and a half-made folder behind."""
+    root = paths.root
+    absolute = Path(os.path.abspath(root))
+    too_long = next((part for part in absolute.parts if len(os.fsencode(part)) > 255), None)
+    if too_long is not None:
+        raise RunError(f"{excerpt_path(root)}: a folder name of {len(os.fsencode(too_long))} bytes (at most 255 on "
+                       "this system); give --run-dir a shorter path")
+    if len(os.fsencode(str(absolute))) + _LONGEST_RECORD > 4096:
+        raise RunError(f"{excerpt_path(root)}: a path of {len(os.fsencode(str(absolute)))} bytes, too long for the "
+                       "files of a run (at most about 4000); give --run-dir a shorter path")
+    if root.is_symlink() and not root.exists():
+        raise RunError(f"{root}: a link to {os.readlink(root)}, which does not exist; restore its target, or give "
+                       "--run-dir another folder")
+    if root.exists() and not root.is_dir():
+        raise RunError(f"{root}: not a folder (a file of that name is there); give --run-dir a folder that is empty, "
+                       "missing, or this run's own")
+    if root.is_dir():
+        try:
+            entries = sorted(entry.name for entry in os.scandir(root))
+        except OSError as exc:
+            raise RunError(f"{root}: cannot read the folder ({exc.strerror or type(exc).__name__}); give --run-dir "
+                           "a folder you can write") from None
+        if paths.config.name not in entries:
+            foreign = [name for name in entries if name not in _before_config(paths)]
+            if foreign:
+                shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+                raise RunError(f"{root}: holds {shown}, which are not this run's records (a run folder must be "
+                               "empty, missing, or made by this run: its config.yaml); give --run-dir a new or "
+                               "empty folder, nothing there was touched")
+        return
+    _check_creatable(root)
+
+
+def excerpt_path(path: Path, limit: int = 120) -> str:
+    """``path`` for a message, its middle cut when longer than ``limit`` characters (a 4 kB path is not shown
+    whole)."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[: limit // 2 - 2]}...{text[-(limit // 2 - 1):]}"
+
+
+def _check_creatable(root: Path) -> None:
+    """``root`` (missing) can be created: its nearest existing ancestor is a folder in which a folder can be made.
+    Probed by making and removing an empty folder there (permissions alone do not tell: root may write anywhere,
+    yet not under /proc), so a refused run leaves nothing behind."""
+    ancestor = Path(os.path.abspath(root)).parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise RunError(f"{root}: cannot be created, {ancestor} is a file, not a folder; give --run-dir another "
+                       "path")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".aunet-probe-", dir=ancestor))
+    except OSError as exc:
+        raise RunError(f"{root}: cannot be created ({exc.strerror or type(exc).__name__} in {ancestor}); give "
+                       "--run-dir a folder you can write") from None
+
+
+def _check_existing(paths: RunPaths, run: RunConfig, resume: bool, locked: bool = False) -> str:
     """``fresh``, ``resume`` or ``finished``, from the folder alone (read-only).
 
-    RunError for a folder that holds another config, and for a checkpoint the run saved that is gone (a missing
-    file, a link to a moved file): training again from step 0 behind the user's back would overwrite the records
-    of the steps already trained."""
-    if paths.summary.is_file():
-        return "finished"
+    RunError for a folder that is not this run's (:func:`_check_folder`, another config), and for a checkpoint the
+    run saved that is gone (a missing file, a link to a moved file): training again from step 0 behind the user's
+    back would overwrite the records of the steps already trained. ``locked``: this process holds the folder's
+    lock (another process cannot)."""
+    _check_folder(paths)
     if paths.config.is_file():
         try:
             stored = run_config_from_record(read_yaml(paths.config))
@@ -138,6 +215,8 @@ def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
         if stored.fingerprint() != run.fingerprint():
             raise RunError(f"{paths.root} holds a run with a different config; use another --run-dir or delete that "
                            "folder")
+    if paths.summary.exists():  # after the config: a finished run of another config is not this run's result
+        return "finished"
     last = paths.last_checkpoint
     if last.is_symlink() and not last.exists():
         raise RunError(f"{last}: a link to {os.readlink(last)}, which does not exist (moved, or its disk not "
@@ -145,6 +224,10 @@ def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
     if last.exists() and not last.is_file():
         raise RunError(f"{last}: not a checkpoint file; move it away (a resume needs one file)")
     if last.is_file():
+        if not locked and held_by_another(paths.lock):
+            # Before: "pass --resume", which the second process would then have been refused for.
+            raise RunError(f"{paths.root}: another process is training this run (it holds {paths.lock.name}); wait "
+                           "for it to end, or stop it and continue with --resume")
         if not resume:
             raise RunError(f"{paths.root} holds an unfinished run; pass --resume to continue it")
         read_segments(paths)  # a garbled record stops the resume here, before anything is written
@@ -154,6 +237,38 @@ def _check_existing(paths: RunPaths, run: RunConfig, resume: bool) -> str:
         raise RunError(f"{last}: missing, but this run saved its checkpoint of step {saved} there; restore the "
                        "file to continue with --resume, or delete the run folder to start again")
     return "fresh"
+
+
+def _check_finished(paths: RunPaths, run: RunConfig) -> RunSummary:
+    """The record of a finished run, once shown to be this run's: read and checked (:func:`read_summary`), its
+    config fingerprint this run's, and, where the final checkpoint is kept, its data fingerprint and weights those
+    of the checkpoint. A run folder copied over another run's reported the other run's result as this one's."""
+    summary = read_summary(paths.summary)
+    if summary.config_fingerprint is not None and summary.config_fingerprint != run.fingerprint():
+        raise RunError(f"{paths.summary}: the record of another run (config {summary.config_fingerprint[:10]}, this "
+                       f"run {run.fingerprint()[:10]}): the folder was copied or its summary replaced; delete the run "
+                       "folder to train this run")
+    final = paths.final_checkpoint
+    if not final.is_file():
+        return summary  # checkpoints removed to save space (the committed results keep no checkpoints)
+    try:
+        ckpt = torch.load(final, map_location="cpu", weights_only=True, mmap=True)
+        identity = ckpt.get("hyper_parameters", {}).get("identity") or {}
+        weights = checkpoint_weights_sha256(ckpt["state_dict"])
+    except Exception as exc:  # noqa: BLE001 - any failure means the file cannot vouch for the record
+        raise RunError(f"{final}: cannot read checkpoint ({type(exc).__name__}); the record cannot be checked "
+                       "against it: restore the run's final checkpoint, or delete the run folder to train the run "
+                       "again") from None
+    mismatch = [f"{what} {mine[:10]} in the checkpoint, {theirs[:10]} in {paths.summary.name}"
+                for what, mine, theirs in (("config", identity.get("config"), summary.config_fingerprint),
+                                           ("data", identity.get("data"), summary.data_fingerprint),
+                                           ("weights", weights, summary.weights_sha256))
+                if isinstance(mine, str) and isinstance(theirs, str) and mine != theirs]
+    if mismatch:
+        raise RunError(f"{final}: does not match the run's record ({'; '.join(mismatch)}): one of them was replaced "
+                       "or belongs to another run; put the run's own files back, or delete the run folder to train "
+                       "the run again")
+    return summary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +351,8 @@ def _train(run: RunConfig, run_dir: Path | None, resume: bool, callbacks: list[L
     # that cannot fit would allocate until the machine gives up.
     _filter_chatter(banner=False)  # the real trainer prints the banner, once
     hardware = check_trainer(tr, precision)
-    check_memory(run.model, hardware)
+    plan = plan_steps(run, hardware.world_size)
+    check_memory(run.model, hardware, plan.micro_batch)
     check_trackers(tr)
     # Every rank reads the folder (nothing is written before the fit, so they agree): assuming "resume" on the other
     # ranks made the first job of a SLURM script that always passes --resume fail there, with no checkpoint yet.
@@ -245,14 +361,13 @@ def _train(run: RunConfig, run_dir: Path | None, resume: bool, callbacks: list[L
     if state == "finished":
         if not is_rank_zero:
             return None
-        return read_summary(paths.summary)
+        return _check_finished(paths, run)
     checkpoint = _check_checkpoint(paths, run) if state == "resume" else None
     resume_step = checkpoint.step if checkpoint is not None else 0
 
     L.seed_everything(run.train.seed, workers=True, verbose=False)
     timer = TrainTimer()
     logger = CSVLogger(save_dir=str(paths.root), name="logs")  # a new version per segment (never overwritten)
-    plan = plan_steps(run, hardware.world_size)
     last = LastCheckpoint(paths.last_checkpoint, val_every=plan.val_every,
                           after_save=lambda trainer: _record_checkpoint(paths, trainer))
     all_callbacks: list[L.Callback] = [timer, last, ThroughputLogger(timer, peak_flops=run.train.peak_flops),
@@ -298,7 +413,7 @@ def _train(run: RunConfig, run_dir: Path | None, resume: bool, callbacks: list[L
     # One process trains into a folder (rank 0 holds the lock for all ranks of its job).
     with RunFolderLock(paths.lock) if is_rank_zero else contextlib.nullcontext():
         # The folder was read before the data was prepared: another process may have trained into it since.
-        if is_rank_zero and (_check_existing(paths, run, resume) != state or (
+        if is_rank_zero and (_check_existing(paths, run, resume, locked=True) != state or (
                 checkpoint is not None and _check_checkpoint(paths, run).step != checkpoint.step)):
             raise RunError(f"{paths.root}: another process wrote to this run while its data was prepared; run the "
                            "command again (with --resume)")
@@ -326,6 +441,38 @@ def _fit(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module
             open_tracker_folders(trackers, paths)
 
     ckpt_path = str(paths.last_checkpoint) if state == "resume" else None
+    try:
+        summary = _fit_and_record(run, paths, plan, trainer, module, datamodule, timer, last, logger, trackers,
+                                  ckpt_path, resume_step)
+    except RunStopped:
+        raise
+    except BaseException as exc:
+        # Whatever escapes (a NaN, an I/O error, CUDA out of memory, a bug): no DataLoader worker may outlive it
+        # (the process would hang at its exit, see end_loader_workers), and the run is recorded as failed or
+        # diverged, never left looking merely unfinished. Ctrl-C (which Lightning turns into SystemExit) is the
+        # user's stop, not a failure: the run stays unfinished, to be resumed.
+        end_loader_workers()
+        if is_rank_zero and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            _record_failure(paths, exc)
+        raise
+    if summary is not None:
+        paths.failure.unlink(missing_ok=True)  # an earlier attempt's failure is not this finished run's
+    return summary
+
+
+def _record_failure(paths: RunPaths, exc: BaseException) -> None:
+    """``failure.json`` for ``exc``, if the folder can still take it (it may be the very thing that went: a folder
+    removed while the run trained, a full disk); the exception in flight is what the user must see."""
+    with contextlib.suppress(Exception):
+        if paths.root.is_dir():
+            write_failure(paths, exc)
+
+
+def _fit_and_record(run: RunConfig, paths: RunPaths, plan: Plan, trainer: L.Trainer, module: LanguageModelModule,
+                    datamodule: CorpusDataModule, timer: TrainTimer, last: LastCheckpoint, logger: CSVLogger,
+                    trackers: list, ckpt_path: str | None, resume_step: int) -> RunSummary | None:
+    """Train (from ``ckpt_path`` when resuming), then save the final checkpoint and write the summary."""
+    is_rank_zero = trainer.is_global_zero
     failed = True
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

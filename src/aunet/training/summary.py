@@ -2,19 +2,24 @@
 
 :func:`train` builds a :class:`RunSummary` and writes it with :func:`write_summary`, which refuses a record that
 lacks what a finished run must have. Everything else (sweep tables, the sweep queue, evaluation's weight check,
-the CLI) reads it with :func:`read_summary` or :func:`load_summary`. Reading is lenient so that every record
-ever written still loads: a field an older writer did not know (``stages``) takes its default, and a key this
-version does not know is kept in ``extra`` and written back unchanged.
+the CLI) reads it with :func:`read_summary` or :func:`load_summary`. Reading is lenient about the fields a record
+may lack, so that every record ever written still loads: a field an older writer did not know (``stages``) takes
+its default, and a key this version does not know is kept in ``extra`` and written back unchanged. It is strict
+about the values: a record without the numbers every finished run has (:data:`READ_REQUIRED`), or with a number
+that is not finite or out of its range (:data:`RANGES`: a NaN, a string or a negative ``val_bpb``), is refused
+naming the file. A hand-edited or foreign ``summary.json`` was otherwise tabled as a finished run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from aunet.errors import StateError
+from aunet.errors import StateError, excerpt
 from aunet.io import atomic_write_json, read_json
 
 OMITTED_WHEN_EMPTY = ("cost",)  # fields only some runs have (learned-cost families)
@@ -24,6 +29,39 @@ REQUIRED = (
     "tokens_seen", "bytes_per_token", "wall_time_s", "throughput", "git_commit", "seed", "versions",
     "data_fingerprint", "weights_sha256",
 )
+# What every record ever written holds (the oldest records, tests/fixtures/legacy-summary.json, included): a record
+# read without them is not a finished run's.
+READ_REQUIRED = ("run_id", "family", "val_bpb", "val_loss", "params", "steps", "flops_spent")
+# Each number a record may hold: (integer only, least value, whether the least value itself is allowed, greatest).
+# Checked on every field present, on reading and on writing; None stands for "not recorded" where a field allows it.
+RANGES: dict[str, tuple[bool, float, bool, float]] = {
+    "val_bpb": (False, 0.0, False, math.inf), "val_loss": (False, 0.0, True, math.inf),
+    "params": (True, 1, True, math.inf), "non_embedding_params": (True, 0, True, math.inf),
+    "flops_per_unit": (False, 0.0, False, math.inf), "head_share": (False, 0.0, True, 1.0),
+    "budget_flops": (False, 0.0, False, math.inf), "steps": (True, 1, True, math.inf),
+    "flops_per_step": (False, 0.0, False, math.inf), "flops_spent": (False, 0.0, False, math.inf),
+    "bytes_seen": (False, 0.0, True, math.inf), "tokens_seen": (True, 0, True, math.inf),
+    "bytes_per_token": (False, 0.0, False, math.inf), "val_text_bytes": (True, 0, True, math.inf),
+    "wall_time_s": (False, 0.0, True, math.inf), "seed": (True, -math.inf, True, math.inf),
+}
+# Identities: sha256 hex digests.
+DIGESTS = ("config_fingerprint", "data_fingerprint", "weights_sha256")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _number_problem(key: str, value: Any) -> str | None:
+    """Why ``value`` cannot be field ``key`` of a record (None when it can)."""
+    integer, least, inclusive, greatest = RANGES[key]
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        return f"{key} is {excerpt(value, 40)}, expected {kind}"
+    if not math.isfinite(value):
+        return f"{key} is {value}, expected a finite number"
+    if value < least or (value == least and not inclusive) or value > greatest:
+        bound = f"{'at least' if inclusive else 'above'} {least:g}" + (f" and at most {greatest:g}"
+                                                                       if math.isfinite(greatest) else "")
+        return f"{key} is {value:g}, expected {kind} {bound}"
+    return None
 
 
 @dataclass
@@ -106,22 +144,54 @@ class RunSummary:
         """Fields a finished run must have that this record lacks."""
         return [k for k in REQUIRED if getattr(self, k) in (None, "", {})]
 
+    def problems(self, required: tuple[str, ...] = READ_REQUIRED) -> list[str]:
+        """Why this record cannot be a finished run's (empty when it can): a field of ``required`` missing, a
+        number not finite or out of range (:data:`RANGES`), an identity that is not a sha256 digest, a status other
+        than ``finished``."""
+        out = [f"no {key}" for key in required if getattr(self, key) in (None, "", {})]
+        for key in ("run_id", "family"):
+            value = getattr(self, key)
+            if value not in (None, "") and not isinstance(value, str):
+                out.append(f"{key} is {excerpt(value, 40)}, expected a string")
+        for key in RANGES:
+            value = getattr(self, key)
+            if value is not None and (problem := _number_problem(key, value)):
+                out.append(problem)
+        for key in DIGESTS:
+            value = getattr(self, key)
+            if value is not None and not (isinstance(value, str) and _SHA256.fullmatch(value)):
+                out.append(f"{key} is {excerpt(value, 40)}, expected a sha256 digest")
+        if self.status != "finished":
+            out.append(f"status is {excerpt(self.status, 40)}, expected 'finished'")
+        return out
+
 
 def write_summary(path: Path, summary: RunSummary) -> Path:
-    """Write ``summary`` to ``path`` atomically; a ValueError names the fields a finished run must have but lacks."""
+    """Write ``summary`` to ``path`` atomically; a ValueError names the fields a finished run must have but lacks,
+    or a value no finished run can have (a NaN ``val_bpb``): such a record is never written."""
     missing = summary.missing()
     if missing:
         raise ValueError(f"summary lacks {missing}")
+    problems = summary.problems(REQUIRED)
+    if problems:
+        raise ValueError(f"summary not written: {'; '.join(problems)}")
     return atomic_write_json(path, summary.to_dict())
 
 
 def read_summary(path: Path, hint: str = "delete it to finish the run again from its last checkpoint "
-                                         "(--resume)") -> RunSummary:
-    """The summary at ``path``; a StateError naming the file (and ``hint``) when it is truncated or garbled."""
+                                         "(--resume)", check: bool = True) -> RunSummary:
+    """The summary at ``path``; a StateError naming the file (and ``hint``) when it is truncated or garbled, or
+    (``check``, the default) when it is not a finished run's record (:meth:`RunSummary.problems`)."""
     record = read_json(path, hint)
     if not isinstance(record, dict):
         raise StateError(f"{path}: not a run summary (a JSON object); {hint}")
-    return RunSummary.from_dict(record)
+    summary = RunSummary.from_dict(record)
+    if check:
+        problems = summary.problems()
+        if problems:
+            shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+            raise StateError(f"{path}: not a usable run record ({shown}); {hint}")
+    return summary
 
 
 def load_summary(path: Path) -> RunSummary | None:
