@@ -204,7 +204,7 @@ def _check_existing(paths: RunPaths, run: RunConfig, resume: bool, locked: bool 
     RunError for a folder that is not this run's (:func:`_check_folder`, another config), and for a checkpoint the
     run saved that is gone (a missing file, a link to a moved file): training again from step 0 behind the user's
     back would overwrite the records of the steps already trained. ``locked``: this process holds the folder's
-    lock (another process cannot)."""
+    lock, or belongs to the job whose rank 0 holds it (another process cannot train into it)."""
     _check_folder(paths)
     if paths.config.is_file():
         try:
@@ -357,7 +357,9 @@ def _train(run: RunConfig, run_dir: Path | None, resume: bool, callbacks: list[L
     # Every rank reads the folder (nothing is written before the fit, so they agree): assuming "resume" on the other
     # ranks made the first job of a SLURM script that always passes --resume fail there, with no checkpoint yet.
     # Everything up to the lock only reads the folder: a refused resume leaves it exactly as it was.
-    state = _check_existing(paths, run, resume)
+    # Only rank 0 asks whether another process holds the lock: the other ranks start (Lightning's launcher) while
+    # their own rank 0 holds it, and would refuse their own job's resume.
+    state = _check_existing(paths, run, resume, locked=not is_rank_zero)
     if state == "finished":
         if not is_rank_zero:
             return None
