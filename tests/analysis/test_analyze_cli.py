@@ -53,9 +53,27 @@ def test_analyze_reports_a_failing_notebook_and_exits_1(scaling_results, tmp_pat
     (["{scaling}", "--param", "n-boot"], "--param n-boot: expected NAME=VALUE"),
     (["{scaling}", "--param", "results_dir=x"], "--param results_dir: set by aunet analyze itself"),
     (["{scaling}", "--timeout", "0"], "--timeout 0: must be a positive number of seconds"),
+    (["{scaling}", "--param", "gain_at=[9e12, abc]"], "--param gain_at: element 'abc' is not a number"),
+    (["{scaling}", "--param", "gain_at=[-1e12]"], "--param gain_at: element -1000000000000.0 must be a positive"),
+    (["{scaling}", "--param", "noise_from={tmp}"], "no runs.csv in"),
+    (["{scaling}", "--param", "coverage_studies=-1"], "--param coverage_studies=-1: must be at least 0"),
 ])
 def test_analyze_user_errors_are_one_line_with_exit_2(args, message, scaling_results, tmp_path, capsys):
     argv = ["analyze", *(a.format(tmp=tmp_path, scaling=scaling_results) for a in args)]
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err
+
+
+def test_numbers_in_parameters_are_numbers_however_they_are_written(scaling_results, tmp_path, monkeypatch):
+    """YAML 1.1 reads 9e12 (no dot) as text: the list of gain budgets gets numbers anyway, a single one becomes a
+    list, and a float parameter takes 1e0; a results folder is made absolute (the notebook runs elsewhere)."""
+    from aunet.cli.analyze_cmd import parse_params
+
+    monkeypatch.chdir(scaling_results.parent)
+    params = parse_params(["gain_at=[9e12, 2.0e+13, 3E13]", "extrapolate_decades=1e0",
+                           f"noise_from={scaling_results.name}"], ["scaling"])
+    assert params == {"gain_at": [9e12, 2e13, 3e13], "extrapolate_decades": 1.0,
+                      "noise_from": str(scaling_results.resolve())}
+    assert parse_params(["gain_at=9e12"], ["scaling"])["gain_at"] == [9e12]
+    assert parse_params(["noise_from="], ["scaling"])["noise_from"] == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
                    help=f"seconds one notebook cell may run (default: {DEFAULT_TIMEOUT:g})")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a notebook parameter, e.g. --param n_boot=50 or --param tolerance=0.02 "
-                        "(repeatable; the value is read as YAML and must suit the parameter's default; a name that no "
-                        "notebook run declares is refused, the notebooks without it ignore it)")
+                   help="override a notebook parameter, e.g. --param n_boot=50, --param gain_at=[9e12] or --param "
+                        "noise_from=results/cpu-study (repeatable; the value is read as YAML, numbers such as 9e12 as "
+                        "numbers, and must suit the parameter's default; a name that no notebook run declares is "
+                        "refused, the notebooks without it ignore it)")
     p.add_argument("--reference-order", type=int, default=DEFAULT_MAX_ORDER, metavar="K",
                    help=f"highest order of the Kneser-Ney byte n-gram reference levels, "
                         f"{MIN_ORDER}..{DEFAULT_MAX_ORDER} (default: {DEFAULT_MAX_ORDER})")
@@ -64,14 +66,59 @@ def parse_notebooks(text: str) -> list[str]:
 
 
 # Lower bounds of parameters beyond their type (a negative bootstrap count would still write a fits.json).
-PARAM_MINIMUMS = {"n_boot": 1, "tolerance": 0.0, "extrapolate_decades": 0.0}
+PARAM_MINIMUMS = {"n_boot": 1, "tolerance": 0.0, "extrapolate_decades": 0.0, "coverage_studies": 0}
+# Parameters that hold a list of positive numbers, and what they are (for the message).
+NUMBER_LISTS = {"gain_at": "compute values in FLOPs"}
+# Parameters that name a results folder: resolved against the working directory here (the notebook runs elsewhere)
+# and checked for a runs.csv before any kernel starts.
+FOLDER_PARAMS = ("noise_from",)
+# A number as YAML 1.2 and Python read it: YAML 1.1 (PyYAML) reads 9e12 or 1E13 (no dot) as a string.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _as_number(value: Any) -> Any:
+    """``value``, or the float a string such as ``"9e12"`` spells (any other value unchanged)."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+def _number_list(name: str, value: Any) -> list[float]:
+    """The list of positive finite numbers ``--param NAME=VALUE`` gives (a single number is a list of one); any other
+    element is a one-line UserError."""
+    items = [] if value is None else value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        number = _as_number(item)
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise UserError(f"--param {name}: element {excerpt(item)} is not a number; give {NUMBER_LISTS[name]}, "
+                            f"e.g. {name}=[9e12, 2e13]")
+        if not math.isfinite(number) or number <= 0:
+            raise UserError(f"--param {name}: element {number!r} must be a positive finite number")
+        out.append(float(number))
+    return out
+
+
+def _folder(name: str, value: Any) -> str:
+    """A results folder parameter as an absolute path; empty stays empty (none). Refused unless it holds runs.csv."""
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str):
+        raise UserError(f"--param {name}={excerpt(value)}: expected a results/<sweep> folder")
+    path = Path(value).expanduser().resolve()
+    if not (path / "runs.csv").is_file():
+        raise UserError(f"--param {name}={value}: no runs.csv in {path}; give a results/<sweep> folder")
+    return str(path)
 
 
 def parse_params(items: list[str], notebooks: list[str] | None = None) -> dict[str, Any]:
     """``["n_boot=50"]`` -> ``{"n_boot": 50}`` (values read as YAML scalars).
 
     With ``notebooks``, each name must be a parameter of one of them (a typo would otherwise be ignored without a
-    word) and each value of the type of that parameter's default, finite, and not below :data:`PARAM_MINIMUMS`."""
+    word) and each value of the type of that parameter's default, finite, and not below :data:`PARAM_MINIMUMS`.
+    Numbers written without a dot (``9e12``, which YAML 1.1 reads as text) are numbers where one is expected; the
+    lists of :data:`NUMBER_LISTS` hold positive numbers only, and the folders of :data:`FOLDER_PARAMS` are made
+    absolute and must hold a ``runs.csv``."""
     from aunet.analysis.notebooks import notebook_parameters
     from aunet.yaml_loader import parse_yaml
 
@@ -88,6 +135,12 @@ def parse_params(items: list[str], notebooks: list[str] | None = None) -> dict[s
         if name in ("results_dir", "output_dir"):
             raise UserError(f"--param {name}: set by aunet analyze itself; pass RESULTS_DIR instead")
         parsed = parse_yaml(value, source=f"--param {name}")
+        if name in NUMBER_LISTS:
+            parsed = _number_list(name, parsed)
+        elif name in FOLDER_PARAMS:
+            parsed = _folder(name, parsed)
+        elif isinstance(declared.get(name), float):
+            parsed = _as_number(parsed)
         if notebooks is not None:
             _check_param(name, parsed, declared, notebooks)
         params[name] = parsed
