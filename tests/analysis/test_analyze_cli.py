@@ -77,3 +77,17 @@ def test_numbers_in_parameters_are_numbers_however_they_are_written(scaling_resu
                       "noise_from": str(scaling_results.resolve())}
     assert parse_params(["gain_at=9e12"], ["scaling"])["gain_at"] == [9e12]
     assert parse_params(["noise_from="], ["scaling"])["noise_from"] == ""
+
+
+def test_the_summary_shows_how_well_the_largest_budget_was_predicted(scaling_results):
+    from aunet.analysis import tables
+    from aunet.cli.analyze_cmd import family_summary
+
+    fits = {"scaling": {"families": {}, "held_out": {
+        "bpe": {"prediction": 1.85, "interval": [1.8, 1.9], "contains": True, "measured": 1.87},
+        "aunet1": {"prediction": 2.0, "interval": [1.95, 2.05], "contains": False, "measured": 2.2}}}}
+    rows, header = family_summary(tables.read_runs(scaling_results), fits)
+    last = {row[0]: row[-1] for row in rows}
+    assert header[-1].startswith("envelope there, from the others")
+    assert last["bpe"] == "1.850 [1.800, 1.900]: holds 1.870" and last["aunet1"].endswith("misses 2.200")
+    assert last["aunet2"] == "-"

@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Execute the analysis notebooks (analysis/*.py, jupytext percent scripts) headlessly on RESULTS_DIR, a "
             "results/<sweep> folder holding runs.csv. Writes the executed notebooks to RESULTS_DIR/notebooks/, the "
             "figures (PNG and SVG) to RESULTS_DIR/plots/ and the fitted parameters to RESULTS_DIR/fits.json, then "
-            "prints per family the runs, the fitted compute exponent alpha and the loss at the largest budget. "
+            "prints per family the runs, the fitted compute exponent alpha, the loss at the largest budget and its "
+            "envelope point as predicted from the smaller budgets. "
             "First, when the corpus is available (AUNET_DATA_DIR), it computes reference levels on the runs' "
             "validation text: Kneser-Ney byte n-grams of orders 1..K fitted on the bytes the largest run read, and "
             "the BPE tokenizer's unigram (cached in AUNET_CACHE_DIR); they go to fits.json under reference_levels "
@@ -181,11 +182,13 @@ def family_summary(runs: Any, fits: dict[str, Any]) -> tuple[list[list[str]], li
     """Rows of the summary table (one per series) from the runs table and ``fits.json``; returns rows and header.
 
     runs: finished and total; alpha with its interval from ``fits["scaling"]``; the best validation bpb among the
-    finished runs at the series' largest budget.
+    finished runs at the series' largest budget; the held-out prediction of that budget from the others, with its
+    interval and whether the measured envelope point lies in it.
     """
     from aunet.analysis import tables
 
     families = fits.get("scaling", {}).get("families", {})
+    held_out = fits.get("scaling", {}).get("held_out", {})
     budget_col = tables.first_with_values(runs, "budget_flops", "planned_flops", "flops_spent")
     done = tables.finished(runs)
     rows = []
@@ -201,8 +204,15 @@ def family_summary(runs: Any, fits: dict[str, Any]) -> tuple[list[list[str]], li
         if budget_col is not None and fin[budget_col].notna().any():
             top = fin[fin[budget_col] == fin[budget_col].max()]
             budget, loss = f"{top[budget_col].iloc[0]:.3g}", f"{top['val_bpb'].min():.4f}"
-        rows.append([s, f"{len(done[done['series'] == s])}/{len(mine)}", alpha, budget, loss])
-    return rows, ["family", "finished/runs", "alpha [95%]", "largest budget (FLOPs)", "val bpb there"]
+        predicted = "-"
+        h = held_out.get(s)
+        if h and h.get("prediction") is not None:
+            lo, hi = (h.get("interval") or [None, None])[:2]
+            predicted = (f"{_fmt(h['prediction'], '.3f')} [{_fmt(lo, '.3f')}, {_fmt(hi, '.3f')}]: "
+                         f"{'holds' if h.get('contains') else 'misses'} {_fmt(h.get('measured'), '.3f')}")
+        rows.append([s, f"{len(done[done['series'] == s])}/{len(mine)}", alpha, budget, loss, predicted])
+    return rows, ["family", "finished/runs", "alpha [95%]", "largest budget (FLOPs)", "val bpb there",
+                  "envelope there, from the others [95%]: measured"]
 
 
 def reference_levels(results_dir: Path, runs: Any, max_order: int) -> str:
