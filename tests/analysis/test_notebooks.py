@@ -163,6 +163,9 @@ def test_an_ablation_without_seeds_takes_its_noise_from_another_study(executed):
     assert len(rows) == 4 and all(r["best"] == "aunet2/word" for r in rows.values())
     stride = rows[("aunet2/stride4", 3.0)]
     assert stride["minus_best"] > 0 and stride["lo"] < stride["minus_best"] < stride["hi"]
+    # Two points with independent noise of 0.004 each: their difference spreads by more than 0.01 (95%). Draws shared
+    # between series (one bootstrap seed for all) would cancel in the difference and leave next to no interval.
+    assert stride["hi"] - stride["lo"] > 0.01, stride
     assert "no repeated seeds of its own; its noise is that of" in run.text
 
 
