@@ -221,8 +221,8 @@ def held_out_prediction(points: tuple[EnvelopePoint, ...], *, irreducible: bool 
     The curve through the others keeps its floor ``E`` free (``irreducible``), as the curve through all budgets has:
     the check is of that model. With 3 points for 3 parameters the fit passes through them, but its interval comes
     from refitting every bootstrap draw of the points, which is well defined; forcing ``E = 0`` there instead bends
-    the extrapolation below any curve with a floor, and on synthetic studies with the CPU study's curves its 95%
-    interval held the truth in about 80% of them (E free: about 92%; docs/intervals.md).
+    the extrapolation below any curve with a floor, and the prediction comes out too low for a family whose curve
+    flattens (as the CPU study's AU-Nets' do).
 
     Returns ``C`` (the held-out budget), ``prediction`` and ``curve_interval`` (the fitted curve there, its 95%
     band), ``measured`` and ``measured_interval`` (the envelope point there), ``interval`` (where a measurement of
