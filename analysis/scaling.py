@@ -27,9 +27,12 @@
 # %% tags=["parameters"]
 results_dir = "../results/scaling"  # a results/<sweep> folder holding runs.csv
 output_dir = None  # where plots/ and fits.json are written; None: results_dir
-n_boot = 200  # bootstrap resamples per fit
+n_boot = 1000  # bootstrap draws per fit (the exponent's and the gain's upper tails are long: many draws steady their bounds)
 extrapolate_decades = 1.0  # how far beyond the largest budget the fitted curves are drawn
 gain_at = []  # compute values (FLOPs) at which to report the gain besides the study's budgets, e.g. [9.0e+12]
+noise_per_budget = True  # seed noise of each budget that repeated seeds (pooled at the others); False: pooled everywhere
+noise_from = ""  # a results/<sweep> folder whose repeats give the noise of series without their own (same family)
+coverage_studies = 50  # synthetic studies like this one whose intervals are checked against known truths; 0: skip
 
 # %%
 from pathlib import Path
@@ -61,31 +64,57 @@ print(pd.crosstab(runs_all["series"], runs_all["status"].replace("", "(none)")).
 #
 # With three or more sizes per budget (an isoFLOP grid), a family's point at a budget is the vertex of a parabola of
 # its loss in log FLOPs per byte through its runs there (those of the sweep's base seed, which share one data order):
-# its compute-optimal loss, with a 95% interval from the seed-to-seed noise measured on the sweep's repeated runs (a
-# parametric bootstrap). Where the vertex lies outside
-# the sampled sizes the optimum was not bracketed, and the best sampled size stands in (hollow marker: an upper
-# bound on the optimal loss). With one size per budget (the naive protocol) the point is the best run there.
-# Compute is the FLOPs each run spent (our formula, identical for both families).
+# its compute-optimal loss, with a 95% interval from a parametric bootstrap: every run redrawn with the seed noise,
+# the same estimator applied to each redraw, and the interval bias-corrected (a minimum of a noisy valley falls below
+# the truth, and its redraws below it again). The noise is measured per budget where the sweep repeated runs with other
+# seeds, and at a budget without repeats it is the pool of the budgets that have them (the table says which); its
+# own uncertainty (a spread from 3 seeds has 2 degrees of freedom) widens the intervals as Student's t does. A series
+# without repeats takes the noise of the same family in `noise_from`, else the pool of this sweep's series. Where the
+# vertex lies outside the sampled sizes the optimum was not bracketed, and the best sampled size stands in (hollow
+# marker: an upper bound on the optimal loss). With one size per budget (the naive protocol) the point is the best run
+# there. Compute is the FLOPs each run spent (our formula, identical for both families).
 
 # %%
-from aunet.analysis.envelope import OK, envelope_points, fit_envelope, seed_noise
+import zlib
+from dataclasses import replace
+
+from aunet.analysis.envelope import OK, family_envelope, family_noise, fit_envelope, held_out_prediction
+from aunet.analysis.noise import NoiseModel, noise_model, repeat_groups
 
 compute_col = tables.first_with_values(runs, "flops_spent", "planned_flops", "budget_flops")
 budget_col = tables.first_with_values(runs, "budget_flops", "planned_flops", "flops_spent")
 ready = compute_col is not None and tables.has_values(runs, compute_col, "val_bpb")
 points = pd.DataFrame()
-envelopes, noise = {}, {}
+envelopes, noise, noise_models = {}, {}, {}
+
+
+def repeats_model(frame, origin=""):
+    """The seed-noise model of a table's runs (repeats: one budget and size, several seeds)."""
+    if not tables.has_values(frame, "flops_per_byte"):
+        return NoiseModel(origin=origin)  # no sizes: repeats cannot be told from a grid
+    model = family_noise(frame[budget_col], frame["flops_per_byte"], frame["val_bpb"], per_budget=noise_per_budget)
+    return replace(model, origin=origin) if origin else model
+
+
+borrowed = {}  # family -> the noise model of its plain series in noise_from
+if noise_from:
+    other = tables.finished(tables.read_runs(noise_from))
+    other = other[other["val_bpb"].notna() & (other["series"] == other["family"])]
+    for family, grp in other.groupby("family"):
+        model = repeats_model(grp, origin=f"{noise_from} {family}")
+        if model.budgets:
+            borrowed[family] = model
+    print(f"noise borrowed from {noise_from}:", ", ".join(borrowed) or "none (no repeated seeds there)")
 if not ready:
     note("no finished run has both val_bpb and a FLOPs column; the scaling fits are skipped")
 else:
     if compute_col != "flops_spent":
         note(f"flops_spent is empty; {compute_col} is used as the compute of each run")
     scored = runs[runs[compute_col].notna() & runs["val_bpb"].notna()]
-    # Repeats: runs of one series, budget and size that differ only in their seed.
-    size_key = scored["flops_per_byte"].round(-1) if tables.has_values(scored, "flops_per_byte") else scored["run_id"]
-    repeats = {s: [g["val_bpb"].to_numpy() for _, g in grp.groupby([budget_col, size_key[grp.index]])
-                   if len(g) > 1] for s, grp in scored.groupby("series")}
-    pooled = seed_noise([g for groups in repeats.values() for g in groups])
+    # The fallback of a series without repeats (and without noise_from): every series' repeats, pooled.
+    all_groups = repeat_groups(scored[budget_col], scored["flops_per_byte"], scored["val_bpb"]) \
+        if tables.has_values(scored, "flops_per_byte") else (np.empty(0), [])
+    pooled_all = noise_model(*all_groups, per_budget=False, origin="every series of this sweep, pooled")
     for s, grp in scored.groupby("series"):
         sizes = grp.groupby(budget_col)["flops_per_byte"].nunique() if tables.has_values(grp, "flops_per_byte") \
             else pd.Series(dtype=float)
@@ -96,16 +125,27 @@ else:
             partial = [f"{C:.2g}" for C in sizes.index if C not in set(complete)]
             if partial:
                 note(f"{s}: fewer than 3 sizes at {', '.join(partial)}; left out of its envelope")
+            model = repeats_model(grp)
+            if not model.budgets:
+                family = grp["family"].iloc[0]
+                model = borrowed.get(family, pooled_all)
+                if model.budgets or np.isfinite(model.pooled_sd):
+                    note(f"{s}: no repeated seeds of its own; its noise is that of {model.origin}")
+            noise_models[s] = model
+            noise[s] = model.pooled_sd
             grp = grp[grp[budget_col].isin(complete)]
-            own = seed_noise(repeats.get(s, []))
-            noise[s] = own if np.isfinite(own) else pooled
-            if not np.isfinite(noise[s]):
+            # Each series draws its own noise (a seed from its name): the gain and the variants' differences pair
+            # sample i of one series with sample i of another, which is a draw from the joint only if the two are
+            # independent. One seed for all gave every series the same normal draws, and those differences almost
+            # no spread.
+            envelopes[s] = family_envelope(grp[budget_col], grp["flops_per_byte"], grp["seed"], grp["val_bpb"],
+                                           noise=model, n_boot=n_boot, seed=zlib.crc32(s.encode()))
+            if all(p.noise.source == "none" for p in envelopes[s]):
                 note(f"{s}: no repeated seeds in the sweep; its optima have no interval")
-            # The valley is fitted on the sweep's base seed, whose runs share one data order across sizes; the
-            # repeats of other seeds only measure the noise (mixed into one size they would tilt the parabola).
-            base = grp[grp["seed"] == grp["seed"].mode().iloc[0]] if grp["seed"].notna().any() else grp
-            envelopes[s] = envelope_points(base[budget_col], base["flops_per_byte"], base["val_bpb"], noise=noise[s],
-                                           n_boot=n_boot)
+            fallback = [f"{p.C:.2g}" for p in envelopes[s] if p.noise.source == "pooled" and model.per_budget]
+            if fallback and model.budgets:
+                note(f"{s}: no repeated seeds at {', '.join(fallback)}; the noise there is the pool of "
+                     f"{', '.join(f'{c:.2g}' for c in model.budgets)}")
     rows = []
     for s, env in envelopes.items():
         rows += [{"series": s, budget_col: p.C, compute_col: p.C, "val_bpb": p.L_star, "lo": p.L_interval[0],
@@ -122,8 +162,11 @@ else:
             note(f"{left_out} runs left out: another run of the same series, budget and seed has a lower val_bpb")
     points = pd.DataFrame(rows)
     if envelopes:
-        print("seed noise (std of val bpb across seeds):",
-              ", ".join(f"{s} {v:.4f}" for s, v in noise.items()), f"(pooled {pooled:.4f})")
+        # The noise each budget's interval used: sd (degrees of freedom), and where it came from.
+        table = pd.DataFrame({s: {f"{p.C:.2g}": f"{p.noise.sd:.4f} ({p.noise.dof:g}, {p.noise.source})"
+                                  for p in env} for s, env in envelopes.items()}).T
+        print("seed noise per budget: std of val bpb across seeds (degrees of freedom, source)")
+        print(table.to_string())
 series_list = tables.series_order(points["series"]) if ready and len(points) else []
 
 # %% [markdown]
@@ -157,8 +200,9 @@ for s in series_list:
         note(f"{s}: {exc}")
         continue
     n_params = 3 if irreducible else 2
-    if len(pts) < 2 * n_params:
+    if s not in envelopes and len(pts) < 2 * n_params:
         # Resamples of a handful of points repeat the same few fits: the percentile interval comes out too narrow.
+        # (An envelope curve's intervals refit the points' noise draws instead; their coverage is checked below.)
         note(f"{s}: {len(pts)} points for {n_params} parameters; its intervals understate the uncertainty")
 
 
@@ -173,6 +217,39 @@ summary = pd.DataFrame(
      for s, f in fits.items()]
 )
 print(summary.to_string(index=False) if len(summary) else "no fits")
+
+# %% [markdown]
+# ## Held out: does a fit on the smaller budgets predict the largest?
+#
+# Each family's envelope curve is fitted again without its largest budget (its floor $E$ free, as in the full fit,
+# even with three budgets left: the interval comes from refitting the points' bootstrap draws) and extrapolated to
+# it: the prediction, the 95% interval where a measured envelope point should fall (the curve's bootstrap band plus
+# that point's own seed noise), the point actually measured there, and whether the interval holds it. This is the only check of extrapolation the study can make; the dashed curves beyond the data
+# reach further. On the scaling plot the predictions are open diamonds with their intervals, beside the measured points.
+
+# %%
+held_out = {}
+for s, env in envelopes.items():
+    if s not in fits or len(env) < 4:
+        continue
+    try:
+        held_out[s] = held_out_prediction(env)
+    except FitError as exc:
+        note(f"{s}: held-out prediction skipped ({exc})")
+if held_out:
+    print(pd.DataFrame([{
+        "series": s, "held out (FLOPs)": f"{h['C']:.2g}", "fitted on": f"{h['n_fitted']} budgets" + (
+            ", E free" if h["irreducible"] else ", E = 0"),
+        "predicted": f"{h['prediction']:.3f} [{h['interval'][0]:.3f}, {h['interval'][1]:.3f}]",
+        "measured": f"{h['measured']:.3f}" + ("" if h["status"] == OK else " (not bracketed)"),
+        "measured - predicted": f"{h['measured'] - h['prediction']:+.3f}", "inside": "yes" if h["contains"] else "NO",
+    } for s, h in held_out.items()]).to_string(index=False))
+    missed = [s for s, h in held_out.items() if not h["contains"]]
+    if missed:
+        note(f"held-out budget outside the predicted interval for {', '.join(missed)}: the fits do not extrapolate "
+             "even one budget there")
+elif envelopes:
+    note("no family has 4 budgets with an envelope curve; the held-out check needs them")
 
 # %%
 if ready and len(points):
@@ -206,6 +283,13 @@ if ready and len(points):
             ax.plot(grid[inside], fit.predict(grid[inside]), color=style["color"], linestyle="-",
                     label=f"{style['label']}: α = {fit.alpha:.3f}" + ("" if fit.irreducible else " (E = 0)"))
             ax.plot(grid[~inside], fit.predict(grid[~inside]), color=style["color"], linestyle="--")
+        if s in held_out:  # the prediction of the largest budget from the others, to its right, one x per family
+            h = held_out[s]
+            at = h["C"] * (1.08 + 0.06 * list(held_out).index(s))
+            ax.errorbar([at], [h["prediction"]], yerr=[[h["prediction"] - h["interval"][0]],
+                                                       [h["interval"][1] - h["prediction"]]],
+                        fmt="D", mfc="white", mec=style["color"], ecolor=style["color"], ms=5, elinewidth=1,
+                        capsize=2, zorder=5)
     ax.set_xscale("log")
     # Reference levels (written by `aunet analyze` before the notebooks run): what byte n-grams and BPE's token
     # unigram reach on the same validation text; a model below a line has learned more than those statistics.
@@ -214,8 +298,9 @@ if ready and len(points):
         plots.draw_reference_levels(ax, references)
     else:
         note("no reference_levels in fits.json (aunet analyze computes them when the corpus is available)")
-    what = ("each family at its own best size (isoFLOP vertex) · bars: 95% seed noise\nfaint: every run of the "
-            "grid · hollow: optimum not bracketed · dashed: extrapolated" if envelopes
+    what = ("each family at its own best size (isoFLOP vertex) · bars: 95% seed noise · faint: every run\nhollow: "
+            "optimum not bracketed · dashed: extrapolated · ◇: predicted from smaller budgets"
+            if envelopes
             else "one size per budget · dashed: a decade of extrapolation")
     plots.finish_axes(ax, title="How does validation loss fall with compute?\n" + what,
                       xlabel="training compute C (FLOPs)", ylabel="validation loss (bits per byte)")
@@ -330,6 +415,89 @@ else:
     print(pd.DataFrame(rows).to_string(index=False))
 
 # %% [markdown]
+# ## Variants of one family: is the best one resolved?
+#
+# For an ablation (series `family/variant`), each variant's compute-optimal point at every budget against the best
+# variant there: the difference and its 95% interval from the two points' bootstrap draws (each drawn with its own
+# seed noise). An interval that contains 0 does not resolve the order.
+
+# %%
+variant_rows = []
+families_with_variants = {s.partition("/")[0] for s in envelopes if "/" in s}
+for family in sorted(families_with_variants):
+    mine = [s for s in envelopes if s.partition("/")[0] == family]
+    for C in sorted({p.C for s in mine for p in envelopes[s]}):
+        at = {s: next(p for p in envelopes[s] if abs(p.C / C - 1) < 0.01) for s in mine
+              if any(abs(p.C / C - 1) < 0.01 for p in envelopes[s])}
+        best = min(at, key=lambda s: at[s].L_star)
+        for s, p in at.items():
+            n = min(len(p.L_samples), len(at[best].L_samples))
+            lo = hi = float("nan")
+            if s != best and n:
+                diff = p.L_samples[:n] - at[best].L_samples[:n]
+                lo, hi = np.percentile(diff, [2.5, 97.5])
+            variant_rows.append({"series": s, "C": C, "L_star": p.L_star, "best": best,
+                                 "minus_best": p.L_star - at[best].L_star, "lo": lo, "hi": hi, "status": p.status,
+                                 "noise_sd": p.noise.sd, "noise_source": p.noise.source})
+if variant_rows:
+    print(pd.DataFrame([{"series": r["series"], "C (FLOPs)": f"{r['C']:.2g}", "bpb": f"{r['L_star']:.3f}",
+                         "minus best": "best" if r["series"] == r["best"] else
+                         f"{r['minus_best']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]",
+                         "noise": f"{r['noise_sd']:.3f} ({r['noise_source']})"} for r in variant_rows]).to_string(
+        index=False))
+
+# %% [markdown]
+# ## Do the intervals hold? Synthetic studies like this one
+#
+# A 95% interval should contain the truth in 95% of studies. Here that is checked where the truth is known:
+# `coverage_studies` synthetic studies with this study's budgets, grid of sizes and repeated seeds, each family's
+# fitted envelope curve as its true law, its measured noise per budget as the true noise and the median curvature of
+# the bracketed valleys, each fitted exactly as above (`aunet.analysis.coverage`). The table gives, per kind of
+# interval, the share that contained the truth and its Monte Carlo standard error. It checks the procedure at this
+# noise, not the assumptions behind it (a valley that is not a parabola, noise shared by the runs of one seed).
+
+# %%
+from aunet.analysis.coverage import Design, Family, Law, simulate_coverage
+
+coverage = {}
+curves = [s for s in envelopes if s in fits and fits[s].irreducible]
+curvatures = [p.coeffs[2] for env in envelopes.values() for p in env if p.status == OK and p.coeffs[2] > 0]
+if coverage_studies <= 0:
+    note("coverage check skipped (coverage_studies = 0)")
+elif not curves or not curvatures:
+    note("coverage check skipped: it needs envelope curves on 4 or more budgets and at least one bracketed valley")
+else:
+    reference = "bpe" if "bpe" in curves else curves[0]
+    budgets = [p.C for p in envelopes[reference]]
+    # The grid of each budget relative to its second-smallest size (x0.5, x1, x2 and x4 for the CPU study).
+    multipliers = tuple(tuple(np.array(p.sizes) / p.sizes[min(1, len(p.sizes) - 1)]) for p in envelopes[reference])
+    repeated = {i: 1.0 for i, C in enumerate(budgets) if noise_models[reference].at(C).source == "measured"}
+    design = Design(tuple(budgets), multipliers, curvature=float(np.median(curvatures)), repeats=repeated)
+    truths = {}
+    for s in curves:
+        sds = [noise_models[s].at(C).sd for C in budgets]
+        if [p.C for p in envelopes[s]] == budgets and all(np.isfinite(sds)):
+            truths[s] = Family(Law(fits[s].E, fits[s].A, fits[s].alpha), tuple(sds))
+    if reference not in truths or len(truths) < 2:
+        note("coverage check skipped: fewer than two families with envelope curves on the same budgets and noise")
+    else:
+        # 200 draws per synthetic fit at most: fewer draws make interval ends noisier, so a coverage that holds with
+        # 200 holds with more, and 1000 would cost five times as long.
+        boot = min(n_boot, 200)
+        result = simulate_coverage(design, truths, reference=reference, n_studies=coverage_studies, n_boot=boot)
+        coverage = {"n_studies": coverage_studies, "n_boot": boot, "reference": reference,
+                    "families": {s: {"E": f.law.E, "A": f.law.A, "alpha": f.law.alpha, "noise": f.noise}
+                                 for s, f in truths.items()},
+                    "design": {"budgets": budgets, "multipliers": multipliers, "curvature": design.curvature,
+                               "offset": design.offset, "repeats": {str(budgets[i]): m for i, m in repeated.items()}},
+                    "rates": result.summary()}
+        print(pd.DataFrame([{"interval": q, "contains the truth": f"{v['rate']:.3f} ± {v['stderr']:.3f}",
+                             "intervals": v["n"]} for q, v in result.summary().items()]).to_string(index=False))
+        low = [q for q, v in result.summary().items() if v["rate"] < 0.9]
+        if low:
+            note(f"synthetic coverage below 90% for {', '.join(low)}: read those intervals as too narrow")
+
+# %% [markdown]
 # ## Save the fits
 
 # %%
@@ -344,6 +512,11 @@ record = {
     "method": "isoflop envelope" if envelopes else "one size per budget",
     "envelopes": {s: [p.to_dict() for p in env] for s, env in envelopes.items()},
     "seed_noise": noise,
+    "noise_model": {s: {**m.to_dict(), "at_budgets": [p.noise.to_dict() for p in envelopes[s]]}
+                    for s, m in noise_models.items()},
+    "held_out": held_out,
+    "variants": variant_rows,
+    "coverage": coverage,
     "families": {s: {**f.to_dict(), "series": s, "largest_budget": largest.get(s)} for s, f in fits.items()},
     "gain_vs_bpe": {s: {"C": g.C[::6], "gain": g.gain[::6], "lo": g.lo[::6], "hi": g.hi[::6],
                         "unreachable": g.unreachable[::6]} for s, g in gains.items()},

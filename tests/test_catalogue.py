@@ -473,9 +473,15 @@ NUMBER_AND_FLAG_CASES = {
         ("--param extrapolate_decades=1000000000.0: must be at most 6",)),
     "analyze with a gain at a negative compute": Case(
         lambda t: ["analyze", str(t), "--param", "gain_at=[1.0e+12, -5]"],
-        ("--param gain_at: -5 is not a positive finite number",)),
+        ("--param gain_at: element -5 must be a positive finite number",)),
     "analyze with a parameter of the wrong type": Case(
         lambda t: ["analyze", str(t), "--param", "n_boot=lots"], ("--param n_boot='lots': expected int",)),
+    "analyze with a gain budget that is not a number (it failed in the notebook, after the others ran)": Case(
+        lambda t: ["analyze", str(t), "--param", "gain_at=[9e12, lots]"],
+        ("--param gain_at: element 'lots' is not a number",)),
+    "analyze with a noise folder that holds no runs.csv": Case(
+        lambda t: ["analyze", str(t), "--param", f"noise_from={t / 'nowhere'}"],
+        ("--param noise_from=", "no runs.csv in")),
     "analyze of a table without the loss column (it exited 0 with no plots)": Case(
         lambda t: ["analyze", str(_runs_table(t, "family,budget_flops\nbpe,1e9\n"))],
         ("runs.csv: no column val_bpb; every analysis needs them",)),

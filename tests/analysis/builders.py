@@ -221,6 +221,30 @@ def write_isoflop_results(root: Path, sweep: str = "isoflop", seed: int = 2,
     return results
 
 
+VARIANT_OFFSETS = {"word": 0.0, "stride4": 0.03}  # bits per byte each variant of AU-Net-2 lies above its law
+
+
+def write_variant_results(root: Path, sweep: str = "variants", seed: int = 4) -> Path:
+    """An ablation without repeated seeds: AU-Net-2 in two variants (``VARIANT_OFFSETS``) at the middle two budgets,
+    3 sizes each as in :func:`write_isoflop_results`, seed 0 only: its noise has to come from another study."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for variant, offset in VARIANT_OFFSETS.items():
+        for C in BUDGETS[1:3]:
+            optimum = _run_row(sweep, "aunet2", C, rng)["flops_per_byte"]
+            for m in (0.5, 1.0, 2.0):
+                size = optimum * m * 1.25
+                bpb = float(law("aunet2", C) + offset + ISOFLOP_CURVATURE * math.log(size / optimum) ** 2
+                            + rng.normal(0, ISOFLOP_NOISE))
+                row = _run_row(sweep, "aunet2", C, rng, bpb=bpb, tag=f"-{variant}-m{m}")
+                row.update(variant=variant, flops_per_byte=size, bytes_planned=C / size,
+                           bytes_seen=row["flops_spent"] / size)
+                rows.append(row)
+    results = root / "results" / sweep
+    _write_csv(results / "runs.csv", rows, COLUMNS + [c for c in rows[0] if c not in COLUMNS])
+    return results
+
+
 ISOFLOP_LAW_FILE = "results/tune-fixture/laws.json"
 
 

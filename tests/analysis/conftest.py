@@ -13,18 +13,20 @@ from tests.analysis.builders import (
     write_minimal_results,
     write_scaling_results,
     write_tuning_results,
+    write_variant_results,
 )
 
 
 @pytest.fixture(scope="session")
 def results_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fake repository root holding results/scaling, results/tuning, results/minimal, results/isoflop and
-    results/runs."""
+    """A fake repository root holding results/scaling, results/tuning, results/minimal, results/isoflop (and
+    isoflop-partial), results/lrgrid, results/variants and results/runs."""
     root = tmp_path_factory.mktemp("repo")
     write_scaling_results(root)
     write_isoflop_results(root)
     write_isoflop_results(root, "isoflop-partial", missing=(("bpe", BUDGETS[-1], 2.0), ("bpe", BUDGETS[-1], 1.0)))
     write_lr_grid_results(root)
+    write_variant_results(root)
     write_tuning_results(root)
     write_minimal_results(root)
     return root

@@ -85,9 +85,41 @@ def test_rows_marked_finished_without_a_usable_result_are_listed_never_dropped_s
     (["{scaling}", "--param", "n-boot"], "--param n-boot: expected NAME=VALUE"),
     (["{scaling}", "--param", "results_dir=x"], "--param results_dir: set by aunet analyze itself"),
     (["{scaling}", "--timeout", "0"], "--timeout 0: must be a positive number of seconds"),
+    (["{scaling}", "--param", "gain_at=[9e12, abc]"], "--param gain_at: element 'abc' is not a number"),
+    (["{scaling}", "--param", "gain_at=[-1e12]"], "--param gain_at: element -1000000000000.0 must be a positive"),
+    (["{scaling}", "--param", "noise_from={tmp}"], "no runs.csv in"),
+    (["{scaling}", "--param", "coverage_studies=-1"], "--param coverage_studies=-1: must be at least 0"),
 ])
 def test_analyze_user_errors_are_one_line_with_exit_2(args, message, scaling_results, tmp_path, capsys):
     argv = ["analyze", *(a.format(tmp=tmp_path, scaling=scaling_results) for a in args)]
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err
+
+
+def test_numbers_in_parameters_are_numbers_however_they_are_written(scaling_results, tmp_path, monkeypatch):
+    """YAML 1.1 reads 9e12 (no dot) as text: the list of gain budgets gets numbers anyway, a single one becomes a
+    list, and a float parameter takes 1e0; a results folder is made absolute (the notebook runs elsewhere)."""
+    from aunet.cli.analyze_cmd import parse_params
+
+    monkeypatch.chdir(scaling_results.parent)
+    params = parse_params(["gain_at=[9e12, 2.0e+13, 3E13]", "extrapolate_decades=1e0",
+                           f"noise_from={scaling_results.name}"], ["scaling"])
+    assert params == {"gain_at": [9e12, 2e13, 3e13], "extrapolate_decades": 1.0,
+                      "noise_from": str(scaling_results.resolve())}
+    assert parse_params(["gain_at=9e12"], ["scaling"])["gain_at"] == [9e12]
+    assert parse_params(["noise_from="], ["scaling"])["noise_from"] == ""
+
+
+def test_the_summary_shows_how_well_the_largest_budget_was_predicted(scaling_results):
+    from aunet.analysis import tables
+    from aunet.cli.analyze_cmd import family_summary
+
+    fits = {"scaling": {"families": {}, "held_out": {
+        "bpe": {"prediction": 1.85, "interval": [1.8, 1.9], "contains": True, "measured": 1.87},
+        "aunet1": {"prediction": 2.0, "interval": [1.95, 2.05], "contains": False, "measured": 2.2}}}}
+    rows, header = family_summary(tables.read_runs(scaling_results), fits)
+    last = {row[0]: row[-1] for row in rows}
+    assert header[-1].startswith("envelope there, from the others")
+    assert last["bpe"] == "1.850 [1.800, 1.900]: holds 1.870" and last["aunet1"].endswith("misses 2.200")
+    assert last["aunet2"] == "-"

@@ -7,7 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from aunet.analysis.envelope import BELOW, OK, envelope_points, fit_envelope, seed_noise
+from aunet.analysis.envelope import (
+    BELOW,
+    OK,
+    envelope_points,
+    family_envelope,
+    family_noise,
+    fit_envelope,
+    held_out_prediction,
+    seed_noise,
+)
 from aunet.analysis.gain import compute_equivalent_gain
 from aunet.analysis.inputs import FitError
 
@@ -67,8 +76,8 @@ def test_noise_gives_intervals_that_cover_the_truth():
     noisy = L + rng.normal(0, 0.005, len(L))
     points = envelope_points(C, size, noisy, noise=0.005, n_boot=300)
     covered = [p.L_interval[0] <= E + A * c**-ALPHA <= p.L_interval[1] for p, c in zip(points, BUDGETS)]
-    # A draw whose noisy vertex leaves the sampled sizes has no vertex: it is dropped, rarely.
-    assert sum(covered) >= 3 and all(270 <= len(p.L_samples) <= 300 for p in points)
+    # Every draw counts: one whose vertex leaves the sampled sizes takes its best sampled size, as the point would.
+    assert sum(covered) >= 3 and all(len(p.L_samples) == 300 for p in points)
     fit = fit_envelope(points)
     assert len(fit.samples) == min(len(p.L_samples) for p in points)
     assert fit.intervals["alpha"][0] < fit.alpha < fit.intervals["alpha"][1]
@@ -84,3 +93,46 @@ def test_an_envelope_needs_three_budgets():
     C, size, L = isoflop_runs()
     with pytest.raises(FitError, match="3 or more"):
         fit_envelope(envelope_points(C[:6], size[:6], L[:6], noise=0.0))
+
+
+def test_each_budget_draws_with_its_own_noise():
+    """Repeats at the two smallest budgets, one ten times noisier than the other: each interval takes its budget's
+    noise, the two larger budgets the pool (said in the point's record)."""
+    C, size, L = isoflop_runs()
+    rng = np.random.default_rng(4)
+    centre = np.flatnonzero(np.isclose(size / optimum_size(C), 1.3, rtol=0.01))[:2]  # the centre of 6e11 and 2e12
+    sds = {0: 0.05, 1: 0.005}
+    seeds, extra_C, extra_size, extra_L = [0] * len(C), [], [], []
+    for i, idx in enumerate(centre):
+        for s in (1, 2):
+            extra_C.append(C[idx])
+            extra_size.append(size[idx])
+            extra_L.append(L[idx] + rng.normal(0, sds[i]))
+            seeds.append(s)
+    C_all, size_all = np.concatenate([C, extra_C]), np.concatenate([size, extra_size])
+    L_all = np.concatenate([L, extra_L])
+    model = family_noise(C_all, size_all, L_all)
+    points = family_envelope(C_all, size_all, seeds, L_all, noise=model, n_boot=200)
+    assert [p.n_runs for p in points] == [3] * 4  # the valleys hold the base seed's runs only
+    assert [p.noise.source for p in points] == ["measured", "measured", "pooled", "pooled"]
+    widths = [p.L_interval[1] - p.L_interval[0] for p in points]
+    assert widths[0] > 3 * widths[1] and points[2].noise.sd > points[1].noise.sd
+    assert points[0].to_dict()["noise"] == {"C": points[0].C, "sd": model.sd[0], "dof": 2.0, "source": "measured"}
+
+
+def test_the_largest_budget_is_predicted_from_the_others():
+    C, size, L = isoflop_runs()
+    rng = np.random.default_rng(5)
+    noisy = L + rng.normal(0, 0.003, len(L))
+    held = held_out_prediction(envelope_points(C, size, noisy, noise=0.003, n_boot=200))
+    truth = E + A * BUDGETS[-1] ** -ALPHA
+    assert held["C"] == pytest.approx(BUDGETS[-1], rel=0.01) and held["n_fitted"] == 3 and held["irreducible"]
+    assert held["interval"][0] <= held["measured"] <= held["interval"][1] and held["contains"]
+    assert held["curve_interval"][0] <= truth <= held["curve_interval"][1]
+    # The point's own noise widens the interval for a measurement beyond the curve's band.
+    assert held["interval"][1] - held["interval"][0] > held["curve_interval"][1] - held["curve_interval"][0]
+    # A largest budget that left the law (0.2 bits per byte worse) is outside the interval.
+    worse = noisy + np.where(C > 1e13, 0.2, 0.0)
+    assert not held_out_prediction(envelope_points(C, size, worse, noise=0.003, n_boot=200))["contains"]
+    with pytest.raises(FitError, match="3 others"):
+        held_out_prediction(envelope_points(C[:9], size[:9], noisy[:9], noise=0.003))

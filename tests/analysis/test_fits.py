@@ -3,6 +3,8 @@ values, and one-line FitErrors on degenerate input."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,8 @@ from aunet.analysis import (
     isoflop_analysis,
 )
 from aunet.analysis.isoflop import OK, OPENS_DOWNWARD, OUTSIDE_RANGE, TOO_FEW_SIZES
+from aunet.analysis.power_law import _starts
+from aunet.analysis.robust import LseProblem, bias_corrected_interval, minimise, minimise_batch, percentile_interval
 from aunet.errors import UserError
 
 E_TRUE, ALPHA_TRUE = 0.7, 0.15
@@ -93,6 +97,45 @@ def test_power_law_degenerate_inputs(C, L, kwargs, message):
         fit_power_law(C, L, n_boot=5, **kwargs)
     assert message in str(info.value) and "\n" not in str(info.value)
     assert isinstance(info.value, UserError)
+
+
+def test_batched_refits_reach_the_optimum_of_one_fit_at_a_time():
+    """The bootstrap refits all draws at once (robust.minimise_batch); each must reach the objective L-BFGS-B reaches
+    on that draw alone from the same starts, up to 1e-5, on nearly every draw: noisy envelopes of 4 budgets, free
+    floor."""
+    rng = np.random.default_rng(3)
+    C = np.array([6e11, 2e12, 6e12, 2e13])
+    x = np.log(C) - np.log(C).mean()
+    logx = np.stack([np.zeros(4), x], axis=1)
+    has_exponent = np.array([False, True])
+    L = 1.2 + 25.0 * C**-0.12
+    draws = L * np.exp(rng.normal(0, 0.02, (100, 4)))
+    # The starts fit_power_law gives every refit: the full-data optimum and two coarse ones.
+    best, _ = minimise(LseProblem(np.log(L), logx, has_exponent, 1e-3), _starts(np.log(L), True))
+    starts = np.vstack([best, _starts(np.log(L), True, coarse=True)])
+    started = time.perf_counter()
+    batch, fun_batch, converged = minimise_batch(np.log(draws), logx, has_exponent, 1e-3, starts)
+    batch_s = time.perf_counter() - started
+    # L-BFGS-B alone from each start (one start per call: no batched screening), the best of them.
+    started = time.perf_counter()
+    one = np.array([min(minimise(LseProblem(np.log(d), logx, has_exponent, 1e-3), s[None], keep=1)[1] for s in starts)
+                    for d in draws])
+    print(f"{len(draws)} refits: batched {batch_s:.2f} s, one by one {time.perf_counter() - started:.2f} s")
+    # The objective is a sum of Huber losses divided by delta (about 0.01 to 0.1 here): 1e-5 is a change of the
+    # residuals by about 1e-8 in log loss.
+    worse = fun_batch > one + 1e-5 * np.maximum(1.0, one)
+    assert worse.mean() <= 0.02 and converged.mean() >= 0.8, (worse.mean(), converged.mean())
+
+
+def test_bias_corrected_interval_shifts_with_the_draws_below_the_estimate():
+    rng = np.random.default_rng(0)
+    draws = rng.normal(0, 1, (20_000, 1))
+    lo, hi = bias_corrected_interval(draws, np.array([0.0]))
+    plain_lo, plain_hi = percentile_interval(draws)
+    assert (lo[0], hi[0]) == pytest.approx((plain_lo[0], plain_hi[0]), abs=0.02)  # centred: the percentile interval
+    # A minimum's redraws fall below it (here 69% of them): the interval moves up, towards the biased-away truth.
+    lo, hi = bias_corrected_interval(draws, np.array([0.5]))
+    assert lo[0] > plain_lo[0] + 0.5 and hi[0] > plain_hi[0] + 0.5
 
 
 # --- loss surface ------------------------------------------------------------------------------------------------

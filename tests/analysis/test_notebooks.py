@@ -29,8 +29,9 @@ from tests.analysis.builders import (
     lr_optimum,
 )
 
-# Fewer bootstrap resamples than the default: these tests check that the notebooks run, not interval quality.
-FAST = {"n_boot": 30}
+# Fewer bootstrap resamples and synthetic studies than the default: these tests check that the notebooks run, not
+# interval quality (tests/analysis/test_coverage.py checks that).
+FAST = {"n_boot": 30, "coverage_studies": 2}
 
 PLOTS = {
     "scaling": ["scaling_bpb_vs_flops", "learning_curves", "compute_equivalent_gain"],
@@ -41,7 +42,7 @@ PLOTS = {
 }
 JOBS = [*((name, "scaling") for name in NOTEBOOKS), ("hyperparameters", "tuning"), ("scaling", "isoflop"),
         ("hyperparameters", "isoflop"),
-        ("hyperparameters", "lrgrid"), ("scaling", "isoflop-partial"),
+        ("hyperparameters", "lrgrid"), ("scaling", "isoflop-partial"), ("scaling", "variants"),
         *((name, "minimal") for name in NOTEBOOKS)]
 
 
@@ -65,8 +66,10 @@ def executed(results_root: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     def one(job: tuple[str, str]) -> Executed:
         name, sweep = job
         out = base / f"{sweep}-{name}"
+        # The ablation without seeds takes its noise from the isoFLOP study's AU-Net-2.
+        extra = {"noise_from": str(results_root / "results" / "isoflop")} if sweep == "variants" else {}
         outcome = execute_notebook(name, results_root / "results" / sweep, out, timeout=120,
-                                   save_to=out / f"{name}.ipynb", extra_parameters=FAST)
+                                   save_to=out / f"{name}.ipynb", extra_parameters={**FAST, **extra})
         assert outcome.error is None, f"{name} on {sweep}: {outcome.error}"
         return Executed(out, nbformat.read(outcome.saved_to, as_version=4))
 
@@ -107,6 +110,63 @@ def test_scaling_notebook_compares_families_on_their_isoflop_envelopes(executed)
         assert fits["families"][family]["n_points"] == 4 and fits["families"][family]["n_boot"] > 20
     for ext in ("png", "svg"):
         assert (run.out / "plots" / f"isoflop_valleys.{ext}").stat().st_size > 1000
+
+
+def test_scaling_notebook_measures_the_noise_per_budget_and_says_where_it_pools(executed):
+    """The fixture repeats the centre size with two more seeds at the two smallest budgets: those budgets use their
+    own noise (2 degrees of freedom each), the two larger ones the pool of both, and fits.json says which."""
+    run = executed[("scaling", "isoflop")]
+    fits = run.fits("scaling")
+    for family, model in fits["noise_model"].items():
+        assert [m["C"] for m in model["measured"]] == pytest.approx(list(BUDGETS[:2]), rel=0.01)
+        assert [m["dof"] for m in model["measured"]] == [2, 2] and model["per_budget"]
+        assert [b["source"] for b in model["at_budgets"]] == ["measured", "measured", "pooled", "pooled"]
+        assert [p["noise"]["source"] for p in fits["envelopes"][family]] == [b["source"] for b in model["at_budgets"]]
+        assert model["pooled"]["sd"] == pytest.approx(fits["seed_noise"][family])
+    assert f"no repeated seeds at {BUDGETS[2]:.2g}, {BUDGETS[3]:.2g}; the noise there is the pool" in run.text
+
+
+def test_scaling_notebook_predicts_the_largest_budget_from_the_others(executed):
+    """fits.json "held_out": each family's curve fitted on the three smaller budgets, extrapolated to the largest:
+    near the fixture's law there, and the measured vertex within the interval for most families (30 draws)."""
+    fits = executed[("scaling", "isoflop")].fits("scaling")
+    held = fits["held_out"]
+    assert set(held) == set(LAWS)
+    for family, h in held.items():
+        assert h["C"] == pytest.approx(BUDGETS[-1], rel=0.01) and h["n_fitted"] == 3 and h["irreducible"]
+        assert h["interval"][0] <= h["prediction"] <= h["interval"][1]
+        assert abs(h["prediction"] - law(family, BUDGETS[-1])) < 0.05, (family, h)
+        assert h["measured"] == pytest.approx(fits["envelopes"][family][-1]["L_star"])
+    assert sum(h["contains"] for h in held.values()) >= 4
+
+
+def test_scaling_notebook_checks_its_intervals_on_synthetic_studies_like_itself(executed):
+    record = executed[("scaling", "isoflop")].fits("scaling")["coverage"]
+    assert record["n_studies"] == 2 and record["reference"] == "bpe" and set(record["families"]) == set(LAWS)
+    assert record["design"]["budgets"] == pytest.approx(list(BUDGETS), rel=0.01)
+    assert record["design"]["repeats"] and len(record["design"]["repeats"]) == 2
+    assert {"vertex", "alpha", "gain", "held_out_curve", "held_out_measured"} <= set(record["rates"])
+    assert record["rates"]["vertex"]["n"] == 2 * 5 * 4  # studies x families x budgets
+
+
+def test_an_ablation_without_seeds_takes_its_noise_from_another_study(executed):
+    """noise_from: the variants of AU-Net-2 take the per-budget noise of AU-Net-2 in the isoFLOP study (measured at
+    its two smallest budgets, the pool elsewhere), and the variants table gives each one's distance to the best."""
+    run = executed[("scaling", "variants")]
+    fits = run.fits("scaling")
+    for series in ("aunet2/word", "aunet2/stride4"):
+        model = fits["noise_model"][series]
+        assert model["origin"].endswith("isoflop aunet2")
+        assert [b["source"] for b in model["at_budgets"]] == ["measured", "pooled"]
+        assert all(p["L_interval"][0] < p["L_star"] < p["L_interval"][1] for p in fits["envelopes"][series])
+    rows = {(r["series"], round(r["C"] / 1e19, 1)): r for r in fits["variants"]}
+    assert len(rows) == 4 and all(r["best"] == "aunet2/word" for r in rows.values())
+    stride = rows[("aunet2/stride4", 3.0)]
+    assert stride["minus_best"] > 0 and stride["lo"] < stride["minus_best"] < stride["hi"]
+    # Two points with independent noise of 0.004 each: their difference spreads by more than 0.01 (95%). Draws shared
+    # between series (one bootstrap seed for all) would cancel in the difference and leave next to no interval.
+    assert stride["hi"] - stride["lo"] > 0.01, stride
+    assert "no repeated seeds of its own; its noise is that of" in run.text
 
 
 def test_the_gain_at_each_budget_brackets_the_true_gain(executed):

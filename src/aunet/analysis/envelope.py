@@ -8,9 +8,11 @@ the family's compute-optimal curve: the thing to compare between families, and t
 compute-equivalent gain.
 
 Uncertainty comes from the runs' own noise: each run's loss is redrawn with the seed-to-seed spread measured on the
-sweep's repeated runs (:func:`seed_noise`), every budget's parabola is refitted, and the envelope curve is refitted
-through every draw of the optima (a parametric bootstrap). Where the vertex is not inside the sampled sizes, the
-optimum was not bracketed: the point is the best sampled size instead (an upper bound on the optimal loss), flagged.
+sweep's repeated runs at its budget (:mod:`aunet.analysis.noise`, with the uncertainty of that spread), every
+budget's parabola is refitted, and the envelope curve is refitted through every draw of the optima (a parametric
+bootstrap). Where the vertex is not inside the sampled sizes, the optimum was not bracketed: the point is the best
+sampled size instead (an upper bound on the optimal loss), flagged. How often these intervals contain the truth is
+measured on synthetic studies (:mod:`aunet.analysis.coverage`).
 
 Arrays in, numbers out: no pandas, no plotting.
 """
@@ -24,8 +26,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from aunet.analysis.inputs import FitError, clean_columns, group_budgets
+from aunet.analysis.noise import NONE, BudgetNoise, NoiseModel, noise_model, repeat_groups
+from aunet.analysis.noise import seed_noise as seed_noise  # re-exported: the notebooks import it from here
 from aunet.analysis.power_law import PowerLawFit, fit_power_law
-from aunet.analysis.robust import percentile_interval
+from aunet.analysis.robust import bias_corrected_interval, percentile_interval
 
 OK = "ok"
 BELOW = "optimum_below_sampled_sizes"  # the loss still falls towards the smallest size
@@ -56,26 +60,14 @@ class EnvelopePoint:
     sizes: tuple[float, ...]
     losses: tuple[float, ...]
     coeffs: tuple[float, float, float] = (float("nan"),) * 3
+    noise: BudgetNoise | None = None
     L_samples: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def to_dict(self) -> dict[str, Any]:
         return {"C": self.C, "L_star": self.L_star, "size_star": self.size_star, "status": self.status,
                 "n_runs": self.n_runs, "n_sizes": self.n_sizes, "L_interval": list(self.L_interval),
                 "size_interval": list(self.size_interval), "sizes": list(self.sizes), "losses": list(self.losses),
-                "coeffs": list(self.coeffs)}
-
-
-def seed_noise(groups: list[ArrayLike]) -> float:
-    """Pooled standard deviation of the losses of repeated runs: ``groups`` holds, per configuration run with
-    several seeds, the losses of its seeds. ``sqrt(sum (n_g - 1) s_g^2 / sum (n_g - 1))``; NaN without repeats."""
-    num, dof = 0.0, 0
-    for g in groups:
-        values = np.asarray(g, dtype=float)
-        values = values[np.isfinite(values)]
-        if len(values) >= 2:
-            num += float(np.var(values, ddof=1)) * (len(values) - 1)
-            dof += len(values) - 1
-    return float(np.sqrt(num / dof)) if dof else float("nan")
+                "coeffs": list(self.coeffs), "noise": self.noise.to_dict() if self.noise else None}
 
 
 def _valley(x: np.ndarray, L: np.ndarray) -> tuple[tuple[float, float, float], float, float, str]:
@@ -94,22 +86,56 @@ def _valley(x: np.ndarray, L: np.ndarray) -> tuple[tuple[float, float, float], f
     return (c0, c1, c2), x_star, c0 + c1 * x_star + c2 * x_star**2, OK
 
 
-def envelope_points(C: ArrayLike, size: ArrayLike, L: ArrayLike, *, noise: float, rel_tol: float = 0.01,
-                    n_boot: int = 200, seed: int = 0, level: float = 0.95) -> tuple[EnvelopePoint, ...]:
+def _draw_optima(x: np.ndarray, unique: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The estimator of :func:`envelope_points` applied to many redraws at once: ``x`` (``[m]``, ln size) and ``Y``
+    (``[B, m]``, one redraw of every run's loss per row). Each row gets the vertex of its parabola when that opens
+    upward within the sampled sizes, else its best sampled size's mean loss (the rule the point itself follows).
+    Returns the optimal loss and ln size of each row, each ``[B]``.
+
+    Vectorised least squares (one pseudo-inverse for every row) in ``x`` centred on its mean, where
+    ``[1, x, x^2]`` is well conditioned (``ln size`` ~ 13 squared is not)."""
+    means = np.stack([Y[:, x == u].mean(axis=1) for u in unique], axis=1)  # [B, k]
+    best = np.argmin(means, axis=1)
+    L_best, x_best = means[np.arange(len(Y)), best], unique[best]
+    if len(unique) < 3:
+        return L_best, x_best
+    centre = float(x.mean())
+    xc = x - centre
+    coef = Y @ np.linalg.pinv(np.stack([np.ones_like(xc), xc, xc**2], axis=1)).T  # [B, 3]: c0, c1, c2
+    c0, c1, c2 = coef[:, 0], coef[:, 1], coef[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_star = -c1 / (2 * c2)
+        inside = (c2 > 0) & (x_star >= xc.min()) & (x_star <= xc.max())
+        L_vertex = c0 - c1**2 / (4 * c2)
+    return np.where(inside, L_vertex, L_best), np.where(inside, x_star + centre, x_best)
+
+
+def envelope_points(C: ArrayLike, size: ArrayLike, L: ArrayLike, *, noise: float | NoiseModel,
+                    rel_tol: float = 0.01, n_boot: int = 200, seed: int = 0, level: float = 0.95,
+                    bias_correct: bool = True) -> tuple[EnvelopePoint, ...]:
     """The compute-optimal point of one family at each budget, from its runs' compute ``C``, ``size`` and loss
     ``L`` (each ``[n]``).
 
-    Runs whose ``C`` agree within ``rel_tol`` form one budget. ``noise``: the standard deviation of one run's loss
-    across seeds (:func:`seed_noise`); each bootstrap draw adds that noise to every run and refits the parabola
-    (0 or NaN: no interval). A budget whose vertex falls outside its sampled sizes, whose parabola opens downward,
-    or which has fewer than 3 sizes gets the best sampled size's mean loss and a status saying why.
+    Runs whose ``C`` agree within ``rel_tol`` form one budget. ``noise``: the seed noise of one run's loss, a
+    :class:`~aunet.analysis.noise.NoiseModel` (per budget, with its degrees of freedom) or one number taken as exact
+    (0 or NaN: no interval). Each bootstrap draw adds noise of that size to every run (the size itself drawn from its
+    posterior, :meth:`~aunet.analysis.noise.NoiseModel.draw_sd`) and applies the same estimator again: the vertex
+    where it lies within the sampled sizes, else the best sampled size. A budget whose vertex falls outside its
+    sampled sizes, whose parabola opens downward, or which has fewer than 3 sizes gets the best sampled size's mean
+    loss and a status saying why.
+
+    The interval of the optimal loss is bias-corrected (:func:`~aunet.analysis.robust.bias_corrected_interval`): a
+    minimum over a noisy valley is biased downward and its redraws fall lower still, so the plain percentile interval
+    sits too low (``bias_correct=False`` gives it, for comparison). The interval of the optimal size is the plain
+    percentile one.
     """
     cols, _, _ = clean_columns("envelope_points", {"C": C, "size": size, "L": L}, positive=("C", "size"),
                                min_points=1, hint="add finished runs")
     C_, x, L_ = cols["C"], np.log(cols["size"]), cols["L"]
     labels, budget_C = group_budgets(C_, rel_tol)
+    model = noise if isinstance(noise, NoiseModel) else NoiseModel.known(float(noise))
     rng = np.random.default_rng(seed)
-    sd = noise if np.isfinite(noise) else 0.0
+    sd_draws = model.draw_sd(budget_C, rng, n_boot)  # [n_boot, n_budgets]
     out = []
     for g, C_g in enumerate(budget_C):
         idx = np.flatnonzero(labels == g)
@@ -118,32 +144,26 @@ def envelope_points(C: ArrayLike, size: ArrayLike, L: ArrayLike, *, noise: float
         means = np.array([Ls[xs == u].mean() for u in unique])
         coeffs, x_star, L_star, status = _valley(xs, Ls)
         best = int(np.argmin(means))
-        draws_L, draws_x = [], []
-        if sd > 0:
-            for _ in range(n_boot):
-                noisy = Ls + rng.normal(0.0, sd, size=len(Ls))
-                _, xb, Lb, sb = _valley(xs, noisy)
-                if status == OK and sb == OK:
-                    draws_L.append(Lb)
-                    draws_x.append(xb)
-                elif status != OK:  # the best sampled size under noise: its mean loss
-                    m = np.array([noisy[xs == u].mean() for u in unique])
-                    draws_L.append(m.min())
-                    draws_x.append(unique[int(np.argmin(m))])
+        budget_noise = model.at(float(C_g))
+        L_samples, x_samples = np.empty(0), np.empty(0)
+        if budget_noise.source != NONE and n_boot > 0:
+            noisy = Ls[None, :] + rng.normal(size=(n_boot, len(Ls))) * sd_draws[:, g:g + 1]
+            L_samples, x_samples = _draw_optima(xs, unique, noisy)
         if status != OK:
             L_star, x_star = float(means[best]), float(unique[best])
-        L_samples = np.array(draws_L)
         nan2 = (float("nan"), float("nan"))
         L_int, size_int = nan2, nan2
-        if len(draws_L):
-            lo, hi = percentile_interval(L_samples[:, None], level)
+        if len(L_samples):
+            lo, hi = bias_corrected_interval(L_samples[:, None], np.array([L_star]), level) if bias_correct else \
+                percentile_interval(L_samples[:, None], level)
             L_int = (float(lo[0]), float(hi[0]))
-            lo, hi = percentile_interval(np.array(draws_x)[:, None], level)
+            lo, hi = percentile_interval(x_samples[:, None], level)
             size_int = (float(np.exp(lo[0])), float(np.exp(hi[0])))
         out.append(EnvelopePoint(
             C=float(C_g), L_star=float(L_star), size_star=float(np.exp(x_star)), status=status, n_runs=len(idx),
             n_sizes=len(unique), L_interval=L_int, size_interval=size_int, sizes=tuple(map(float, np.exp(unique))),
-            losses=tuple(map(float, means)), coeffs=tuple(map(float, coeffs)), L_samples=L_samples))
+            losses=tuple(map(float, means)), coeffs=tuple(map(float, coeffs)), noise=budget_noise,
+            L_samples=L_samples))
     return tuple(out)
 
 
@@ -163,3 +183,73 @@ def fit_envelope(points: tuple[EnvelopePoint, ...], *, irreducible: bool | None 
     draws = np.stack([p.L_samples[:n] for p in points], axis=1) if n else None
     return fit_power_law(C, L, irreducible=irreducible, level=level, resampled_L=draws,
                          n_boot=0 if draws is not None else 200)
+
+
+def family_noise(C: ArrayLike, size: ArrayLike, L: ArrayLike, *, fallback: NoiseModel | None = None,
+                 per_budget: bool = True, rel_tol: float = 0.01) -> NoiseModel:
+    """The noise model of one family's runs (every seed): its repeats (runs of one budget and size) per budget, the
+    pool of them at budgets without repeats; ``fallback`` (another series' or study's model) when it has none."""
+    group_C, groups = repeat_groups(C, size, L, rel_tol=rel_tol)
+    model = noise_model(group_C, groups, per_budget=per_budget, rel_tol=rel_tol)
+    if not model.budgets and fallback is not None:
+        return fallback
+    return model
+
+
+def family_envelope(C: ArrayLike, size: ArrayLike, run_seed: ArrayLike, L: ArrayLike, *,
+                    noise: float | NoiseModel, **kwargs: Any) -> tuple[EnvelopePoint, ...]:
+    """:func:`envelope_points` of the runs of one family's base seed (``run_seed``: each run's seed; the base is the
+    most common one; all runs when no seed is given); ``kwargs`` go to :func:`envelope_points`. The base seed's runs
+    share one data order across sizes; the repeats of other seeds only measure the noise (mixed into one size they
+    would tilt the parabola)."""
+    seed_ = np.asarray(run_seed, dtype=float)
+    known = seed_[np.isfinite(seed_)]
+    if len(known):
+        values, counts = np.unique(known, return_counts=True)
+        keep = seed_ == values[np.argmax(counts)]  # ties: the smallest seed, as pandas' mode().iloc[0]
+    else:
+        keep = np.ones(len(seed_), dtype=bool)
+    C_, size_, L_ = (np.asarray(a, dtype=float)[keep] for a in (C, size, L))
+    return envelope_points(C_, size_, L_, noise=noise, **kwargs)
+
+
+def held_out_prediction(points: tuple[EnvelopePoint, ...], *, irreducible: bool = True,
+                        level: float = 0.95) -> dict[str, Any]:
+    """Fit the envelope curve on every budget but the largest and predict the largest: how well the fit extrapolates,
+    checked where a measurement exists.
+
+    The curve through the others keeps its floor ``E`` free (``irreducible``), as the curve through all budgets has:
+    the check is of that model. With 3 points for 3 parameters the fit passes through them, but its interval comes
+    from refitting every bootstrap draw of the points, which is well defined; forcing ``E = 0`` there instead bends
+    the extrapolation below any curve with a floor, and the prediction comes out too low for a family whose curve
+    flattens (as the CPU study's AU-Nets' do).
+
+    Returns ``C`` (the held-out budget), ``prediction`` and ``curve_interval`` (the fitted curve there, its 95%
+    band), ``measured`` and ``measured_interval`` (the envelope point there), ``interval`` (where a measurement of
+    that point is expected to fall: each curve sample plus one draw of the point's own noise, paired by index) and
+    ``contains`` (whether ``interval`` holds ``measured``), ``status`` (the point's: not ``ok`` means the measured
+    value is the best sampled size's, an upper bound on the optimum), ``n_fitted``, ``irreducible`` and ``fit``
+    (the held-out curve's parameters and intervals). Raises :class:`FitError` with fewer than 4 points."""
+    ordered = sorted(points, key=lambda p: p.C)
+    if len(ordered) < 4:
+        raise FitError(f"held_out_prediction: {len(ordered)} budget(s); predicting the largest needs 3 others")
+    top, rest = ordered[-1], tuple(ordered[:-1])
+    fit = fit_envelope(rest, irreducible=irreducible, level=level)
+    prediction = float(fit.predict(top.C))
+    curve = fit.predict_samples([top.C])[:, 0]
+    lo, hi = percentile_interval(curve[:, None], level)
+    curve_interval = (float(lo[0]), float(hi[0]))
+    n = min(len(curve), len(top.L_samples))
+    if n:
+        # The point's noise around its own estimate (L_samples - L_star) added to the curve: a measured envelope value
+        # scatters around the curve by that much even when the curve is right.
+        expected = curve[:n] + (top.L_samples[:n] - top.L_star)
+        lo, hi = percentile_interval(expected[:, None], level)
+        interval = (float(lo[0]), float(hi[0]))
+    else:
+        interval = curve_interval
+    contains = bool(np.isfinite(interval[0]) and interval[0] <= top.L_star <= interval[1])
+    return {"C": top.C, "prediction": prediction, "curve_interval": curve_interval, "interval": interval,
+            "measured": top.L_star, "measured_interval": top.L_interval, "contains": contains, "status": top.status,
+            "n_fitted": len(rest), "irreducible": fit.irreducible, "level": level,
+            "fit": {"E": fit.E, "A": fit.A, "alpha": fit.alpha, "intervals": fit.intervals}}

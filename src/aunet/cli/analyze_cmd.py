@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Execute the analysis notebooks (analysis/*.py, jupytext percent scripts) headlessly on RESULTS_DIR, a "
             "results/<sweep> folder holding runs.csv. Writes the executed notebooks to RESULTS_DIR/notebooks/, the "
             "figures (PNG and SVG) to RESULTS_DIR/plots/ and the fitted parameters to RESULTS_DIR/fits.json, then "
-            "prints per family the runs, the fitted compute exponent alpha and the loss at the largest budget. "
+            "prints per family the runs, the fitted compute exponent alpha, the loss at the largest budget and its "
+            "envelope point as predicted from the smaller budgets. "
             "First, when the corpus is available (AUNET_DATA_DIR), it computes reference levels on the runs' "
             "validation text: Kneser-Ney byte n-grams of orders 1..K fitted on the bytes the largest run read, and "
             "the BPE tokenizer's unigram (cached in AUNET_CACHE_DIR); they go to fits.json under reference_levels "
@@ -37,9 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
                    help=f"seconds one notebook cell may run (default: {DEFAULT_TIMEOUT:g})")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a notebook parameter, e.g. --param n_boot=50 or --param tolerance=0.02 "
-                        "(repeatable; the value is read as YAML and must suit the parameter's default; a name that no "
-                        "notebook run declares is refused, the notebooks without it ignore it)")
+                   help="override a notebook parameter, e.g. --param n_boot=50, --param gain_at=[9e12] or --param "
+                        "noise_from=results/cpu-study (repeatable; the value is read as YAML, numbers such as 9e12 as "
+                        "numbers, and must suit the parameter's default; a name that no notebook run declares is "
+                        "refused, the notebooks without it ignore it)")
     p.add_argument("--reference-order", type=int, default=DEFAULT_MAX_ORDER, metavar="K",
                    help=f"highest order of the Kneser-Ney byte n-gram reference levels, "
                         f"{MIN_ORDER}..{DEFAULT_MAX_ORDER} (default: {DEFAULT_MAX_ORDER})")
@@ -65,17 +68,62 @@ def parse_notebooks(text: str) -> list[str]:
 
 # Bounds of parameters beyond their type, checked before any notebook runs: a negative bootstrap count still wrote a
 # fits.json; 1e8 bootstrap resamples or curves drawn 1e9 decades out ran until memory gave out inside a notebook.
-PARAM_MINIMUMS = {"n_boot": 1, "tolerance": 0.0, "extrapolate_decades": 0.0}
-PARAM_MAXIMUMS = {"n_boot": 100_000, "tolerance": 1.0, "extrapolate_decades": 6.0}
-# List parameters: their items' kind and the most items (compute values at which to report a gain).
+PARAM_MINIMUMS = {"n_boot": 1, "tolerance": 0.0, "extrapolate_decades": 0.0, "coverage_studies": 0}
+PARAM_MAXIMUMS = {"n_boot": 100_000, "tolerance": 1.0, "extrapolate_decades": 6.0, "coverage_studies": 10_000}
+# List parameters: the most items (compute values at which to report a gain).
 PARAM_LISTS = {"gain_at": 1000}
+# Parameters that hold a list of positive numbers, and what they are (for the message).
+NUMBER_LISTS = {"gain_at": "compute values in FLOPs"}
+# Parameters that name a results folder: resolved against the working directory here (the notebook runs elsewhere)
+# and checked for a runs.csv before any kernel starts.
+FOLDER_PARAMS = ("noise_from",)
+# A number as YAML 1.2 and Python read it: YAML 1.1 (PyYAML) reads 9e12 or 1E13 (no dot) as a string.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _as_number(value: Any) -> Any:
+    """``value``, or the float a string such as ``"9e12"`` spells (any other value unchanged)."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+def _number_list(name: str, value: Any) -> list[float]:
+    """The list of positive finite numbers ``--param NAME=VALUE`` gives (a single number is a list of one); any other
+    element is a one-line UserError."""
+    items = [] if value is None else value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        number = _as_number(item)
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise UserError(f"--param {name}: element {excerpt(item)} is not a number; give {NUMBER_LISTS[name]}, "
+                            f"e.g. {name}=[9e12, 2e13]")
+        if not math.isfinite(number) or number <= 0:
+            raise UserError(f"--param {name}: element {number!r} must be a positive finite number")
+        out.append(float(number))
+    return out
+
+
+def _folder(name: str, value: Any) -> str:
+    """A results folder parameter as an absolute path; empty stays empty (none). Refused unless it holds runs.csv."""
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str):
+        raise UserError(f"--param {name}={excerpt(value)}: expected a results/<sweep> folder")
+    path = Path(value).expanduser().resolve()
+    if not (path / "runs.csv").is_file():
+        raise UserError(f"--param {name}={value}: no runs.csv in {path}; give a results/<sweep> folder")
+    return str(path)
 
 
 def parse_params(items: list[str], notebooks: list[str] | None = None) -> dict[str, Any]:
     """``["n_boot=50"]`` -> ``{"n_boot": 50}`` (values read as YAML scalars).
 
     With ``notebooks``, each name must be a parameter of one of them (a typo would otherwise be ignored without a
-    word) and each value of the type of that parameter's default, finite, and not below :data:`PARAM_MINIMUMS`."""
+    word) and each value of the type of that parameter's default, finite, and not below :data:`PARAM_MINIMUMS`.
+    Numbers written without a dot (``9e12``, which YAML 1.1 reads as text) are numbers where one is expected; the
+    lists of :data:`NUMBER_LISTS` hold positive numbers only, and the folders of :data:`FOLDER_PARAMS` are made
+    absolute and must hold a ``runs.csv``."""
     from aunet.analysis.notebooks import notebook_parameters
     from aunet.yaml_loader import parse_yaml
 
@@ -92,6 +140,12 @@ def parse_params(items: list[str], notebooks: list[str] | None = None) -> dict[s
         if name in ("results_dir", "output_dir"):
             raise UserError(f"--param {name}: set by aunet analyze itself; pass RESULTS_DIR instead")
         parsed = parse_yaml(value, source=f"--param {name}")
+        if name in NUMBER_LISTS:
+            parsed = _number_list(name, parsed)
+        elif name in FOLDER_PARAMS:
+            parsed = _folder(name, parsed)
+        elif isinstance(declared.get(name), float):
+            parsed = _as_number(parsed)
         if notebooks is not None:
             _check_param(name, parsed, declared, notebooks)
         params[name] = parsed
@@ -144,11 +198,13 @@ def family_summary(runs: Any, fits: dict[str, Any]) -> tuple[list[list[str]], li
     """Rows of the summary table (one per series) from the runs table and ``fits.json``; returns rows and header.
 
     runs: finished and total; alpha with its interval from ``fits["scaling"]``; the best validation bpb among the
-    finished runs at the series' largest budget.
+    finished runs at the series' largest budget; the held-out prediction of that budget from the others, with its
+    interval and whether the measured envelope point lies in it.
     """
     from aunet.analysis import tables
 
     families = fits.get("scaling", {}).get("families", {})
+    held_out = fits.get("scaling", {}).get("held_out", {})
     budget_col = tables.first_with_values(runs, "budget_flops", "planned_flops", "flops_spent")
     done = tables.finished(runs)
     rows = []
@@ -164,8 +220,15 @@ def family_summary(runs: Any, fits: dict[str, Any]) -> tuple[list[list[str]], li
         if budget_col is not None and fin[budget_col].notna().any():
             top = fin[fin[budget_col] == fin[budget_col].max()]
             budget, loss = f"{top[budget_col].iloc[0]:.3g}", f"{top['val_bpb'].min():.4f}"
-        rows.append([s, f"{len(done[done['series'] == s])}/{len(mine)}", alpha, budget, loss])
-    return rows, ["family", "finished/runs", "alpha [95%]", "largest budget (FLOPs)", "val bpb there"]
+        predicted = "-"
+        h = held_out.get(s)
+        if h and h.get("prediction") is not None:
+            lo, hi = (h.get("interval") or [None, None])[:2]
+            predicted = (f"{_fmt(h['prediction'], '.3f')} [{_fmt(lo, '.3f')}, {_fmt(hi, '.3f')}]: "
+                         f"{'holds' if h.get('contains') else 'misses'} {_fmt(h.get('measured'), '.3f')}")
+        rows.append([s, f"{len(done[done['series'] == s])}/{len(mine)}", alpha, budget, loss, predicted])
+    return rows, ["family", "finished/runs", "alpha [95%]", "largest budget (FLOPs)", "val bpb there",
+                  "envelope there, from the others [95%]: measured"]
 
 
 def excluded_rows(runs: Any, shown: int = 5) -> str:
