@@ -129,8 +129,12 @@ def test_the_data_bench_measures_every_rate_and_reads_them_against_a_recorded_gp
     from aunet.bench import data
 
     monkeypatch.setenv("AUNET_CACHE_DIR", str(tmp_path / "cache"))
-    result = data.run(corpus="tinyshakespeare", presets={"bpe": "tiny-bpe", "aunet2": "tiny-aunet2"}, batches=3)
+    monkeypatch.setattr(data, "ROUNDS", 1)
+    # 1.5 MB: Tiny Shakespeare's training split (about 1 MB) read again, in another order, to reach it
+    result = data.run(corpus="tinyshakespeare", presets={"bpe": "tiny-bpe", "aunet2": "tiny-aunet2"}, batches=3,
+                      pack_mb=1.5)
     for row in result["families"].values():
+        assert row["text_mb"] >= 1.5
         assert set(row["feed_units_per_s"]) == {f"{w}x{k}" for w in data.WORLDS for k in data.WORKERS}
         assert all(v > 0 for v in row["feed_units_per_s"].values())
         assert set(row["resume_first_batch_s"]) == {str(s) for s in data.RESUMES}
