@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from aunet.sweeps.table import row_for
 from aunet.training.config import load_recorded_config, run_config_from_dict, run_config_from_record
@@ -14,12 +15,18 @@ REPO = Path(__file__).resolve().parents[2]
 RECORDED = sorted((REPO / "results" / "runs").glob("*/config.yaml"))
 
 
-def test_the_committed_runs_load_as_streamed_under_their_own_ids():
+def test_the_committed_runs_load_under_their_own_ids_and_streams():
+    """Every committed run keeps its id; a record without data.stream (before packing) is streamed, one that names
+    its stream (the packed demo's runs, the streamed twins of sweeps/demo-streams.yaml) keeps it."""
     assert len(RECORDED) > 100
+    streams = set()
     for path in RECORDED:
         config = load_recorded_config(path)
         assert config.run_id() == path.parent.name, path
-        assert config.data.stream == "streamed", path
+        recorded = (yaml.safe_load(path.read_text()).get("data") or {}).get("stream")
+        assert config.data.stream == (recorded or "streamed"), path
+        streams.add(config.data.stream)
+    assert streams == {"streamed", "packed"}
 
 
 def test_a_record_without_a_stream_is_streamed_and_a_new_config_is_packed():
