@@ -447,6 +447,38 @@ if variant_rows:
         index=False))
 
 # %% [markdown]
+# ## Families against each other
+#
+# Every pair of families (plain series) at every budget where both have a compute-optimal point: the first minus the
+# second, in bits per byte, and its 95% interval from the two points' bootstrap draws (independent seed noise; each
+# point's draws recentred on its estimate, `aunet.analysis.envelope.difference_interval`). A
+# negative difference: the first family is ahead. An interval that contains 0 does not resolve the order; two
+# points' own intervals can overlap while their difference's interval excludes 0.
+
+# %%
+from aunet.analysis.envelope import difference_interval
+
+pair_rows = []
+plain = [s for s in tables.series_order(list(envelopes)) if "/" not in s]
+for i, a in enumerate(plain):
+    for b in plain[i + 1:]:
+        for p in envelopes[a]:
+            q = next((q for q in envelopes[b] if abs(q.C / p.C - 1) < 0.01), None)
+            if q is None:
+                continue
+            d = difference_interval(p, q)
+            pair_rows.append({"a": a, "b": b, "C": p.C, "a_minus_b": d.estimate, "lo": d.lo, "hi": d.hi,
+                              "resolved": d.resolved, "status": [p.status, q.status]})
+if pair_rows:
+    table = pd.DataFrame(pair_rows)
+    table["pair"] = table["a"] + " - " + table["b"]
+    table["cell"] = [f"{r.a_minus_b:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]{'*' if r.resolved else ''}"
+                     for r in table.itertuples()]
+    print("first minus second, bits per byte [95%]; *: the interval excludes 0")
+    print(table.pivot(index="pair", columns="C", values="cell").rename(columns=lambda c: f"{c:.2g}")
+          .reindex(list(dict.fromkeys(table["pair"]))).to_string())
+
+# %% [markdown]
 # ## Do the intervals hold? Synthetic studies like this one
 #
 # A 95% interval should contain the truth in 95% of studies. Here that is checked where the truth is known:
@@ -516,6 +548,7 @@ record = {
                     for s, m in noise_models.items()},
     "held_out": held_out,
     "variants": variant_rows,
+    "differences": pair_rows,
     "coverage": coverage,
     "families": {s: {**f.to_dict(), "series": s, "largest_budget": largest.get(s)} for s, f in fits.items()},
     "gain_vs_bpe": {s: {"C": g.C[::6], "gain": g.gain[::6], "lo": g.lo[::6], "hi": g.hi[::6],

@@ -284,3 +284,36 @@ def write_lr_grid_results(root: Path, sweep: str = "lrgrid", seed: int = 3) -> P
     results = root / "results" / sweep
     _write_csv(results / "runs.csv", rows, COLUMNS + [c for c in rows[0] if c not in COLUMNS])
     return results
+
+
+def write_chunking_results(root: Path, sweep: str = "chunking", seed: int = 5) -> Path:
+    """Learned chunking as a study logs it: hnet1 (one chunking step) and hnet2 (two) at the first three budgets,
+    3 sizes each, seeds 1 and 2 repeating the centre size at the two smallest budgets, with the per-step boundary
+    columns of ``runs.csv`` (bytes per chunk, word shares, recall, truncation) and the cost columns
+    (``flops_drift``, ``stopped_by``); one BPE run per budget beside them, without those columns. No run folders:
+    targets and chance levels cannot be rebuilt. Returns ``root/results/<sweep>``."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for family, n_steps in (("hnet1", 1), ("hnet2", 2)):
+        for C in BUDGETS[:3]:
+            for m in (0.5, 1.0, 2.0):
+                for s in ((0, 1, 2) if m == 1.0 and C <= BUDGETS[1] else (0,)):
+                    row = _run_row(sweep, "aunet2", C, rng, seed=s, tag=f"-{family}-m{m}",
+                                   bpb=float(law("aunet2", C) + rng.normal(0, ISOFLOP_NOISE)))
+                    row.update(family=family, run_id=row["run_id"].replace("aunet2", family, 1),
+                               flops_per_byte=row["flops_per_byte"] * m, flops_drift=rng.uniform(0.0, 0.3),
+                               stopped_by="budget")
+                    row["run_dir"] = f"results/runs/{row['run_id']}"
+                    for n in range(1, n_steps + 1):
+                        row.update({f"bytes_per_chunk_end_{n}": 4.0 * 2 ** (n - 1) * rng.uniform(0.9, 1.1),
+                                    f"word_start_share_end_{n}": rng.uniform(0.05, 0.2),
+                                    f"word_next_share_end_{n}": rng.uniform(0.3, 0.8),
+                                    f"word_recall_end_{n}": rng.uniform(0.05, 0.2), f"truncated_{n}": 0.0})
+                    rows.append(row)
+    rows += [_run_row(sweep, "bpe", C, rng) for C in BUDGETS[:3]]
+    results = root / "results" / sweep
+    columns = list(COLUMNS)
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    _write_csv(results / "runs.csv", rows, columns)
+    return results

@@ -8,6 +8,7 @@ import pytest
 
 from tests.analysis.builders import (
     BUDGETS,
+    write_chunking_results,
     write_isoflop_results,
     write_lr_grid_results,
     write_minimal_results,
@@ -20,7 +21,7 @@ from tests.analysis.builders import (
 @pytest.fixture(scope="session")
 def results_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fake repository root holding results/scaling, results/tuning, results/minimal, results/isoflop (and
-    isoflop-partial), results/lrgrid, results/variants and results/runs."""
+    isoflop-partial), results/lrgrid, results/variants, results/chunking and results/runs."""
     root = tmp_path_factory.mktemp("repo")
     write_scaling_results(root)
     write_isoflop_results(root)
@@ -29,6 +30,7 @@ def results_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_variant_results(root)
     write_tuning_results(root)
     write_minimal_results(root)
+    write_chunking_results(root)
     return root
 
 

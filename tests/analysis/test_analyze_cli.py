@@ -89,6 +89,10 @@ def test_rows_marked_finished_without_a_usable_result_are_listed_never_dropped_s
     (["{scaling}", "--param", "gain_at=[-1e12]"], "--param gain_at: element -1000000000000.0 must be a positive"),
     (["{scaling}", "--param", "noise_from={tmp}"], "no runs.csv in"),
     (["{scaling}", "--param", "coverage_studies=-1"], "--param coverage_studies=-1: must be at least 0"),
+    (["{scaling}", "--param", "gain_at=[" + ", ".join(["1e12"] * 1001) + "]"],
+     "--param gain_at: 1001 values, at most 1000"),
+    (["{scaling}", "--param", "level=1.5"], "--param level=1.5: must be at most 0.999"),
+    (["{scaling}", "--param", "chance_bytes=-1"], "--param chance_bytes=-1: must be at least 0"),
 ])
 def test_analyze_user_errors_are_one_line_with_exit_2(args, message, scaling_results, tmp_path, capsys):
     argv = ["analyze", *(a.format(tmp=tmp_path, scaling=scaling_results) for a in args)]

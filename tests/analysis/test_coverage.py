@@ -1,6 +1,7 @@
 """Do the suite's 95% intervals hold? Synthetic studies shaped like the CPU study (``aunet.analysis.coverage``: its
 budgets, grid of sizes and repeated seeds; known laws; seed noise of the size that study measured), fitted with the
-suite's own functions. Each kind of interval (envelope vertex, exponent, gain at a budget) must contain the truth in
+suite's own functions. Each kind of interval (envelope vertex, exponent, gain at a budget, difference of two
+families' optima) must contain the truth in
 at least 90% of them.
 
 The rates are Monte Carlo estimates. Their standard errors (clustered by study: the intervals of one study share its
@@ -41,6 +42,9 @@ def test_vertex_intervals_contain_the_true_optimum(design):
     # No single family and budget far below: the AU-Net's noisiest budget (0.1 bits per byte at 6e11) is the hardest.
     cells = {q: s["rate"] for q, s in summary.items() if q.startswith("vertex@")}
     assert len(cells) == 8 and min(cells.values()) >= 0.85, cells
+    # The difference of two families' optima (the scaling notebook's pairs): the AU-Net's minus BPE's.
+    assert summary["difference"]["n"] == 4 * VERTEX_STUDIES
+    assert summary["difference"]["rate"] >= THRESHOLD and summary["difference"]["stderr"] <= MAX_STDERR
 
 
 def test_exponent_and_gain_intervals_contain_the_true_values():

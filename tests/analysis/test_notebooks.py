@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -39,10 +40,12 @@ PLOTS = {
     "hyperparameters": ["hyperparameters_vs_flops"],
     "throughput": ["throughput_vs_size"],
     "multilingual": ["multilingual_bpb_by_language", "multilingual_bpb_vs_flops"],
+    "chunking": [],  # the scaling sweep has no learned chunking: its job is ("chunking", "chunking")
 }
 JOBS = [*((name, "scaling") for name in NOTEBOOKS), ("hyperparameters", "tuning"), ("scaling", "isoflop"),
         ("hyperparameters", "isoflop"),
         ("hyperparameters", "lrgrid"), ("scaling", "isoflop-partial"), ("scaling", "variants"),
+        ("chunking", "chunking"),
         *((name, "minimal") for name in NOTEBOOKS)]
 
 
@@ -110,6 +113,44 @@ def test_scaling_notebook_compares_families_on_their_isoflop_envelopes(executed)
         assert fits["families"][family]["n_points"] == 4 and fits["families"][family]["n_boot"] > 20
     for ext in ("png", "svg"):
         assert (run.out / "plots" / f"isoflop_valleys.{ext}").stat().st_size > 1000
+
+
+def test_scaling_notebook_compares_every_pair_of_families_at_every_budget(executed):
+    pairs = executed[("scaling", "isoflop")].fits("scaling")["differences"]
+    assert len(pairs) == 10 * len(BUDGETS)  # 5 families, each pair once, at the 4 budgets
+    assert len({(p["a"], p["b"]) for p in pairs}) == 10 and all(p["a"] != p["b"] for p in pairs)
+    for p in pairs:
+        true = law(p["a"], p["C"]) - law(p["b"], p["C"])
+        assert p["lo"] < p["a_minus_b"] < p["hi"]
+        assert abs(p["a_minus_b"] - true) < 6 * ISOFLOP_NOISE, p
+        if abs(true) > 10 * ISOFLOP_NOISE:  # a gap far beyond the noise is resolved, with the right sign
+            assert p["resolved"] and np.sign(p["a_minus_b"]) == np.sign(true), p
+        assert p["resolved"] == (p["lo"] > 0 or p["hi"] < 0)
+
+
+def test_chunking_notebook_summarises_learned_boundaries_per_family_and_step(executed, results_root):
+    run = executed[("chunking", "chunking")]
+    fits = run.fits("chunking")
+    runs = pd.read_csv(results_root / "results" / "chunking" / "runs.csv")
+    assert set(fits["series"]) == {"hnet1", "hnet2"}  # the BPE runs log no boundaries
+    assert set(fits["series"]["hnet1"]["steps"]) == {"1"} and set(fits["series"]["hnet2"]["steps"]) == {"1", "2"}
+    for family in ("hnet1", "hnet2"):
+        mine = runs[runs["family"] == family]
+        step = fits["series"][family]["steps"]["1"]
+        assert fits["series"][family]["runs"] == len(mine) == 13
+        assert step["word_next_share_end"]["mean"] == pytest.approx(mine["word_next_share_end_1"].mean())
+        share = step["word_next_share_end"]
+        assert share["lo"] < share["mean"] < share["hi"]
+        assert step["bytes_per_chunk_end"]["n"] == 13 and step["word_next_share_seed_sd"]["dof"] == 4
+        assert fits["series"][family]["cost"]["flops_drift"]["mean"] == pytest.approx(mine["flops_drift"].mean())
+        assert fits["series"][family]["cost"]["stopped_by"] == {"budget": 13}
+    assert fits["loss_vs_words"]["runs"] == 12 and fits["loss_vs_words"]["groups"] == 4
+    assert -1 <= fits["loss_vs_words"]["rho"] <= 1
+    # Without run folders, neither the targets nor the chance levels can be rebuilt: said, not guessed.
+    assert fits["chance"] is None and any("chance levels skipped" in n for n in fits["notes"])
+    assert any("targets are left out" in n for n in fits["notes"])
+    for ext in ("png", "svg"):
+        assert (run.out / "plots" / f"chunking_boundaries.{ext}").stat().st_size > 1000
 
 
 def test_scaling_notebook_measures_the_noise_per_budget_and_says_where_it_pools(executed):
@@ -276,3 +317,46 @@ def test_ipynb_pair_matches_the_percent_script(name):
     assert [(c.cell_type, c.source) for c in script.cells] == [(c.cell_type, c.source) for c in paired.cells]
     assert any("parameters" in c.metadata.get("tags", []) for c in paired.cells)
     assert all(not c.get("outputs") for c in paired.cells if c.cell_type == "code")  # committed unexecuted
+
+
+def test_chunking_notebook_measures_chance_on_the_runs_training_text_and_reads_their_targets(tmp_path, monkeypatch):
+    """With run folders (config.yaml, summary.json) and the corpus at hand, the targets come from the runs' configs
+    and the chance levels from the largest learned-chunking run's training stream."""
+    import csv
+
+    import yaml
+
+    from aunet.analysis.boundaries import word_rates
+    from aunet.analysis.reference import first_bytes
+    from tests.analysis.test_reference import _expected_texts, write_reference_sweep
+
+    monkeypatch.setenv("AUNET_CACHE_DIR", str(tmp_path / "cache"))
+    results = write_reference_sweep(tmp_path / "repo")
+    folder = results.parent / "runs" / "hnet1-1"
+    folder.mkdir()
+    data = yaml.safe_load((results.parent / "runs" / "bpe-1" / "config.yaml").read_text())["data"]
+    (folder / "config.yaml").write_text(yaml.safe_dump({"name": "hnet1", "model": {"preset": "tiny-hnet1"},
+                                                        "data": data, "train": {"seed": 3, "max_steps": 10}}))
+    (folder / "summary.json").write_text("{}")
+    with (results / "runs.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    boundary = {"bytes_per_chunk_end_1": 4.2, "word_start_share_end_1": 0.1, "word_next_share_end_1": 0.6,
+                "word_recall_end_1": 0.1, "truncated_1": 0.0, "flops_drift": 0.1, "stopped_by": "budget"}
+    rows.append({**{k: "" for k in rows[0]}, "run_id": "hnet1-1", "sweep": "sweep", "family": "hnet1",
+                 "budget_flops": 1e12, "seed": 3, "status": "finished", "flops_spent": 1e12, "bytes_seen": 25_000,
+                 "val_bpb": 3.1, "run_dir": "results/runs/hnet1-1", **boundary})
+    with (results / "runs.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[-1]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "out"
+    outcome = execute_notebook("chunking", results, out, timeout=120, extra_parameters={"chance_bytes": 20_000})
+    assert outcome.error is None, outcome.error
+    fits = json.loads((out / "fits.json").read_text())["chunking"]
+    train, _ = _expected_texts(results)
+    expected = word_rates(first_bytes(train, 20_000)[0])  # the first 20 000 bytes of the run's stream, per document
+    assert fits["chance"] == pytest.approx(expected.to_dict())
+    step = fits["series"]["hnet1"]["steps"]["1"]
+    assert step["target_bytes_per_chunk"] == pytest.approx(4.6)  # tiny-hnet1's target ratio
+    assert step["word_next_share_end_above_chance"] == {"runs": 1, "of": 1}
+    assert step["word_start_recall_estimate"]["mean"] == pytest.approx(0.6 / 4.2 / fits["chance"]["next"])

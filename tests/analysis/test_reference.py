@@ -238,3 +238,16 @@ def test_stored_levels_are_kept_for_the_same_runs_and_dropped_when_stale(sweep, 
 def test_analyze_rejects_a_bad_reference_order(sweep, args, message, capsys):
     assert main(["analyze", str(sweep), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_training_text_is_the_largest_runs_stream_prefix(sweep):
+    train, _ = _expected_texts(sweep)
+    text = reference.training_text(sweep, n_bytes=12_345)
+    assert b"".join(text) == b"".join(train)[:12_345]
+    runs = reference.tables.read_runs(sweep)
+    only_bpe = runs[runs["family"] == "bpe"]  # the largest of the rows given: the BPE run, same corpus and seed
+    assert b"".join(reference.training_text(sweep, only_bpe, n_bytes=500)) == b"".join(train)[:500]
+    with pytest.raises(reference.ReferenceUnavailable, match="n_bytes must be positive"):
+        reference.training_text(sweep, n_bytes=0)
+    with pytest.raises(reference.ReferenceUnavailable, match="no finished run"):
+        reference.training_text(sweep, runs[runs["status"] == "failed"], n_bytes=10)

@@ -62,10 +62,11 @@ def test_read_runs_errors_name_the_path(tmp_path, make, message):
 
 def test_family_colours_and_labels_are_fixed_and_distinct():
     colors = tables.family_colors()
-    assert list(colors) == ["bpe", "aunet1", "aunet2", "aunet3", "aunet4"]
-    assert len(set(colors.values())) == 5 and all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in colors.values())
+    assert list(colors) == ["bpe", "aunet1", "aunet2", "aunet3", "aunet4", "hnet1", "hnet2"]
+    assert len(set(colors.values())) == 7 and all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in colors.values())
     assert tables.family_color("unknown") not in colors.values()
-    assert [tables.family_label(f) for f in colors] == ["BPE", "AU-Net-1", "AU-Net-2", "AU-Net-3", "AU-Net-4"]
+    assert [tables.family_label(f) for f in colors] == ["BPE", "AU-Net-1", "AU-Net-2", "AU-Net-3", "AU-Net-4",
+                                                        "Learned-1", "Learned-2"]
     assert tables.family_order(["aunet3", "zeta", "bpe", "aunet1"]) == ["bpe", "aunet1", "aunet3", "zeta"]
 
 

@@ -11,6 +11,8 @@ gain over the reference family) and counts how often each reported interval cont
 - the envelope vertex at each budget (against the true ``L*(C)``),
 - the exponent ``alpha`` of each family's envelope curve,
 - the compute-equivalent gain of each other family over the reference family at each budget,
+- the difference of each other family's optimal loss and the reference family's at each budget
+  (:func:`~aunet.analysis.envelope.difference_interval`),
 - the held-out prediction: the curve fitted without the largest budget, at the largest budget.
 
 ``tests/analysis/test_coverage.py`` runs it on a study shaped like the CPU study and requires 90% or more;
@@ -30,6 +32,7 @@ import numpy as np
 
 from aunet.analysis.envelope import (
     EnvelopePoint,
+    difference_interval,
     family_envelope,
     family_noise,
     fit_envelope,
@@ -199,9 +202,10 @@ def simulate_coverage(design: Design, families: dict[str, Family], *, reference:
     """Draw ``n_studies`` synthetic studies of ``design`` with ``families`` (their true laws and noise), fit each with
     :func:`fit_study` and count, per quantity, how often the 95% interval contains the truth: ``vertex`` (every
     budget of every family, against its true ``L*``; ``vertex@family@budget`` per cell), ``alpha`` (every family's
-    curve), ``gain`` (every other family over ``reference`` at every budget), and the held-out prediction of the
-    largest budget from the others: ``held_out_curve`` (the curve's band, against the true ``L*`` there) and
-    ``held_out_measured`` (the interval for a measured point, against the envelope value measured there).
+    curve), ``gain`` (every other family over ``reference`` at every budget), ``difference`` (every other family's
+    optimal loss minus ``reference``'s at every budget, against the true laws' difference), and the held-out
+    prediction of the largest budget from the others: ``held_out_curve`` (the curve's band, against the true ``L*``
+    there) and ``held_out_measured`` (the interval for a measured point, against the envelope value measured there).
     ``curves=False``: the vertices only (fast); ``held_out=False``: no held-out fits; ``baseline``: see
     :func:`fit_study`."""
     if reference not in families:
@@ -236,6 +240,15 @@ def simulate_coverage(design: Design, families: dict[str, Family], *, reference:
             true = compute_equivalent_gain(family.law.as_fit(), families[reference].law.as_fit(), budgets)
             for lo, t, hi in zip(g.lo, true, g.hi):
                 out.add("gain", study, _inside(lo, float(t), hi))
+        for name, family in families.items():
+            if name == reference:
+                continue
+            for p in fits[name].points:
+                q = next((q for q in fits[reference].points if abs(q.C / p.C - 1) < 0.01), None)
+                if q is not None:
+                    d = difference_interval(p, q)
+                    true = float(family.law.at(p.C)) - float(families[reference].law.at(p.C))
+                    out.add("difference", study, _inside(d.lo, true, d.hi))
     return out
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from aunet.errors import UserError
 from aunet.io import atomic_write_text
 
-NOTEBOOKS = ("scaling", "downstream", "hyperparameters", "throughput", "multilingual")
+NOTEBOOKS = ("scaling", "downstream", "hyperparameters", "throughput", "multilingual", "chunking")
 ANALYSIS_DIR_ENV = "AUNET_ANALYSIS_DIR"
 KERNEL = "python3"
 

@@ -156,6 +156,28 @@ def first_bytes(documents: Iterable[bytes], n_bytes: int) -> tuple[list[bytes], 
     return out, total < n_bytes
 
 
+def training_text(results_dir: str | Path, runs: pd.DataFrame | None = None, *, n_bytes: int) -> list[bytes]:
+    """The first ``n_bytes`` bytes of the training stream of the largest finished run of ``runs`` (default: the
+    sweep's ``runs.csv``): its training split's documents in epoch 0's file order under its seed, the last one cut.
+
+    Its corpus is checked against the fingerprint in the run's ``summary.json``. Raises
+    :class:`ReferenceUnavailable` (or another :class:`~aunet.errors.UserError`, e.g. no data directory) with a
+    one-line reason when the text cannot be rebuilt.
+    """
+    if n_bytes <= 0:
+        raise ReferenceUnavailable(f"n_bytes must be positive, got {n_bytes}")
+    runs = tables.read_runs(results_dir) if runs is None else runs
+    row = largest_run(runs)
+    if row is None:
+        raise ReferenceUnavailable("no finished run with bytes_seen in runs.csv")
+    run = _read_run(row, Path(results_dir))
+    module = _run_data(run.config)
+    _check_corpus(module, run)
+    text, _ = first_bytes((doc.data for doc in module.split.train_documents(epoch=0, seed=run.config.train.seed)),
+                          n_bytes)
+    return text
+
+
 def _sha256_documents(documents: Sequence[bytes]) -> str:
     digest = hashlib.sha256()
     for data in documents:  # lengths first: document boundaries matter to the n-gram counts

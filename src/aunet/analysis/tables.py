@@ -27,11 +27,13 @@ METRICS_COLUMNS = ("step", "train/loss", "train/lr", "train/flops_spent", "train
                    "train/flops_per_s", "val/bpb", "val/loss")
 # Evaluation scores are named <task>.<metric>, e.g. hellaswag.acc_norm.
 SCORE_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+$")
-FAMILIES = ("bpe", "aunet1", "aunet2", "aunet3", "aunet4")
+FAMILIES = ("bpe", "aunet1", "aunet2", "aunet3", "aunet4", "hnet1", "hnet2")
 
 # One colour per family in every plot: BPE near-black, AU-Nets a sequential palette (viridis samples from light
-# green to indigo, darker with more stages), readable on white and by colour-blind readers.
-_COLORS = {"bpe": "#222222", "aunet1": "#7ad151", "aunet2": "#22a884", "aunet3": "#2a788e", "aunet4": "#414487"}
+# green to indigo, darker with more stages), learned chunking (hnet1, hnet2: 1 and 2 chunking steps) orange to dark
+# red, off the viridis range, readable on white and by colour-blind readers.
+_COLORS = {"bpe": "#222222", "aunet1": "#7ad151", "aunet2": "#22a884", "aunet3": "#2a788e", "aunet4": "#414487",
+           "hnet1": "#f28e2b", "hnet2": "#b2182b"}
 _UNKNOWN_COLOR = "#999999"
 
 
@@ -53,11 +55,14 @@ FIXED_LABELS = {"bpe": "BPE"}
 
 
 def family_label(family: str) -> str:
-    """``bpe`` -> ``BPE``, ``aunet2`` -> ``AU-Net-2``; anything else unchanged."""
+    """``bpe`` -> ``BPE``, ``aunet2`` -> ``AU-Net-2``, ``hnet1`` -> ``Learned-1`` (learned chunking, 1 chunking
+    step); anything else unchanged."""
     if family in FIXED_LABELS:
         return FIXED_LABELS[family]
-    match = re.fullmatch(r"aunet(\d+)", family)
-    return f"AU-Net-{match.group(1)}" if match else family
+    match = re.fullmatch(r"(aunet|hnet)(\d+)", family)
+    if not match:
+        return family
+    return f"{'AU-Net' if match.group(1) == 'aunet' else 'Learned'}-{match.group(2)}"
 
 
 def family_order(families: Iterable[str]) -> list[str]:
