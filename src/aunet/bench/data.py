@@ -22,6 +22,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from aunet.data.config import DataConfig
 from aunet.data.packed import PackedBatches
 from aunet.data.packer import build_pack, default_processes
 from aunet.data.pipeline import DataPipeline
+from aunet.errors import UserError
 from aunet.models import family_of, load_model_config
 
 PRESETS = {"bpe": "ladder/bpe-1e19", "aunet2": "ladder/aunet2-1e19"}
@@ -87,6 +89,22 @@ def _first_batch_s(make, repeats: int = 5) -> float:
     return best
 
 
+def repeated_split(split: Any, min_bytes: int) -> Iterator[bytes]:
+    """The training documents of ``split`` (a :class:`~aunet.data.split.CorpusSplit`), pass after pass, each pass in
+    its epoch's file order under seed 0, until at least ``min_bytes`` bytes were yielded (the last pass whole).
+    Raises :class:`~aunet.errors.UserError` when a pass yields no byte (an empty training split would loop)."""
+    total, epoch = 0, 0
+    while total < min_bytes:
+        before = total
+        for doc in split.train_documents(epoch=epoch, seed=0):
+            total += len(doc.data)
+            yield doc.data
+        if total == before:
+            raise UserError("bench --data: the corpus's training split holds no text; give a corpus with training "
+                            "documents")
+        epoch += 1
+
+
 def _pipeline(preset: str, corpus: str, stream: str, cache: Path | None = None) -> DataPipeline:
     model = load_model_config(preset)
     # A small shuffle buffer for the streamed data: its rate is then the encoding rate, not a buffer being drained.
@@ -104,15 +122,10 @@ def _family(preset: str, corpus: str, cores: int, batches: int, pack_mb: float) 
     row: dict[str, Any] = {"pack_processes": cores, "unit": pipeline.family.unit}
     encoder, seq = pipeline.encoder, pipeline.seq_len
 
-    def documents():
-        # The training split repeated (each pass in another file order) to at least pack_mb: on the 26 MB of
-        # books, starting the packing processes (each imports torch) took as long as packing with them.
-        total, epoch = 0, 0
-        while total < pack_mb * 1e6:
-            for d in pipeline.split.train_documents(epoch=epoch, seed=0):
-                total += len(d.data)
-                yield d.data
-            epoch += 1
+    def documents() -> Iterator[bytes]:
+        # The training split repeated to at least pack_mb: on the 26 MB of books, starting the packing processes
+        # (each imports torch) took as long as packing with them.
+        return repeated_split(pipeline.split, int(pack_mb * 1e6))
 
     with tempfile.TemporaryDirectory() as tmp:
         for processes in sorted({1, cores}):
