@@ -419,9 +419,12 @@ else:
 #
 # For an ablation (series `family/variant`), each variant's compute-optimal point at every budget against the best
 # variant there: the difference and its 95% interval from the two points' bootstrap draws (each drawn with its own
-# seed noise). An interval that contains 0 does not resolve the order.
+# seed noise, recentred on its estimate: `aunet.analysis.envelope.difference_interval`). An interval that contains 0
+# does not resolve the order.
 
 # %%
+from aunet.analysis.envelope import difference_interval
+
 variant_rows = []
 families_with_variants = {s.partition("/")[0] for s in envelopes if "/" in s}
 for family in sorted(families_with_variants):
@@ -431,11 +434,10 @@ for family in sorted(families_with_variants):
               if any(abs(p.C / C - 1) < 0.01 for p in envelopes[s])}
         best = min(at, key=lambda s: at[s].L_star)
         for s, p in at.items():
-            n = min(len(p.L_samples), len(at[best].L_samples))
             lo = hi = float("nan")
-            if s != best and n:
-                diff = p.L_samples[:n] - at[best].L_samples[:n]
-                lo, hi = np.percentile(diff, [2.5, 97.5])
+            if s != best:
+                d = difference_interval(p, at[best])
+                lo, hi = d.lo, d.hi
             variant_rows.append({"series": s, "C": C, "L_star": p.L_star, "best": best,
                                  "minus_best": p.L_star - at[best].L_star, "lo": lo, "hi": hi, "status": p.status,
                                  "noise_sd": p.noise.sd, "noise_source": p.noise.source})
@@ -456,8 +458,6 @@ if variant_rows:
 # points' own intervals can overlap while their difference's interval excludes 0.
 
 # %%
-from aunet.analysis.envelope import difference_interval
-
 pair_rows = []
 plain = [s for s in tables.series_order(list(envelopes)) if "/" not in s]
 for i, a in enumerate(plain):
