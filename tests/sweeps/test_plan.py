@@ -308,7 +308,9 @@ def test_the_chunking_study_adds_learned_chunking_to_cpu_study_and_trains_nothin
     reused = {r.run_id for r in chunking.runs if not r.family.startswith("hnet")}
     assert reused == {r.run_id for r in study.runs}
     learned = [r for r in chunking.runs if r.family.startswith("hnet")]
-    assert {r.family for r in learned} == {"hnet1", "hnet2"} and len(learned) == 2 * (4 * 3 + 1 + 2 * 2)
+    # Per family: 4 budgets x 3 sizes, the x4 size at 2e13, seeds 1 and 2 of the centre at 6e11 and 2e12 and of the
+    # best size (x0.5) at 6e12 and 2e13.
+    assert {r.family for r in learned} == {"hnet1", "hnet2"} and len(learned) == 2 * (4 * 3 + 1 + 2 * 2 + 2 * 2)
     for (family, budget), runs in _by(chunking, "family", "budget_flops").items():
         if not family.startswith("hnet"):
             continue

@@ -52,6 +52,8 @@ def family_color(family: str) -> str:
 
 
 FIXED_LABELS = {"bpe": "BPE"}
+# Series named <prefix><stages>: AU-Nets by their stage count, learned chunking by its chunking steps.
+NUMBERED_LABELS = {"aunet": "AU-Net", "hnet": "Learned"}
 
 
 def family_label(family: str) -> str:
@@ -59,10 +61,10 @@ def family_label(family: str) -> str:
     step); anything else unchanged."""
     if family in FIXED_LABELS:
         return FIXED_LABELS[family]
-    match = re.fullmatch(r"(aunet|hnet)(\d+)", family)
-    if not match:
+    match = re.fullmatch(r"([a-z]+)(\d+)", family)
+    if not match or match.group(1) not in NUMBERED_LABELS:
         return family
-    return f"{'AU-Net' if match.group(1) == 'aunet' else 'Learned'}-{match.group(2)}"
+    return f"{NUMBERED_LABELS[match.group(1)]}-{match.group(2)}"
 
 
 def family_order(families: Iterable[str]) -> list[str]:
