@@ -145,6 +145,11 @@ def summarise(values):
     return mean_interval(values, level).to_dict() if np.isfinite(values).any() else None
 
 
+def cell(entry):
+    """``mean [lo, hi]`` of a :func:`summarise` dict, or "-"."""
+    return "-" if not entry else f"{entry['mean']:.3f} [{entry['lo']:.3f}, {entry['hi']:.3f}]"
+
+
 per_series, rows = {}, []
 for s in series_list:
     mine = learned[learned["series"] == s]
@@ -176,13 +181,12 @@ for s in series_list:
                                          "bytes_per_chunk_end": summarise(grp[f"bytes_per_chunk_end_{n}"])}
         entry["by_budget"] = by_budget
         record["steps"][n] = entry
-        fmt = lambda e: "-" if not e else f"{e['mean']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]"  # noqa: E731
         rows.append({"series": s, "step": n, "runs": len(mine),
-                     "bytes/chunk (end)": fmt(entry["bytes_per_chunk_end"]),
+                     "bytes/chunk (end)": cell(entry["bytes_per_chunk_end"]),
                      "target": "-" if entry["target_bytes_per_chunk"] is None else
                      f"{entry['target_bytes_per_chunk']:.2f}",
-                     "word@1 share": fmt(entry.get("word_start_share_end")),
-                     "next-byte share": fmt(entry.get("word_next_share_end")),
+                     "word@1 share": cell(entry.get("word_start_share_end")),
+                     "next-byte share": cell(entry.get("word_next_share_end")),
                      "seed sd (dof)": f"{sd:.3f} ({dof})" if dof else "-",
                      "above chance": "-" if chance is None else
                      f"{entry['word_next_share_end_above_chance']['runs']}/"

@@ -25,18 +25,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from aunet.analysis import tables
+from aunet.errors import UserError
+
 KEY = ["family", "variant", "budget_flops", "multiplier"]
 
 
 def finished(results: Path) -> pd.DataFrame:
-    """Finished rows of ``results/runs.csv`` with a finite ``val_bpb``."""
-    table = results / "runs.csv"
-    if not table.is_file():
-        raise SystemExit(f"{table}: no such table; run the sweep first (aunet sweep run)")
-    runs = pd.read_csv(table, keep_default_na=False, na_values=[""])
-    runs = runs[(runs["status"] == "finished") & np.isfinite(pd.to_numeric(runs["val_bpb"], errors="coerce"))]
-    runs = runs.assign(variant=runs["variant"].astype(object).where(runs["variant"].notna(), ""))
-    return runs
+    """The finished runs of ``results/runs.csv`` whose numbers are results (:func:`aunet.analysis.tables.finished`:
+    a positive finite ``val_bpb`` and compute); ``variant`` is "" for a plain family."""
+    return tables.finished(tables.read_runs(results))
 
 
 def paired(packed: pd.DataFrame, streamed: pd.DataFrame) -> pd.DataFrame:
@@ -90,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("packed", type=Path, help="results folder of the sweep on the packed stream (seed 0)")
     parser.add_argument("streamed", type=Path, help="results folder of the same sweep streamed, seeds 0 and 1")
     args = parser.parse_args(argv)
-    both = paired(finished(args.packed), finished(args.streamed))
+    try:
+        both = paired(finished(args.packed), finished(args.streamed))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if len(both) < 3:
         print(f"only {len(both)} runs finished in all three; run both sweeps to the end", file=sys.stderr)
         return 2

@@ -43,3 +43,9 @@ def test_runs_are_paired_and_a_stream_shift_beyond_the_noise_is_seen(compare, tm
     moved = compare.verdict(compare.paired(compare.finished(_table(tmp_path / "m", shifted)), s))
     assert moved["f_test_p"] < 0.01 and moved["mean_interval_low"] > 0.15
     assert "| bpe | 1e+10 | x1 |" in compare.report(both, quiet)
+
+
+def test_a_missing_table_is_one_line_and_exit_2(compare, tmp_path, capsys):
+    assert compare.main([str(tmp_path / "nope"), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "no such results folder" in err

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,8 +173,7 @@ def training_text(results_dir: str | Path, runs: pd.DataFrame | None = None, *, 
     run = _read_run(row, Path(results_dir))
     module = _run_data(run.config)
     _check_corpus(module, run)
-    text, _ = first_bytes((doc.data for doc in module.split.train_documents(epoch=0, seed=run.config.train.seed)),
-                          n_bytes)
+    text, _ = first_bytes(_training_stream(module, run.config), n_bytes)
     return text
 
 
@@ -249,6 +248,12 @@ def _run_data(config: Any) -> DataPipeline:
     return DataPipeline(config.data, config.model, config.train.seed)
 
 
+def _training_stream(module: DataPipeline, config: Any) -> Iterator[bytes]:
+    """The documents a run's data loader packs into windows: its training split in epoch 0's file order under its
+    seed (the module docstring says how far the shuffle buffer moves them)."""
+    return (doc.data for doc in module.split.train_documents(epoch=0, seed=config.train.seed))
+
+
 def _same_data(a: Any, b: Any) -> bool:
     keys = ("corpus", "text_field", "split", "val_fraction", "val_documents", "val_bytes")
     return all(getattr(a.data, k) == getattr(b.data, k) for k in keys)
@@ -297,8 +302,7 @@ def sweep_reference_levels(results_dir: str | Path, runs: pd.DataFrame | None = 
         raise ReferenceUnavailable(f"the validation text now has {n_val} bytes but run {largest.run_id} was scored on "
                                    f"{recorded_val}; the corpus or split changed since the runs")
     seed = largest.config.train.seed
-    train, whole_split = first_bytes((doc.data for doc in module.split.train_documents(epoch=0, seed=seed)),
-                                     largest.bytes_seen)
+    train, whole_split = first_bytes(_training_stream(module, largest.config), largest.bytes_seen)
     notes = []
     if whole_split:
         notes.append(f"run {largest.run_id} read {largest.bytes_seen} bytes, more than the training split's "

@@ -122,10 +122,9 @@ def _family(preset: str, corpus: str, cores: int, batches: int, pack_mb: float) 
     row: dict[str, Any] = {"pack_processes": cores, "unit": pipeline.family.unit}
     encoder, seq = pipeline.encoder, pipeline.seq_len
 
-    def documents() -> Iterator[bytes]:
-        # The training split repeated to at least pack_mb: on the 26 MB of books, starting the packing processes
-        # (each imports torch) took as long as packing with them.
-        return repeated_split(pipeline.split, int(pack_mb * 1e6))
+    # The training split repeated to at least pack_mb: on the 26 MB of books, starting the packing processes (each
+    # imports torch) took as long as packing with them.
+    documents = functools.partial(repeated_split, pipeline.split, int(pack_mb * 1e6))
 
     with tempfile.TemporaryDirectory() as tmp:
         for processes in sorted({1, cores}):
